@@ -1,0 +1,87 @@
+"""The gradient checker itself: it passes correct gradients and catches wrong ones."""
+import numpy as np
+import pytest
+
+from tinyvae.gradcheck import (GradReport, check_function, check_gradients, check_model,
+                               numerical_gradient, relative_error)
+from tinyvae.layers import MLP, dense_backward, dense_forward
+
+
+def test_numerical_gradient_of_a_known_function():
+    x = np.array([1.0, -2.0, 0.5])
+    g = numerical_gradient(lambda: float(np.sum(x**3)), x)
+    np.testing.assert_allclose(g, 3 * np.array([1.0, 4.0, 0.25]), rtol=1e-9)
+    np.testing.assert_array_equal(x, [1.0, -2.0, 0.5])      # restored after perturbing
+
+
+def test_relative_error_definition():
+    a, n = np.array([1.0, 2.0]), np.array([1.0, 2.5])
+    assert relative_error(a, n) == pytest.approx(0.5 / (2.0 + 2.5))
+    assert relative_error(np.zeros(3), np.zeros(3)) == 0.0    # the 1e-8 floor, no 0/0
+
+
+class WrongDense:
+    """A dense layer whose backward forgets to transpose-accumulate db (sums the wrong axis)."""
+
+    def __init__(self, bug, seed=0):
+        rng = np.random.default_rng(seed)
+        self.params = {"W": rng.standard_normal((4, 3)), "b": rng.standard_normal(3)}
+        self.x = rng.standard_normal((5, 4))
+        self.dout = rng.standard_normal((5, 3))
+        self.bug = bug
+
+    def loss_and_grads(self):
+        out, cache = dense_forward(self.x, self.params["W"], self.params["b"])
+        _, dW, db = dense_backward(self.dout, cache)
+        if self.bug == "db_mean":
+            db = self.dout.mean(axis=0)                       # mean instead of sum over the batch
+        elif self.bug == "dW_factor":
+            dW = dW * (1 + 1e-4)                              # a gradient off by 0.01 %
+        elif self.bug == "sign":
+            dW = -dW
+        return float(np.sum(out * self.dout)), {"W": dW, "b": db}
+
+
+@pytest.mark.parametrize("bug, culprit", [("db_mean", "b"), ("dW_factor", "W"), ("sign", "W")])
+def test_checker_catches_a_wrong_backward(bug, culprit):
+    report = check_model(WrongDense(bug))
+    assert not report.passed()
+    assert report.worst.name == culprit
+    assert report[culprit].error > 1e-5
+    assert "worst entry" in str(report) and culprit in str(report)
+
+
+def test_checker_passes_the_right_backward():
+    report = check_model(WrongDense(bug=None))
+    assert report.passed() and report.max_error < 1e-9
+
+
+def test_checker_catches_a_wrong_activation_derivative():
+    """Using tanh' = 1 - a^2 (the pre-activation) instead of 1 - h^2 is a classic slip."""
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((4, 4))
+    dh = rng.standard_normal((4, 4))
+    wrong = dh * (1 - a * a)
+    report = check_function(lambda a: np.sum(np.tanh(a) * dh), {"a": a}, {"a": wrong})
+    assert not report.passed()
+
+
+def test_checker_refuses_float32():
+    mlp = MLP((2, 2), dtype="float32")
+    with pytest.raises(TypeError, match="float64"):
+        check_model(mlp, np.ones((1, 2), np.float32), np.ones((1, 2), np.float32))
+
+
+def test_checker_copies_gradients_before_perturbing():
+    """A model that reuses its gradient buffer would otherwise compare the buffer with itself."""
+    mlp = MLP((3, 4, 2), activation="tanh")
+    rng = np.random.default_rng(0)
+    report = check_model(mlp, rng.standard_normal((3, 3)), rng.standard_normal((3, 2)))
+    assert report.passed()
+    assert isinstance(report, GradReport) and {r.name for r in report.rows} == set(mlp.params)
+
+
+def test_shape_mismatch_is_reported():
+    p = {"w": np.zeros(3)}
+    with pytest.raises(ValueError, match="shape"):
+        check_gradients(lambda: 0.0, p, {"w": np.zeros(4)})

@@ -1,0 +1,155 @@
+"""The numba kernels agree with their NumPy twins, including at extreme values."""
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+import tinyvae as tv
+from tinyvae import kernels as K
+
+EXTREMES = np.array([-1e4, -750.0, -40.0, -1.0, -1e-12, 0.0, 1e-12, 1.0, 40.0, 750.0, 1e4])
+
+
+def both(fn, *args, **kw):
+    """Run fn under each backend on copies of the arguments; return (numba result, numpy result)."""
+    out = {}
+    for name in ("numba", "numpy"):
+        old = tv.set_backend(name)
+        try:
+            res = fn(*[a.copy() if isinstance(a, np.ndarray) else a for a in args], **kw)
+        finally:
+            tv.set_backend(old)
+        out[name] = res if isinstance(res, tuple) else (res,)
+    return out["numba"], out["numpy"]
+
+
+def assert_agree(nb, np_, rtol=1e-12):
+    for a, b in zip(nb, np_):
+        assert np.all(np.isfinite(a)), "numba kernel produced a non-finite value"
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=1e-300)
+
+
+def matrix(max_side=6, lo=-50.0, hi=50.0):
+    shape = st.tuples(st.integers(1, max_side), st.integers(1, max_side))
+    return arrays(np.float64, shape, elements=st.floats(lo, hi, allow_nan=False))
+
+
+@pytest.mark.parametrize("kind", K.ACTIVATIONS)
+def test_activation_twins_agree_on_extremes(kind):
+    a = np.add.outer(EXTREMES, np.array([0.0, 0.5]))          # (11, 2)
+    assert_agree(*both(K.activation, a, kind))
+    h = K.activation_np(a, kind)
+    assert_agree(*both(K.activation_deriv, h, kind))
+    assert_agree(*both(K.activation_second, h, kind))
+    b = np.array([0.25, -0.5])
+    assert_agree(*both(K.bias_activation, a, b, kind))
+    dh = np.ones_like(a) * 0.3
+    assert_agree(*both(K.activation_backward, dh, h, kind))
+
+
+@pytest.mark.parametrize("kind", K.ACTIVATIONS)
+@given(a=matrix())
+def test_activation_twins_agree_random(kind, a):
+    assert_agree(*both(K.activation, a, kind))
+    h = K.activation_np(a, kind)
+    dh = np.cos(a)
+    assert_agree(*both(K.activation_backward, dh, h, kind))
+    assert_agree(*both(K.activation_second, h, kind))
+
+
+@given(l=matrix(lo=-1e4, hi=1e4), seed=st.integers(0, 2**16))
+def test_bernoulli_twins_agree(l, seed):
+    x = np.random.default_rng(seed).uniform(size=l.shape)
+    assert_agree(*both(K.bernoulli_nll, l, x))
+    assert_agree(*both(K.bernoulli_nll_grad, l, x, 0.125))
+
+
+@given(o=matrix(), seed=st.integers(0, 2**16), sigma2=st.floats(1e-3, 1e3))
+def test_gaussian_twins_agree(o, seed, sigma2):
+    x = np.random.default_rng(seed).uniform(size=o.shape)
+    assert_agree(*both(K.gaussian_nll, o, x, sigma2))
+    assert_agree(*both(K.gaussian_nll_grad, o, x, sigma2, 0.5))
+
+
+@given(mu=matrix(lo=-1e3, hi=1e3), seed=st.integers(0, 2**16))
+def test_reparameterize_twins_agree(mu, seed):
+    r = np.random.default_rng(seed)
+    logvar = r.uniform(-30, 30, size=mu.shape)
+    eps, dz = r.standard_normal(mu.shape), r.standard_normal(mu.shape)
+    assert_agree(*both(K.reparameterize, mu, logvar, eps))
+    assert_agree(*both(K.reparameterize_backward, dz, mu, logvar, eps, 0.7))
+
+
+@given(n=st.integers(1, 50), t=st.integers(1, 1000), seed=st.integers(0, 2**16))
+def test_optimizer_twins_agree(n, t, seed):
+    r = np.random.default_rng(seed)
+    theta, g = r.standard_normal(n), r.standard_normal(n) * 10
+    m, v = r.standard_normal(n), r.uniform(0, 2, n)
+
+    def adam(theta, g, m, v):
+        K.adam(theta, g, m, v, 1e-3, 0.9, 0.999, 1e-8, t)
+        return theta, m, v
+
+    assert_agree(*both(adam, theta, g, m, v))
+
+    def sgd(theta, g, vel):
+        K.sgd(theta, g, vel, 0.1, 0.9)
+        return theta, vel
+
+    assert_agree(*both(sgd, theta, g, m))
+
+
+def test_twins_handle_float32_and_views():
+    a = np.linspace(-5, 5, 24, dtype=np.float32).reshape(4, 6)
+    view = a[:, 1:4]                                            # a non-contiguous view
+    nb, np_ = both(K.activation, view, "softplus")
+    assert nb[0].dtype == np.float32
+    np.testing.assert_allclose(nb[0], np_[0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["sigmoid", "softplus", "tanh"])
+@pytest.mark.parametrize("backend_name", K.BACKENDS)
+def test_stable_at_1e4(kind, backend_name, backend):
+    backend(backend_name)
+    a = np.array([[-1e4, 1e4]])
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        h = K.activation(a, kind)
+        d = K.activation_deriv(h, kind)
+    assert np.all(np.isfinite(h)) and np.all(np.isfinite(d))
+    expected = {"sigmoid": [0.0, 1.0], "softplus": [0.0, 1e4], "tanh": [-1.0, 1.0]}[kind]
+    np.testing.assert_allclose(h[0], expected, atol=1e-300)
+
+
+@pytest.mark.parametrize("backend_name", K.BACKENDS)
+def test_bernoulli_stable_at_1e4(backend_name, backend):
+    backend(backend_name)
+    logits = np.array([[-1e4, 1e4, -1e4, 1e4]])
+    x = np.array([[0.0, 1.0, 1.0, 0.0]])
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        rows, d = K.bernoulli_nll_grad(logits, x, 1.0)
+    # a confident right answer costs nothing; a confident wrong one costs |l| nats each
+    np.testing.assert_allclose(rows, [2e4])
+    np.testing.assert_allclose(d, [[0.0, 0.0, -1.0, 1.0]])
+
+
+def test_set_backend_rejects_unknown_and_returns_old(backend):
+    old = tv.get_backend()
+    assert backend("numpy") == old
+    assert tv.get_backend() == "numpy"
+    with pytest.raises(ValueError, match="unknown backend"):
+        tv.set_backend("cuda")
+
+
+def test_unknown_activation_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown activation 'swish'"):
+        K.activation(np.zeros((1, 1)), "swish")
+
+
+def test_backend_env_variable_is_read(tmp_path):
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", "import tinyvae; print(tinyvae.get_backend())"],
+                         env={**__import__("os").environ, "TINYVAE_BACKEND": "numpy"},
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "numpy"

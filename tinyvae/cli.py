@@ -1,0 +1,71 @@
+"""The ``tinyvae`` command line.
+
+Every subcommand's handler lives beside the code it drives; this module only parses options
+and turns errors into the promised behaviour: bad input prints one line ``error: ...`` and
+exits with status 2, Ctrl-C exits with status 130.
+"""
+import argparse
+import sys
+
+from .errors import TinyVAEError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports bad options as ``error: ...`` with exit status 2 (no usage dump)."""
+
+    def error(self, message):
+        raise TinyVAEError(f"{message} (see 'tinyvae {self.prog.split()[-1]} --help')"
+                           if " " in self.prog else f"{message} (see 'tinyvae --help')")
+
+
+def _cmd_gradcheck(args):
+    from .checks import run_gradcheck
+    return run_gradcheck(args.model, verbose=not args.quiet)
+
+
+def build_parser():
+    p = _Parser(prog="tinyvae", description="Autoencoders and VAEs from scratch, every gradient checked.")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
+    g = sub.add_parser("gradcheck", help="check every hand-written gradient against finite differences")
+    g.add_argument("--model", default="all", help="layers | vae | ae | all (default: all)")
+    g.add_argument("--quiet", action="store_true", help="print only the summary")
+    g.set_defaults(func=_cmd_gradcheck)
+    for register in _extensions():
+        register(sub)
+    return p
+
+
+def _extensions():
+    """Subcommands defined by other modules (train, eval, sample, figures, lesson, bench)."""
+    regs = []
+    for mod, name in (("commands", "register"), ("lessons", "register"), ("figures", "register"),
+                      ("bench", "register")):
+        try:
+            module = __import__(f"tinyvae.{mod}", fromlist=[name])
+        except ModuleNotFoundError as e:
+            if e.name != f"tinyvae.{mod}":
+                raise
+            continue
+        regs.append(getattr(module, name))
+    return regs
+
+
+def main(argv=None):
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 2
+        status = args.func(args)
+        return int(status or 0)
+    except TinyVAEError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,535 @@
+"""Every hot elementwise or reduction kernel of tinyvae, twice.
+
+Each kernel exists as
+
+* a NumPy *twin* (``*_np``): the reference, a few lines that read like the equation, and
+* a numba ``@njit(cache=True)`` loop (``*_nb``): the same arithmetic, fused into one pass
+  over memory, with no temporaries.
+
+The public functions (no suffix) choose one of the two by the backend, set with
+``TINYVAE_BACKEND=numpy|numba`` (default numba) or :func:`set_backend`. Tests assert that the
+two twins agree to 1e-12 in float64, including at extreme values (|a| = 1e4).
+
+Everything lives in this one module on purpose: numba's on-disk cache is keyed by the file
+that holds a kernel and does not notice edits in other modules. ``fastmath`` is off on every
+kernel, because every kernel here sits on a gradient-checked path.
+
+Activations are numbered so numba can branch on an integer::
+
+    relu 0   leaky_relu 1   tanh 2   sigmoid 3   softplus 4   identity 5
+
+Their derivatives are written in terms of the *output* h = f(a) (for example sigmoid' =
+h (1 - h), softplus' = sigmoid(a) = 1 - exp(-h)), so a layer's backward pass only needs to keep
+h, never the pre-activation a.
+"""
+import math
+import os
+
+import numpy as np
+from numba import njit
+
+# --------------------------------------------------------------------------------------------
+# backend selection
+
+BACKENDS = ("numba", "numpy")
+_backend = os.environ.get("TINYVAE_BACKEND", "numba").strip().lower() or "numba"
+if _backend not in BACKENDS:
+    raise ValueError(f"TINYVAE_BACKEND={_backend!r}: expected one of {', '.join(BACKENDS)}")
+
+
+def set_backend(name):
+    """Choose the kernel backend: ``"numba"`` (fast, default) or ``"numpy"`` (the reference).
+
+    Returns the previous backend, so ``old = set_backend("numpy"); ...; set_backend(old)``."""
+    global _backend
+    name = str(name).strip().lower()
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}: expected one of {', '.join(BACKENDS)}")
+    old, _backend = _backend, name
+    return old
+
+
+def get_backend():
+    """The kernel backend in use: ``"numba"`` or ``"numpy"``."""
+    return _backend
+
+
+ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid", "softplus", "identity")
+ACTIVATION_CODE = {name: code for code, name in enumerate(ACTIVATIONS)}
+LEAKY_SLOPE = 0.01  # leaky_relu(a) = a for a > 0, 0.01 a otherwise
+
+
+def activation_code(kind):
+    """The integer code of an activation name; a clear error for an unknown name."""
+    try:
+        return ACTIVATION_CODE[kind]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown activation {kind!r}: expected one of {', '.join(ACTIVATIONS)}") from None
+
+
+# --------------------------------------------------------------------------------------------
+# NumPy twins: scalar-free formulas, stable for |a| up to 1e4 (no overflow, no warnings)
+
+def sigmoid_np(a):
+    """sigma(a) = 1 / (1 + exp(-a)), computed through e = exp(-|a|) <= 1 so nothing overflows."""
+    e = np.exp(-np.abs(a))
+    return np.where(a >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def softplus_np(a):
+    """softplus(a) = log(1 + exp(a)) = max(a, 0) + log1p(exp(-|a|))."""
+    return np.maximum(a, 0) + np.log1p(np.exp(-np.abs(a)))
+
+
+def activation_np(a, kind):
+    """h = f(a) for the named activation."""
+    if kind == "relu":
+        return np.maximum(a, 0)
+    if kind == "leaky_relu":
+        return np.where(a > 0, a, LEAKY_SLOPE * a)
+    if kind == "tanh":
+        return np.tanh(a)
+    if kind == "sigmoid":
+        return sigmoid_np(a)
+    if kind == "softplus":
+        return softplus_np(a)
+    if kind == "identity":
+        return a.copy()
+    raise ValueError(f"unknown activation {kind!r}")
+
+
+def activation_deriv_np(h, kind):
+    """f'(a), written through the output h = f(a)."""
+    if kind == "relu":
+        return (h > 0).astype(h.dtype)
+    if kind == "leaky_relu":
+        return np.where(h > 0, 1, LEAKY_SLOPE).astype(h.dtype)
+    if kind == "tanh":
+        return 1 - h * h                    # tanh' = 1 - tanh^2
+    if kind == "sigmoid":
+        return h * (1 - h)                  # sigma' = sigma (1 - sigma)
+    if kind == "softplus":
+        return -np.expm1(-h)                # softplus' = sigma(a) = 1 - exp(-softplus(a))
+    if kind == "identity":
+        return np.ones_like(h)
+    raise ValueError(f"unknown activation {kind!r}")
+
+
+def activation_second_np(h, kind):
+    """f''(a), written through the output h = f(a) (the contractive penalty needs it)."""
+    if kind in ("relu", "leaky_relu", "identity"):
+        return np.zeros_like(h)             # piecewise linear: zero away from the kink
+    if kind == "tanh":
+        return -2 * h * (1 - h * h)         # d/da (1 - h^2) = -2 h h'
+    if kind == "sigmoid":
+        return h * (1 - h) * (1 - 2 * h)    # d/da h(1 - h) = h' (1 - 2h)
+    if kind == "softplus":
+        s = -np.expm1(-h)                   # s = sigma(a)
+        return s * (1 - s)
+    raise ValueError(f"unknown activation {kind!r}")
+
+
+def bias_activation_np(a, b, kind):
+    """h = f(a + b): the bias add and the activation of a dense layer, a (N, F), b (F,)."""
+    return activation_np(a + b, kind)
+
+
+def activation_backward_np(dh, h, kind):
+    """da = dh * f'(a) and db = sum_n da: the backward of ``bias_activation``."""
+    da = dh * activation_deriv_np(h, kind)
+    return da, da.sum(axis=0)
+
+
+def bernoulli_nll_np(logits, x):
+    """-log p(x | z) = sum_d softplus(l_d) - x_d l_d per example (rows), for logits l (N, D)."""
+    return (softplus_np(logits) - x * logits).sum(axis=1)
+
+
+def bernoulli_nll_grad_np(logits, x, scale):
+    """Per-example -log p(x|z) and scale * d/dl = scale * (sigma(l) - x)."""
+    return bernoulli_nll_np(logits, x), scale * (sigmoid_np(logits) - x)
+
+
+def gaussian_nll_np(mean, x, sigma2):
+    """-log N(x; o, sigma2 I) = sum_d (x_d - o_d)^2 / (2 sigma2) + log(2 pi sigma2) / 2, per row."""
+    return ((x - mean) ** 2 / (2 * sigma2) + 0.5 * np.log(2 * np.pi * sigma2)).sum(axis=1)
+
+
+def gaussian_nll_grad_np(mean, x, sigma2, scale):
+    """Per-example -log N(x; o, sigma2 I) and scale * d/do = scale * (o - x) / sigma2."""
+    return gaussian_nll_np(mean, x, sigma2), scale * (mean - x) / sigma2
+
+
+def reparameterize_np(mu, logvar, eps):
+    """z = mu + exp(logvar / 2) * eps and KL(N(mu, exp(logvar)) || N(0, I)) per example.
+
+    KL = 1/2 sum_j (mu_j^2 + exp(logvar_j) - 1 - logvar_j)   (Kingma & Welling 2013, app. B)."""
+    z = mu + np.exp(0.5 * logvar) * eps
+    kl = 0.5 * (mu**2 + np.exp(logvar) - 1 - logvar).sum(axis=1)
+    return z, kl
+
+
+def reparameterize_backward_np(dz, mu, logvar, eps, kl_scale):
+    """Gradients of (loss through z) + kl_scale * KL with respect to mu and logvar.
+
+    dz/dmu = 1, dz/dlogvar = eps * exp(logvar/2) / 2; dKL/dmu = mu, dKL/dlogvar = (exp(logvar) - 1) / 2."""
+    dmu = dz + kl_scale * mu
+    dlogvar = dz * eps * 0.5 * np.exp(0.5 * logvar) + kl_scale * 0.5 * (np.exp(logvar) - 1)
+    return dmu, dlogvar
+
+
+def adam_np(theta, g, m, v, lr, beta1, beta2, eps, t):
+    """One Adam step (Kingma & Ba 2015, alg. 1), in place on theta, m, v; t counts from 1.
+
+    m <- b1 m + (1-b1) g;  v <- b2 v + (1-b2) g^2;  theta <- theta - lr m_hat / (sqrt(v_hat) + eps)."""
+    m[...] = beta1 * m + (1 - beta1) * g
+    v[...] = beta2 * v + (1 - beta2) * g * g
+    m_hat = m / (1 - beta1**t)
+    v_hat = v / (1 - beta2**t)
+    theta[...] = theta - lr * m_hat / (np.sqrt(v_hat) + eps)
+
+
+def sgd_np(theta, g, velocity, lr, momentum):
+    """One SGD step with (heavy-ball) momentum, in place: v <- mu v - lr g; theta <- theta + v."""
+    velocity[...] = momentum * velocity - lr * g
+    theta[...] = theta + velocity
+
+
+# --------------------------------------------------------------------------------------------
+# numba kernels: the same arithmetic as the twins above, one fused pass, no temporaries
+
+@njit(cache=True)
+def _sigmoid(a):
+    if a >= 0:
+        return 1.0 / (1.0 + math.exp(-a))
+    e = math.exp(a)
+    return e / (1.0 + e)
+
+
+@njit(cache=True)
+def _softplus(a):
+    return max(a, 0.0) + math.log1p(math.exp(-abs(a)))
+
+
+@njit(cache=True)
+def _act(a, code):
+    if code == 0:
+        return a if a > 0 else 0.0
+    if code == 1:
+        return a if a > 0 else LEAKY_SLOPE * a
+    if code == 2:
+        return math.tanh(a)
+    if code == 3:
+        return _sigmoid(a)
+    if code == 4:
+        return _softplus(a)
+    return a
+
+
+@njit(cache=True)
+def _act_deriv(h, code):
+    if code == 0:
+        return 1.0 if h > 0 else 0.0
+    if code == 1:
+        return 1.0 if h > 0 else LEAKY_SLOPE
+    if code == 2:
+        return 1.0 - h * h
+    if code == 3:
+        return h * (1.0 - h)
+    if code == 4:
+        return -math.expm1(-h)
+    return 1.0
+
+
+@njit(cache=True)
+def _act_second(h, code):
+    if code == 2:
+        return -2.0 * h * (1.0 - h * h)
+    if code == 3:
+        return h * (1.0 - h) * (1.0 - 2.0 * h)
+    if code == 4:
+        s = -math.expm1(-h)
+        return s * (1.0 - s)
+    return 0.0
+
+
+@njit(cache=True)
+def activation_nb(a, code, out):
+    n, f = a.shape
+    for i in range(n):
+        for j in range(f):
+            out[i, j] = _act(a[i, j], code)
+
+
+@njit(cache=True)
+def activation_deriv_nb(h, code, out):
+    n, f = h.shape
+    for i in range(n):
+        for j in range(f):
+            out[i, j] = _act_deriv(h[i, j], code)
+
+
+@njit(cache=True)
+def activation_second_nb(h, code, out):
+    n, f = h.shape
+    for i in range(n):
+        for j in range(f):
+            out[i, j] = _act_second(h[i, j], code)
+
+
+@njit(cache=True)
+def bias_activation_nb(a, b, code, out):
+    n, f = a.shape
+    for i in range(n):
+        for j in range(f):
+            out[i, j] = _act(a[i, j] + b[j], code)
+
+
+@njit(cache=True)
+def activation_backward_nb(dh, h, code, da, db):
+    n, f = dh.shape
+    for j in range(f):
+        db[j] = 0.0
+    for i in range(n):
+        for j in range(f):
+            g = dh[i, j] * _act_deriv(h[i, j], code)
+            da[i, j] = g
+            db[j] += g
+
+
+@njit(cache=True)
+def bernoulli_nll_grad_nb(logits, x, scale, rows, dlogits):
+    n, d = logits.shape
+    for i in range(n):
+        total = 0.0
+        for j in range(d):
+            l = logits[i, j]
+            e = math.exp(-abs(l))                      # in (0, 1]: never overflows
+            total += max(l, 0.0) + math.log1p(e) - x[i, j] * l
+            s = 1.0 / (1.0 + e) if l >= 0 else e / (1.0 + e)
+            dlogits[i, j] = scale * (s - x[i, j])
+        rows[i] = total
+
+
+@njit(cache=True)
+def bernoulli_nll_nb(logits, x, rows):
+    n, d = logits.shape
+    for i in range(n):
+        total = 0.0
+        for j in range(d):
+            l = logits[i, j]
+            total += _softplus(l) - x[i, j] * l
+        rows[i] = total
+
+
+@njit(cache=True)
+def gaussian_nll_grad_nb(mean, x, sigma2, scale, rows, dmean):
+    n, d = mean.shape
+    half_log = 0.5 * math.log(2.0 * math.pi * sigma2)
+    for i in range(n):
+        total = 0.0
+        for j in range(d):
+            r = mean[i, j] - x[i, j]
+            total += r * r / (2.0 * sigma2) + half_log
+            dmean[i, j] = scale * r / sigma2
+        rows[i] = total
+
+
+@njit(cache=True)
+def gaussian_nll_nb(mean, x, sigma2, rows):
+    n, d = mean.shape
+    half_log = 0.5 * math.log(2.0 * math.pi * sigma2)
+    for i in range(n):
+        total = 0.0
+        for j in range(d):
+            r = mean[i, j] - x[i, j]
+            total += r * r / (2.0 * sigma2) + half_log
+        rows[i] = total
+
+
+@njit(cache=True)
+def reparameterize_nb(mu, logvar, eps, z, kl):
+    n, k = mu.shape
+    for i in range(n):
+        total = 0.0
+        for j in range(k):
+            lv = logvar[i, j]
+            z[i, j] = mu[i, j] + math.exp(0.5 * lv) * eps[i, j]
+            total += 0.5 * (mu[i, j] * mu[i, j] + math.exp(lv) - 1.0 - lv)
+        kl[i] = total
+
+
+@njit(cache=True)
+def reparameterize_backward_nb(dz, mu, logvar, eps, kl_scale, dmu, dlogvar):
+    n, k = mu.shape
+    for i in range(n):
+        for j in range(k):
+            lv = logvar[i, j]
+            dmu[i, j] = dz[i, j] + kl_scale * mu[i, j]
+            dlogvar[i, j] = dz[i, j] * eps[i, j] * 0.5 * math.exp(0.5 * lv) + kl_scale * 0.5 * (math.exp(lv) - 1.0)
+
+
+@njit(cache=True)
+def adam_nb(theta, g, m, v, lr, beta1, beta2, eps, t):
+    c1 = 1.0 / (1.0 - beta1**t)
+    c2 = 1.0 / (1.0 - beta2**t)
+    for i in range(theta.shape[0]):
+        gi = g[i]
+        mi = beta1 * m[i] + (1.0 - beta1) * gi
+        vi = beta2 * v[i] + (1.0 - beta2) * gi * gi
+        m[i] = mi
+        v[i] = vi
+        theta[i] = theta[i] - lr * (mi * c1) / (math.sqrt(vi * c2) + eps)
+
+
+@njit(cache=True)
+def sgd_nb(theta, g, velocity, lr, momentum):
+    for i in range(theta.shape[0]):
+        vi = momentum * velocity[i] - lr * g[i]
+        velocity[i] = vi
+        theta[i] = theta[i] + vi
+
+
+# --------------------------------------------------------------------------------------------
+# the public kernels: one call, either backend, results written into `out` buffers when given
+
+def _empty(like, out, shape=None):
+    if out is not None:
+        return out
+    return np.empty(like.shape if shape is None else shape, dtype=like.dtype)
+
+
+def activation(a, kind, out=None):
+    """h = f(a), a (N, F)."""
+    out = _empty(a, out)
+    if _backend == "numba":
+        activation_nb(a, activation_code(kind), out)
+    else:
+        out[...] = activation_np(a, kind)
+    return out
+
+
+def activation_deriv(h, kind, out=None):
+    """f'(a) from h = f(a), (N, F)."""
+    out = _empty(h, out)
+    if _backend == "numba":
+        activation_deriv_nb(h, activation_code(kind), out)
+    else:
+        out[...] = activation_deriv_np(h, kind)
+    return out
+
+
+def activation_second(h, kind, out=None):
+    """f''(a) from h = f(a), (N, F)."""
+    out = _empty(h, out)
+    if _backend == "numba":
+        activation_second_nb(h, activation_code(kind), out)
+    else:
+        out[...] = activation_second_np(h, kind)
+    return out
+
+
+def bias_activation(a, b, kind, out=None):
+    """h = f(a + b) for a (N, F) and b (F,); ``out`` may be ``a`` itself (in place)."""
+    out = _empty(a, out)
+    if _backend == "numba":
+        bias_activation_nb(a, b, activation_code(kind), out)
+    else:
+        out[...] = bias_activation_np(a, b, kind)
+    return out
+
+
+def activation_backward(dh, h, kind, da=None, db=None):
+    """da = dh * f'(a) (N, F) and db = sum_n da (F,); ``da`` may be ``dh`` itself."""
+    da = _empty(dh, da)
+    db = _empty(dh, db, shape=dh.shape[1:])
+    if _backend == "numba":
+        activation_backward_nb(dh, h, activation_code(kind), da, db)
+    else:
+        da_, db_ = activation_backward_np(dh, h, kind)
+        da[...], db[...] = da_, db_
+    return da, db
+
+
+def bernoulli_nll(logits, x, rows=None):
+    """Per-example -log p(x|z) under a Bernoulli decoder with logits (N, D): returns (N,)."""
+    rows = _empty(logits, rows, shape=logits.shape[:1])
+    if _backend == "numba":
+        bernoulli_nll_nb(logits, x, rows)
+    else:
+        rows[...] = bernoulli_nll_np(logits, x)
+    return rows
+
+
+def bernoulli_nll_grad(logits, x, scale, rows=None, dlogits=None):
+    """Per-example Bernoulli -log p(x|z) (N,) and scale * (sigmoid(l) - x) (N, D), in one pass."""
+    rows = _empty(logits, rows, shape=logits.shape[:1])
+    dlogits = _empty(logits, dlogits)
+    if _backend == "numba":
+        bernoulli_nll_grad_nb(logits, x, scale, rows, dlogits)
+    else:
+        rows_, d_ = bernoulli_nll_grad_np(logits, x, scale)
+        rows[...], dlogits[...] = rows_, d_
+    return rows, dlogits
+
+
+def gaussian_nll(mean, x, sigma2, rows=None):
+    """Per-example -log N(x; o, sigma2 I) for means o (N, D): returns (N,)."""
+    rows = _empty(mean, rows, shape=mean.shape[:1])
+    if _backend == "numba":
+        gaussian_nll_nb(mean, x, float(sigma2), rows)
+    else:
+        rows[...] = gaussian_nll_np(mean, x, sigma2)
+    return rows
+
+
+def gaussian_nll_grad(mean, x, sigma2, scale, rows=None, dmean=None):
+    """Per-example Gaussian -log p(x|z) (N,) and scale * (o - x) / sigma2 (N, D), in one pass."""
+    rows = _empty(mean, rows, shape=mean.shape[:1])
+    dmean = _empty(mean, dmean)
+    if _backend == "numba":
+        gaussian_nll_grad_nb(mean, x, float(sigma2), scale, rows, dmean)
+    else:
+        rows_, d_ = gaussian_nll_grad_np(mean, x, sigma2, scale)
+        rows[...], dmean[...] = rows_, d_
+    return rows, dmean
+
+
+def reparameterize(mu, logvar, eps, z=None, kl=None):
+    """z = mu + exp(logvar/2) * eps (N, Z) and the per-example Gaussian KL to N(0, I) (N,)."""
+    z = _empty(mu, z)
+    kl = _empty(mu, kl, shape=mu.shape[:1])
+    if _backend == "numba":
+        reparameterize_nb(mu, logvar, eps, z, kl)
+    else:
+        z_, kl_ = reparameterize_np(mu, logvar, eps)
+        z[...], kl[...] = z_, kl_
+    return z, kl
+
+
+def reparameterize_backward(dz, mu, logvar, eps, kl_scale, dmu=None, dlogvar=None):
+    """(dmu, dlogvar) of (loss through z) + kl_scale * KL; see :func:`reparameterize_backward_np`."""
+    dmu = _empty(mu, dmu)
+    dlogvar = _empty(mu, dlogvar)
+    if _backend == "numba":
+        reparameterize_backward_nb(dz, mu, logvar, eps, kl_scale, dmu, dlogvar)
+    else:
+        dmu_, dlv_ = reparameterize_backward_np(dz, mu, logvar, eps, kl_scale)
+        dmu[...], dlogvar[...] = dmu_, dlv_
+    return dmu, dlogvar
+
+
+def adam(theta, g, m, v, lr, beta1, beta2, eps, t):
+    """In-place Adam step over flat arrays theta, g, m, v (all (P,)); t is the step count from 1."""
+    if _backend == "numba":
+        adam_nb(theta, g, m, v, lr, beta1, beta2, eps, t)
+    else:
+        adam_np(theta, g, m, v, lr, beta1, beta2, eps, t)
+
+
+def sgd(theta, g, velocity, lr, momentum):
+    """In-place SGD-with-momentum step over flat arrays theta, g, velocity (all (P,))."""
+    if _backend == "numba":
+        sgd_nb(theta, g, velocity, lr, momentum)
+    else:
+        sgd_np(theta, g, velocity, lr, momentum)

@@ -1,0 +1,201 @@
+"""Dense layers, activations and the multilayer perceptron, with backpropagation by hand.
+
+The convention is the one of CS231n's ``layers.py``: ``*_forward(...)`` returns ``(out, cache)``
+and ``*_backward(dout, cache)`` returns the gradients, where ``cache`` holds only what the
+backward pass reads. Row vectors throughout (Goodfellow et al. sec. 6.5): a batch X has shape
+(N, fan_in) and a dense layer computes
+
+    A = X W + b,        W (fan_in, fan_out),  b (fan_out,)                       (forward)
+    dX = dA W^T,  dW = X^T dA,  db = sum_n dA[n]                               (chain rule)
+
+and an activation H = f(A) backpropagates as dA = dH * f'(A), with f' written through H
+(see :mod:`tinyvae.kernels`), so the cache of an activation is just H.
+"""
+import numpy as np
+
+from . import kernels
+from .kernels import ACTIVATIONS, activation_code
+
+
+# --------------------------------------------------------------------------------------------
+# the functional layers
+
+def dense_forward(x, W, b):
+    """A = x W + b.
+
+    Inputs: x (N, fan_in), W (fan_in, fan_out), b (fan_out,).
+    Returns: out (N, fan_out), cache (x, W)."""
+    out = x @ W + b                 # (N, fan_out)
+    return out, (x, W)
+
+
+def dense_backward(dout, cache):
+    """Backward of :func:`dense_forward`.
+
+    Inputs: dout = dL/dA (N, fan_out), cache (x, W).
+    Returns: dx (N, fan_in), dW (fan_in, fan_out), db (fan_out,)."""
+    x, W = cache
+    dx = dout @ W.T                 # (N, fan_out) @ (fan_out, fan_in)
+    dW = x.T @ dout                 # (fan_in, N) @ (N, fan_out)
+    db = dout.sum(axis=0)           # (fan_out,)
+    return dx, dW, db
+
+
+def activation_forward(a, kind):
+    """H = f(A) elementwise for the named activation.
+
+    Inputs: a (N, F), kind in relu | leaky_relu | tanh | sigmoid | softplus | identity.
+    Returns: h (N, F), cache (h, kind)."""
+    activation_code(kind)           # a clear error for an unknown name
+    h = kernels.activation(a, kind)
+    return h, (h, kind)
+
+
+def activation_backward(dh, cache):
+    """Backward of :func:`activation_forward`: dA = dH * f'(A), with f' read off H.
+
+    Inputs: dh (N, F), cache (h, kind).  Returns: da (N, F)."""
+    h, kind = cache
+    return dh * kernels.activation_deriv(h, kind)
+
+
+# --------------------------------------------------------------------------------------------
+# parameters: every array of a model is a view into one flat vector
+
+def flat_views(shapes, dtype):
+    """One zeroed flat vector and a dict of named, C-contiguous views into it.
+
+    Keeping all parameters (and, in the same layout, all gradients) in one vector lets the
+    optimizer update every parameter in a single fused pass."""
+    sizes = {name: int(np.prod(shape, dtype=np.int64)) for name, shape in shapes.items()}
+    flat = np.zeros(sum(sizes.values()), dtype=dtype)
+    views, start = {}, 0
+    for name, shape in shapes.items():
+        views[name] = flat[start:start + sizes[name]].reshape(shape)
+        start += sizes[name]
+    return flat, views
+
+
+class Workspace:
+    """Named scratch arrays reused from call to call, so a training step allocates nothing."""
+
+    def __init__(self):
+        self._arrays = {}
+
+    def get(self, key, shape, dtype):
+        a = self._arrays.get(key)
+        if a is None or a.shape != tuple(shape) or a.dtype != dtype:
+            a = self._arrays[key] = np.empty(shape, dtype=dtype)
+        return a
+
+
+def scratch(workspace, key, shape, dtype):
+    """A buffer from ``workspace``, or a fresh one when there is no workspace."""
+    if workspace is None:
+        return np.empty(shape, dtype=dtype)
+    return workspace.get(key, shape, dtype)
+
+
+def mlp_shapes(sizes, prefix=""):
+    """Parameter shapes of an MLP with layer widths ``sizes`` = (d_0, d_1, ..., d_L)."""
+    shapes = {}
+    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        shapes[f"{prefix}W{i}"] = (fan_in, fan_out)
+        shapes[f"{prefix}b{i}"] = (fan_out,)
+    return shapes
+
+
+def _check_sizes(sizes):
+    sizes = tuple(int(s) for s in sizes)
+    if len(sizes) < 2 or any(s <= 0 for s in sizes):
+        raise ValueError(f"layer sizes must be at least two positive integers, got {sizes}")
+    return sizes
+
+
+class MLP:
+    """A multilayer perceptron h_L = g_L(... f(x W_0 + b_0) ...) with explicit backprop.
+
+    ``sizes`` = (d_0, ..., d_L) are the layer widths; hidden layers use ``activation`` and the
+    last layer ``final_activation`` (``identity`` by default: a linear output). Parameters are
+    named ``{prefix}W{i}`` (d_i, d_{i+1}) and ``{prefix}b{i}`` (d_{i+1},).
+
+    Standalone, ``MLP(sizes, "tanh", seed=0)`` owns its parameters (``.params``, ``.grads``).
+    Inside a model, ``params`` and ``grads`` are dicts of views into the model's flat vectors.
+    """
+
+    def __init__(self, sizes, activation="relu", final_activation="identity", *, prefix="",
+                 params=None, grads=None, seed=0, rng=None, dtype="float64"):
+        self.sizes = _check_sizes(sizes)
+        activation_code(activation)
+        activation_code(final_activation)
+        self.activation, self.final_activation, self.prefix = activation, final_activation, prefix
+        self.shapes = mlp_shapes(self.sizes, prefix)
+        self.n_layers = len(self.sizes) - 1
+        if params is None:
+            self.flat, params = flat_views(self.shapes, np.dtype(dtype))
+            self.grad_flat, grads = flat_views(self.shapes, np.dtype(dtype))
+            self.init(params, np.random.default_rng(seed) if rng is None else rng)
+        self.params, self.grads = params, grads
+
+    def init(self, params, rng):
+        """He-normal weights for ReLU-like hidden layers, LeCun-normal otherwise; zero biases."""
+        for i in range(self.n_layers):
+            kind = self.activation if i < self.n_layers - 1 else self.final_activation
+            gain = 2.0 if kind in ("relu", "leaky_relu", "softplus") else 1.0
+            W = params[f"{self.prefix}W{i}"]
+            W[...] = rng.standard_normal(W.shape) * np.sqrt(gain / W.shape[0])
+            params[f"{self.prefix}b{i}"][...] = 0
+
+    def layer(self, i):
+        """(W_i, b_i, activation_i) of layer i."""
+        kind = self.activation if i < self.n_layers - 1 else self.final_activation
+        return self.params[f"{self.prefix}W{i}"], self.params[f"{self.prefix}b{i}"], kind
+
+    def forward(self, x, workspace=None):
+        """h_{i+1} = f_i(h_i W_i + b_i) for i = 0..L-1, h_0 = x.
+
+        Inputs: x (N, d_0). Returns: out (N, d_L) and cache, the list (h_0, ..., h_L).
+        With a ``workspace`` the h_i live in reused buffers (valid until the next call)."""
+        hs = [x]                                                     # h_0 = x  (N, d_0)
+        for i in range(self.n_layers):
+            W, b, kind = self.layer(i)
+            a = scratch(workspace, (self.prefix, "h", i), (x.shape[0], W.shape[1]), W.dtype)
+            np.matmul(hs[-1], W, out=a)                              # (N, d_{i+1})
+            hs.append(kernels.bias_activation(a, b, kind, out=a))   # h_{i+1} = f(a + b)
+        return hs[-1], hs
+
+    def backward(self, dout, cache, need_dx=True, workspace=None):
+        """Backward of :meth:`forward`: writes dL/dW_i and dL/db_i into ``self.grads``.
+
+        Inputs: dout = dL/dh_L (N, d_L), cache from forward. Returns dL/dx (N, d_0), or None
+        when ``need_dx`` is false (the first layer of a network needs no input gradient)."""
+        hs = cache
+        dh = dout
+        for i in reversed(range(self.n_layers)):
+            W, _, kind = self.layer(i)
+            dW, db = self.grads[f"{self.prefix}W{i}"], self.grads[f"{self.prefix}b{i}"]
+            da = scratch(workspace, (self.prefix, "da", i), dh.shape, dh.dtype)
+            kernels.activation_backward(dh, hs[i + 1], kind, da=da, db=db)  # dA = dH f'(A)
+            np.matmul(hs[i].T, da, out=dW)                                  # dW = h_i^T dA
+            if i == 0 and not need_dx:
+                return None
+            dh = scratch(workspace, (self.prefix, "dh", i), hs[i].shape, da.dtype)
+            np.matmul(da, W.T, out=dh)                                      # dh_i = dA W^T
+        return dh
+
+    def __call__(self, x):
+        return self.forward(x)[0]
+
+    def loss_and_grads(self, x, dout):
+        """L = sum(MLP(x) * dout): a scalar whose gradient is backward(dout); for checks."""
+        out, cache = self.forward(x)
+        self.backward(dout, cache, need_dx=False)
+        return float(np.sum(out * dout)), self.grads
+
+    def __repr__(self):
+        return (f"MLP(sizes={self.sizes}, activation={self.activation!r}, "
+                f"final_activation={self.final_activation!r})")
+
+
+__all__ = ["ACTIVATIONS", "dense_forward", "dense_backward", "activation_forward",
+           "activation_backward", "flat_views", "Workspace", "scratch", "mlp_shapes", "MLP"]

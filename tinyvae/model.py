@@ -1,0 +1,91 @@
+"""What every tinyvae model shares: named parameter arrays in one flat vector, input checks.
+
+A model keeps all its parameters as views into one flat vector ``flat`` (and its gradients,
+in the same layout, in ``grad_flat``), so ``model.params["enc.W0"]`` is a live array and the
+optimizer updates every parameter in one fused pass over ``flat``. Subclasses set
+``self.config`` (the constructor's keyword arguments, enough to rebuild the model) and
+implement ``loss_and_grads``.
+"""
+import numpy as np
+
+from .errors import TinyVAEError
+from .layers import Workspace, flat_views
+
+DTYPES = ("float32", "float64")
+
+
+def check_dtype(dtype):
+    name = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
+    if name not in DTYPES:
+        raise TinyVAEError(f"dtype must be float32 or float64, got {dtype!r}")
+    return np.dtype(name)
+
+
+def check_positive_int(name, value, allow_zero=False):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < (0 if allow_zero else 1):
+        what = "a non-negative" if allow_zero else "a positive"
+        raise TinyVAEError(f"{name} must be {what} integer, got {value!r}")
+    return int(value)
+
+
+def check_nonneg_float(name, value, positive=False):
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TinyVAEError(f"{name} must be a number, got {value!r}") from None
+    if not np.isfinite(v) or v < 0 or (positive and v == 0):
+        what = "positive" if positive else "non-negative"
+        raise TinyVAEError(f"{name} must be a finite, {what} number, got {value!r}")
+    return v
+
+
+def check_hidden_dims(hidden_dims):
+    try:
+        dims = tuple(hidden_dims)
+    except TypeError:
+        raise TinyVAEError(f"hidden_dims must be a sequence of positive integers, got {hidden_dims!r}") from None
+    for d in dims:
+        check_positive_int("each hidden width", d)
+    return tuple(int(d) for d in dims)
+
+
+class Model:
+    """Base class: flat parameter storage, config, input validation."""
+
+    kind = "model"
+
+    def _allocate(self, shapes, dtype):
+        """Create ``flat``/``params`` and ``grad_flat``/``grads`` for the named shapes."""
+        self.dtype = np.dtype(dtype)
+        self.flat, self.params = flat_views(shapes, self.dtype)
+        self.grad_flat, self.grads = flat_views(shapes, self.dtype)
+        self.workspace = Workspace()
+
+    @property
+    def n_params(self):
+        return int(self.flat.size)
+
+    def _input(self, x, name="x", dim=None):
+        """x as a (N, dim) array of this model's dtype; a clear error otherwise."""
+        dim = self.input_dim if dim is None else dim
+        x = np.asarray(x)
+        if x.dtype == object or not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)
+                                     or x.dtype == bool):
+            raise TinyVAEError(f"{name} must be a numeric array, got dtype {x.dtype}")
+        if x.ndim == 1 and x.shape[0] == dim:
+            x = x[None, :]
+        if x.ndim != 2 or x.shape[1] != dim:
+            raise TinyVAEError(f"{name} must have shape (N, {dim}), got {x.shape}")
+        x = np.ascontiguousarray(x, dtype=self.dtype)
+        if not np.all(np.isfinite(x)):
+            raise TinyVAEError(f"{name} contains NaN or infinite values")
+        return x
+
+    def save(self, path):
+        """Write a checkpoint (see :func:`tinyvae.checkpoint.save`)."""
+        from .checkpoint import save
+        return save(self, path)
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config.items())
+        return f"{type(self).__name__}({args})"

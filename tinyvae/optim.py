@@ -1,0 +1,84 @@
+"""Optimizers written by hand: SGD with momentum and Adam, one fused pass over all parameters.
+
+A model keeps every parameter in one flat vector ``model.flat`` and its gradient in
+``model.grad_flat`` (same layout), so a step is a single kernel call over (P,) arrays.
+The optimizer's own state (velocity, or the moments m and v and the step count t) is plain
+arrays too, saved in checkpoints through :meth:`state_dict`.
+"""
+import numpy as np
+
+from . import kernels
+from .errors import TinyVAEError
+from .model import check_nonneg_float
+
+
+class SGD:
+    """theta <- theta + v,  v <- momentum * v - lr * grad   (Goodfellow et al. alg. 8.2)."""
+
+    name = "sgd"
+
+    def __init__(self, lr=1e-2, momentum=0.9):
+        self.lr = check_nonneg_float("lr", lr, positive=True)
+        self.momentum = check_nonneg_float("momentum", momentum)
+        if self.momentum >= 1:
+            raise TinyVAEError(f"momentum must be below 1, got {momentum}")
+        self.velocity, self.t = None, 0
+
+    def step(self, model):
+        if self.velocity is None:
+            self.velocity = np.zeros_like(model.flat)
+        self.t += 1
+        kernels.sgd(model.flat, model.grad_flat, self.velocity, self.lr, self.momentum)
+
+    def state_dict(self):
+        v = np.zeros(0) if self.velocity is None else self.velocity
+        return {"t": np.array(self.t), "velocity": v}
+
+    def load_state_dict(self, state):
+        self.t = int(state["t"])
+        self.velocity = np.array(state["velocity"]) if state["velocity"].size else None
+
+
+class Adam:
+    """Adam (Kingma & Ba 2015, alg. 1) with bias-corrected moments."""
+
+    name = "adam"
+
+    def __init__(self, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8):
+        self.lr = check_nonneg_float("lr", lr, positive=True)
+        self.beta1, self.beta2 = float(beta1), float(beta2)
+        self.eps = check_nonneg_float("eps", eps, positive=True)
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
+            raise TinyVAEError(f"Adam's betas must lie in [0, 1), got {beta1}, {beta2}")
+        self.m = self.v = None
+        self.t = 0
+
+    def step(self, model):
+        if self.m is None:
+            self.m, self.v = np.zeros_like(model.flat), np.zeros_like(model.flat)
+        self.t += 1
+        kernels.adam(model.flat, model.grad_flat, self.m, self.v, self.lr,
+                     self.beta1, self.beta2, self.eps, self.t)
+
+    def state_dict(self):
+        empty = np.zeros(0)
+        return {"t": np.array(self.t), "m": empty if self.m is None else self.m,
+                "v": empty if self.v is None else self.v}
+
+    def load_state_dict(self, state):
+        self.t = int(state["t"])
+        if state["m"].size:
+            self.m, self.v = np.array(state["m"]), np.array(state["v"])
+        else:
+            self.m = self.v = None
+
+
+OPTIMIZERS = {"adam": Adam, "sgd": SGD}
+
+
+def make_optimizer(name, lr):
+    try:
+        cls = OPTIMIZERS[name]
+    except (KeyError, TypeError):
+        raise TinyVAEError(f"unknown optimizer {name!r}: expected one of {', '.join(OPTIMIZERS)}") from None
+    return cls(lr=lr)
