@@ -15,8 +15,9 @@ from .kernels import get_backend, set_backend
 from .layers import MLP
 from .optim import SGD, Adam
 from .train import fit
+from .vae import VAE
 
 __version__ = "0.1.0"
 
 __all__ = ["gradcheck", "kernels", "layers", "TinyVAEError", "check_gradients", "check_model",
-           "get_backend", "set_backend", "MLP", "SGD", "Adam", "fit"]
+           "get_backend", "set_backend", "MLP", "SGD", "Adam", "fit", "VAE"]

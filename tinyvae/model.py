@@ -2,9 +2,18 @@
 
 A model keeps all its parameters as views into one flat vector ``flat`` (and its gradients,
 in the same layout, in ``grad_flat``), so ``model.params["enc.W0"]`` is a live array and the
-optimizer updates every parameter in one fused pass over ``flat``. Subclasses set
-``self.config`` (the constructor's keyword arguments, enough to rebuild the model) and
-implement ``loss_and_grads``.
+optimizer updates every parameter in one fused pass over ``flat``. The protocol every model follows (``fit``, checkpoints, the command line and the gradient
+checker rely on it):
+
+    kind                       "vae" | "ae": which class to rebuild from a checkpoint
+    config                     dict of the constructor's keyword arguments (JSON-serialisable)
+    input_dim, dtype           D, and float32 | float64
+    params, grads              dicts of live views into ``flat`` and ``grad_flat``
+    loss_and_grads(x, ...)     (loss, grads) with every noise passed in explicitly
+    training_loss_and_grads(x, rng)
+                               (loss, grads, terms): one training step on a checked batch, noise
+                               drawn from ``rng``; terms is a dict of floats (VAE: rec, kl)
+    evaluate(x, rng=None)      {"loss": ..., **terms}: batch means over x, no gradients
 """
 import numpy as np
 

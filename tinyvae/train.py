@@ -41,5 +41,5 @@ def fit(model, x_train, epochs=10, batch_size=128, lr=1e-3, optimizer="adam", se
         for k, v in sums.items():
             history.setdefault(k, []).append(v / n)
         if xv is not None:
-            history.setdefault("val_loss", []).append(float(model.evaluate(xv, noise_rng)))
+            history.setdefault("val_loss", []).append(model.evaluate(xv, noise_rng)["loss"])
     return history

@@ -1,0 +1,336 @@
+"""The variational autoencoder (Kingma & Welling 2013), every gradient written by hand.
+
+The model, in the notation of the course slides:
+
+    prior          p(z) = N(0, I)                                            z in R^Z
+    encoder        q(z|x) = N(mu(x), diag(exp(logvar(x))))   one MLP outputs [mu, logvar]
+    decoder        p(x|z) = prod_d Bernoulli(x_d; sigmoid(l_d(z)))    likelihood="bernoulli"
+                   p(x|z) = N(x; o(z), sigma2 I)                      likelihood="gaussian"
+
+and for each example x the evidence lower bound (ELBO), with a one-sample estimate:
+
+    log p(x) >= ELBO(x) = E_q[log p(x|z)] + E_q[log p(z)] - E_q[log q(z|x)]          (1)
+                        = E_q[log p(x|z)] - KL(q(z|x) || p(z))                        (2)
+                       ~= log p(x | z = mu + exp(logvar/2) * eps) - KL,  eps ~ N(0, I)  (3)
+
+(The slides' E[p(X|Z)] + E[p(Z)] - E[q(Z|X)] drops the logs; (1) is the correct form.)
+The training loss is the batch mean of  rec + beta * KL,  rec = -log p(x|z): nats per
+example, equal to -ELBO when beta = 1. The KL of (2) is closed form (Kingma & Welling app. B):
+
+    KL = 1/2 sum_j (mu_j^2 + exp(logvar_j) - 1 - logvar_j)                               (4)
+
+The reparameterization (3) makes z a differentiable function of (mu, logvar) for fixed eps:
+
+    dz/dmu = 1,   dz/dlogvar = eps * exp(logvar/2) / 2                                   (5)
+
+so the gradient of the loss reaches the encoder through z as well as through the KL.
+"""
+import numpy as np
+
+from . import kernels
+from .errors import TinyVAEError
+from .layers import MLP, mlp_shapes, scratch
+from .model import (Model, check_dtype, check_hidden_dims, check_nonneg_float,
+                    check_positive_int)
+
+LIKELIHOODS = ("bernoulli", "gaussian")
+LOG_2PI = np.log(2 * np.pi)
+
+
+class VAE(Model):
+    """A VAE with an MLP encoder q(z|x), an MLP decoder p(x|z) and a N(0, I) prior.
+
+    Parameters (``vae.params``): the encoder ``enc.W{i}``, ``enc.b{i}`` (last layer 2Z wide:
+    mu, then logvar), the decoder ``dec.W{i}``, ``dec.b{i}`` (last layer D wide: logits or
+    the Gaussian mean o(z)), and ``log_sigma2`` (a scalar) when ``learn_sigma2=True``.
+    ``hidden_dims=()`` makes encoder and decoder single affine maps (probabilistic PCA when
+    the likelihood is Gaussian). The decoder mirrors the encoder's hidden widths unless
+    ``decoder_hidden_dims`` says otherwise.
+    """
+
+    kind = "vae"
+
+    def __init__(self, input_dim, hidden_dims=(128,), latent_dim=2, likelihood="bernoulli",
+                 activation="relu", beta=1.0, sigma2=1.0, learn_sigma2=False, seed=0,
+                 dtype="float32", decoder_hidden_dims=None):
+        D = check_positive_int("input_dim", input_dim)
+        Z = check_positive_int("latent_dim", latent_dim)
+        hidden = check_hidden_dims(hidden_dims)
+        dec_hidden = tuple(reversed(hidden)) if decoder_hidden_dims is None else check_hidden_dims(decoder_hidden_dims)
+        if likelihood not in LIKELIHOODS:
+            raise TinyVAEError(f"unknown likelihood {likelihood!r}: expected bernoulli or gaussian")
+        kernels.activation_code(activation)
+        if learn_sigma2 and likelihood != "gaussian":
+            raise TinyVAEError("learn_sigma2=True needs likelihood='gaussian'")
+        self.config = dict(input_dim=D, hidden_dims=list(hidden), latent_dim=Z, likelihood=likelihood,
+                           activation=activation, beta=check_nonneg_float("beta", beta),
+                           sigma2=check_nonneg_float("sigma2", sigma2, positive=True),
+                           learn_sigma2=bool(learn_sigma2), seed=int(seed),
+                           dtype=check_dtype(dtype).name, decoder_hidden_dims=list(dec_hidden))
+        self.input_dim, self.latent_dim, self.likelihood = D, Z, likelihood
+        self.beta, self.learn_sigma2 = self.config["beta"], self.config["learn_sigma2"]
+
+        enc_sizes, dec_sizes = (D, *hidden, 2 * Z), (Z, *dec_hidden, D)
+        shapes = {**mlp_shapes(enc_sizes, "enc."), **mlp_shapes(dec_sizes, "dec.")}
+        if self.learn_sigma2:
+            shapes["log_sigma2"] = ()
+        self._allocate(shapes, self.config["dtype"])
+        self.encoder = MLP(enc_sizes, activation, prefix="enc.", params=self.params, grads=self.grads)
+        self.decoder = MLP(dec_sizes, activation, prefix="dec.", params=self.params, grads=self.grads)
+        init_rng = np.random.default_rng([int(seed), 0])          # the initialisation stream
+        self.encoder.init(self.params, init_rng)
+        self.decoder.init(self.params, init_rng)
+        if self.learn_sigma2:
+            self.params["log_sigma2"][...] = np.log(self.config["sigma2"])
+
+    # ----------------------------------------------------------------------------------------
+    # the pieces of the model
+
+    @property
+    def sigma2(self):
+        """The Gaussian decoder's variance: fixed, or exp(log_sigma2) when learned."""
+        if self.learn_sigma2:
+            return float(np.exp(self.params["log_sigma2"]))
+        return self.config["sigma2"]
+
+    def encode(self, x):
+        """q(z|x) = N(mu, diag(exp(logvar))). Inputs: x (N, D). Returns: mu, logvar, both (N, Z)."""
+        x = self._data(x)
+        e = self.encoder(x)                                    # (N, 2Z)
+        return e[:, :self.latent_dim].copy(), e[:, self.latent_dim:].copy()
+
+    def decode(self, z):
+        """The mean of p(x|z): Bernoulli probabilities sigmoid(l(z)), or the Gaussian mean o(z)."""
+        z = self._input(z, "z", dim=self.latent_dim)
+        o = self.decoder(z)                                    # (N, D) logits or means
+        return kernels.activation(o, "sigmoid") if self.likelihood == "bernoulli" else o
+
+    def reparameterize(self, mu, logvar, eps):
+        """z = mu + exp(logvar/2) * eps, eq. (3); all (N, Z)."""
+        return kernels.reparameterize(mu, logvar, eps)[0]
+
+    def _reconstruction(self, o, x, scale, rows=None, do=None):
+        """rec = -log p(x|z) per example (N,) and scale * d rec / d o (N, D), in one pass."""
+        if self.likelihood == "bernoulli":
+            return kernels.bernoulli_nll_grad(o, x, scale, rows=rows, dlogits=do)
+        return kernels.gaussian_nll_grad(o, x, self.sigma2, scale, rows=rows, dmean=do)
+
+    def _nll(self, o, x):
+        """rec = -log p(x|z) per example, without the gradient."""
+        if self.likelihood == "bernoulli":
+            return kernels.bernoulli_nll(o, x)
+        return kernels.gaussian_nll(o, x, self.sigma2)
+
+    # ----------------------------------------------------------------------------------------
+    # the loss and its gradient
+
+    def loss_and_grads(self, x, eps):
+        """loss = mean_n [rec_n + beta KL_n] and its exact gradient for every parameter.
+
+        Inputs: x (N, D); eps (N, Z), the standard-normal noise of eq. (3), passed in so the
+        loss is a deterministic function of the parameters (and can be gradient-checked).
+        Returns: loss (float, nats per example) and grads, a dict like ``params``. The arrays
+        of ``grads`` are the model's gradient buffers: copy them to keep them past the next call.
+        """
+        x = self._data(x)
+        eps = self._input(eps, "eps", dim=self.latent_dim)
+        if eps.shape[0] != x.shape[0]:
+            raise TinyVAEError(f"eps must have one row per example: x has {x.shape[0]}, eps {eps.shape[0]}")
+        loss, _, _ = self._loss_and_grads(x, eps)
+        return loss, self.grads
+
+    def _loss_and_grads(self, x, eps):
+        """The forward and backward pass on checked inputs; returns (loss, mean rec, mean KL)."""
+        N, Z, ws, dt = x.shape[0], self.latent_dim, self.workspace, self.dtype
+        # forward: x -> [mu, logvar] -> z -> o(z) -> rec, KL
+        e, enc_cache = self.encoder.forward(x, ws)             # (N, 2Z)
+        mu, logvar = e[:, :Z], e[:, Z:]                        # (N, Z) each
+        z, kl = kernels.reparameterize(mu, logvar, eps,        # eq. (3) and eq. (4)
+                                       z=scratch(ws, "z", (N, Z), dt), kl=scratch(ws, "kl", (N,), dt))
+        o, dec_cache = self.decoder.forward(z, ws)             # (N, D) logits or means
+        rec, do = self._reconstruction(o, x, 1.0 / N,          # do = d loss / d o   (N, D)
+                                       rows=scratch(ws, "rec", (N,), dt), do=scratch(ws, "do", o.shape, dt))
+        rec_mean, kl_mean = float(np.mean(rec, dtype=np.float64)), float(np.mean(kl, dtype=np.float64))
+        loss = rec_mean + self.beta * kl_mean
+
+        # backward: d loss / d o -> dz -> [dmu, dlogvar] -> encoder
+        dz = self.decoder.backward(do, dec_cache, workspace=ws)               # (N, Z)
+        de = scratch(ws, "de", (N, 2 * Z), dt)                                # (N, 2Z)
+        kernels.reparameterize_backward(dz, mu, logvar, eps, self.beta / N,   # eqs. (4), (5)
+                                        dmu=de[:, :Z], dlogvar=de[:, Z:])
+        self.encoder.backward(de, enc_cache, need_dx=False, workspace=ws)
+        if self.learn_sigma2:
+            # rec_n = SSE_n / (2 sigma2) + D/2 log(2 pi sigma2), so
+            # d rec_n / d log sigma2 = -SSE_n / (2 sigma2) + D/2
+            D, s2 = self.input_dim, self.sigma2
+            half_sse_over_s2 = rec_mean - 0.5 * D * np.log(2 * np.pi * s2)   # mean_n SSE_n/(2 s2)
+            self.grads["log_sigma2"][...] = -half_sse_over_s2 + 0.5 * D
+        return loss, rec_mean, kl_mean
+
+    def training_loss_and_grads(self, x, rng):
+        """One training step's loss and gradients, eps drawn from ``rng`` (used by ``fit``).
+
+        ``x`` must already be a checked (N, D) array of the model's dtype. Returns
+        (loss, grads, {"rec": mean rec, "kl": mean KL})."""
+        eps = scratch(self.workspace, "eps", (x.shape[0], self.latent_dim), self.dtype)
+        rng.standard_normal(out=eps)
+        loss, rec, kl = self._loss_and_grads(x, eps)
+        return loss, self.grads, {"rec": rec, "kl": kl}
+
+    # ----------------------------------------------------------------------------------------
+    # evaluation
+
+    def elbo(self, x, eps=None, rng=None):
+        """The one-sample ELBO of eq. (3) for each example, (N,), in nats (beta plays no part).
+
+        Without ``eps`` the noise is drawn from ``rng`` (default: a generator seeded with 0,
+        so repeated calls agree)."""
+        x = self._data(x)
+        mu, logvar = self._split(self.encoder(x))
+        eps = self._noise(eps, rng, mu.shape)
+        z, kl = kernels.reparameterize(mu, logvar, eps)
+        return -(self._nll(self.decoder(z), x) + kl).astype(np.float64)
+
+    def evaluate(self, x, rng=None, batch_size=1000):
+        """Mean loss terms over ``x``: {"loss": mean(rec + beta KL), "rec": ..., "kl": ...}."""
+        x = self._data(x)
+        rng = np.random.default_rng(0) if rng is None else rng
+        rec_sum = kl_sum = 0.0
+        for start in range(0, x.shape[0], batch_size):
+            xb = x[start:start + batch_size]
+            mu, logvar = self._split(self.encoder(xb))
+            eps = rng.standard_normal(mu.shape).astype(self.dtype, copy=False)
+            z, kl = kernels.reparameterize(mu, logvar, eps)
+            rec_sum += float(np.sum(self._nll(self.decoder(z), xb), dtype=np.float64))
+            kl_sum += float(np.sum(kl, dtype=np.float64))
+        n = x.shape[0]
+        return {"loss": (rec_sum + self.beta * kl_sum) / n, "rec": rec_sum / n, "kl": kl_sum / n}
+
+    def log_likelihood(self, x, k=1000, seed=0, max_rows=None):
+        """Importance-weighted estimate of log p(x) per example, (N,) (Burda et al. 2015):
+
+            log p(x) ~= log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i|x),   z_i ~ q(z|x)
+
+        a lower bound that tightens to log p(x) as k grows (k = 1 is the ELBO). Computed with a
+        running log-sum-exp over chunks of examples and samples, so memory stays bounded
+        (``max_rows`` decoder rows at a time) whatever N and k are."""
+        x = self._data(x)
+        k = check_positive_int("k", k)
+        rng = np.random.default_rng(seed)
+        N, Z = x.shape[0], self.latent_dim
+        widest = max(max(self.decoder.sizes), max(self.encoder.sizes))
+        max_rows = max_rows or max(1, (1 << 22) // widest)            # ~16-32 MB per buffer
+        n_chunk = max(1, min(N, max_rows))
+        k_chunk = max(1, min(k, max_rows // n_chunk))
+        out = np.empty(N, dtype=np.float64)
+        for s in range(0, N, n_chunk):
+            xb = x[s:s + n_chunk]                                          # (n, D)
+            n = xb.shape[0]
+            mu, logvar = self._split(self.encoder(xb))                     # (n, Z)
+            run_max, run_sum = np.full(n, -np.inf), np.zeros(n)            # running log-sum-exp
+            for done in range(0, k, k_chunk):
+                kc = min(k_chunk, k - done)
+                eps = rng.standard_normal((kc, n, Z))                      # (kc, n, Z)
+                z = mu + np.exp(0.5 * logvar) * eps                        # (kc, n, Z)
+                log_q = -0.5 * np.sum(LOG_2PI + logvar + eps**2, axis=-1)  # log q(z|x)  (kc, n)
+                log_pz = -0.5 * np.sum(LOG_2PI + z**2, axis=-1)            # log p(z)    (kc, n)
+                o = self.decoder(z.reshape(kc * n, Z).astype(self.dtype))  # (kc n, D)
+                log_px_z = -self._nll(o, np.tile(xb, (kc, 1))).reshape(kc, n)
+                log_w = log_px_z.astype(np.float64) + log_pz - log_q      # (kc, n)
+                new_max = np.maximum(run_max, log_w.max(axis=0))
+                run_sum = run_sum * np.exp(run_max - new_max) + np.exp(log_w - new_max).sum(axis=0)
+                run_max = new_max
+            out[s:s + n] = run_max + np.log(run_sum) - np.log(k)
+        return out
+
+    def sample(self, n, seed=0, mean=True):
+        """n new examples: z ~ N(0, I), then the mean of p(x|z) (or a draw from it if not mean)."""
+        n = check_positive_int("n", n)
+        rng = np.random.default_rng(seed)
+        z = rng.standard_normal((n, self.latent_dim))
+        m = self.decode(z)
+        if mean:
+            return m
+        if self.likelihood == "bernoulli":
+            return (rng.uniform(size=m.shape) < m).astype(self.dtype)
+        return (m + np.sqrt(self.sigma2) * rng.standard_normal(m.shape)).astype(self.dtype)
+
+    def kl_per_dimension(self, x):
+        """Mean over x of KL(q(z_j|x) || N(0, 1)) for each latent dimension j, (Z,).
+
+        Dimensions with KL near 0 carry no information about x: posterior collapse."""
+        mu, logvar = self.encode(x)
+        return (0.5 * (mu**2 + np.exp(logvar) - 1 - logvar)).mean(axis=0).astype(np.float64)
+
+    def latent_activity(self, x):
+        """Var over x of E_q[z_j] = mu_j(x), per latent dimension (Burda et al. 2015), (Z,)."""
+        mu, _ = self.encode(x)
+        return mu.astype(np.float64).var(axis=0)
+
+    def active_units(self, x, threshold=0.01):
+        """How many latent dimensions are active: activity above ``threshold`` (0.01)."""
+        return int(np.sum(self.latent_activity(x) > threshold))
+
+    # ----------------------------------------------------------------------------------------
+    # input handling
+
+    def _data(self, x):
+        x = self._input(x)
+        if self.likelihood == "bernoulli" and x.size and (x.min() < 0 or x.max() > 1):
+            raise TinyVAEError("a Bernoulli decoder needs data in [0, 1]; scale the data "
+                               "(e.g. divide 8-bit images by 255) or use likelihood='gaussian'")
+        return x
+
+    def _split(self, e):
+        return e[:, :self.latent_dim], e[:, self.latent_dim:]
+
+    def _noise(self, eps, rng, shape):
+        if eps is None:
+            rng = np.random.default_rng(0) if rng is None else rng
+            return rng.standard_normal(shape).astype(self.dtype, copy=False)
+        eps = self._input(eps, "eps", dim=self.latent_dim)
+        if eps.shape != shape:
+            raise TinyVAEError(f"eps must have shape {shape}, got {eps.shape}")
+        return eps
+
+
+# --------------------------------------------------------------------------------------------
+# the gradient-check table of ``tinyvae gradcheck --model vae``
+
+def gradcheck_configs():
+    """(name, VAE keyword arguments) for every configuration the gradient checks cover."""
+    base = dict(input_dim=5, hidden_dims=(6,), latent_dim=3)
+    configs = [(f"bernoulli, 1 hidden, {a}", dict(base, activation=a)) for a in kernels.ACTIVATIONS]
+    configs += [
+        ("bernoulli, 0 hidden (linear)", dict(base, hidden_dims=())),
+        ("bernoulli, 2 hidden 7-4 / decoder 3-6", dict(base, hidden_dims=(7, 4), decoder_hidden_dims=(3, 6), activation="tanh")),
+        ("gaussian sigma2=0.3 fixed, 1 hidden", dict(base, likelihood="gaussian", sigma2=0.3, activation="softplus")),
+        ("gaussian sigma2 learned, 2 hidden", dict(base, hidden_dims=(7, 4), likelihood="gaussian", learn_sigma2=True, sigma2=0.5, activation="leaky_relu")),
+        ("gaussian, 0 hidden, sigma2 learned", dict(base, hidden_dims=(), likelihood="gaussian", learn_sigma2=True)),
+        ("bernoulli, beta=0.3", dict(base, beta=0.3, activation="sigmoid")),
+        ("gaussian, beta=4, 2 hidden", dict(base, hidden_dims=(4, 7), likelihood="gaussian", beta=4.0, activation="tanh")),
+    ]
+    return configs
+
+
+def gradcheck_problem(config, n=4, seed=0):
+    """A float64 VAE and a fixed (x, eps) for a gradient check of ``config``.
+
+    The parameters get random nonzero biases, so no relu unit sits exactly on its kink."""
+    rng = np.random.default_rng(seed)
+    vae = VAE(**dict(config, dtype="float64", seed=seed))
+    for name, p in vae.params.items():
+        if name.split(".")[-1].startswith("b"):
+            p[...] = rng.uniform(0.05, 0.5, p.shape) * rng.choice([-1, 1], p.shape)
+    x = rng.uniform(0, 1, (n, vae.input_dim))
+    eps = rng.standard_normal((n, vae.latent_dim))
+    return vae, x, eps
+
+
+def gradcheck_suite(seed=0):
+    from .gradcheck import check_model
+    reports = []
+    for name, config in gradcheck_configs():
+        vae, x, eps = gradcheck_problem(config, seed=seed)
+        reports.append((name, check_model(vae, x, eps)))
+    return reports
