@@ -173,7 +173,7 @@ class VAE(Model):
         ``x`` must already be a checked (N, D) array of the model's dtype. Returns
         (loss, grads, {"rec": mean rec, "kl": mean KL})."""
         eps = scratch(self.workspace, "eps", (x.shape[0], self.latent_dim), self.dtype)
-        rng.standard_normal(out=eps)
+        rng.standard_normal(dtype=self.dtype, out=eps)
         loss, rec, kl = self._loss_and_grads(x, eps)
         return loss, self.grads, {"rec": rec, "kl": kl}
 
