@@ -1,0 +1,390 @@
+"""The VAE: gradients against finite differences, the KL, the reparameterization, and the
+ELBO identity log p(x) = ELBO + KL(q || p(z|x)) on the linear-Gaussian model."""
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import tinyvae as tv
+from tinyvae import kernels
+from tinyvae import linear_gaussian as lg
+from tinyvae.checks import run_gradcheck
+from tinyvae.errors import TinyVAEError
+from tinyvae.gradcheck import check_model
+from tinyvae.vae import gradcheck_configs, gradcheck_problem
+
+TOL = 1e-7
+
+
+# ---------------------------------------------------------------------------------------------
+# gradients
+
+@pytest.mark.parametrize("name, config", gradcheck_configs(), ids=[n for n, _ in gradcheck_configs()])
+def test_gradients_every_configuration(name, config):
+    vae, x, eps = gradcheck_problem(config, seed=3)
+    report = check_model(vae, x, eps)
+    assert report.max_error <= TOL, f"{name}\n{report}"
+    assert {r.name for r in report.rows} == set(vae.params)
+
+
+def test_gradcheck_covers_what_the_issue_asks():
+    configs = [c for _, c in gradcheck_configs()]
+    assert {c.get("activation", "relu") for c in configs} == set(kernels.ACTIVATIONS)
+    assert {len(c["hidden_dims"]) for c in configs} == {0, 1, 2}
+    assert {c.get("likelihood", "bernoulli") for c in configs} == {"bernoulli", "gaussian"}
+    assert any(c.get("learn_sigma2") for c in configs)
+    assert any(c.get("likelihood") == "gaussian" and not c.get("learn_sigma2") for c in configs)
+    assert any(c.get("beta", 1.0) != 1.0 for c in configs)
+
+
+@given(D=st.integers(1, 5), Z=st.integers(1, 4), hidden=st.lists(st.integers(1, 5), max_size=2),
+       likelihood=st.sampled_from(["bernoulli", "gaussian"]),
+       activation=st.sampled_from(["tanh", "softplus", "sigmoid"]), beta=st.floats(0.1, 3.0),
+       seed=st.integers(0, 1000))
+def test_gradients_random_shapes(D, Z, hidden, likelihood, activation, beta, seed):
+    config = dict(input_dim=D, hidden_dims=tuple(hidden), latent_dim=Z, likelihood=likelihood,
+                  activation=activation, beta=beta, learn_sigma2=likelihood == "gaussian")
+    vae, x, eps = gradcheck_problem(config, n=3, seed=seed)
+    report = check_model(vae, x, eps)
+    assert report.max_error <= TOL, str(report)
+
+
+def test_encoder_and_decoder_gradients_do_not_share_buffers():
+    """Mirrored shapes (D = 2Z, symmetric hidden widths): a reused buffer would show here."""
+    config = dict(input_dim=4, hidden_dims=(3,), latent_dim=2, activation="tanh")
+    vae, x, eps = gradcheck_problem(config, seed=7)
+    assert vae.params["enc.W1"].shape == (3, 4) and vae.params["dec.W0"].shape == (2, 3)
+    report = check_model(vae, x, eps)
+    assert report.max_error <= TOL, str(report)
+
+
+def test_loss_is_mean_of_rec_plus_beta_kl_computed_independently():
+    vae, x, eps = gradcheck_problem(dict(input_dim=5, hidden_dims=(4,), latent_dim=3, beta=0.7,
+                                         activation="tanh"), seed=1)
+    e = np.tanh(x @ vae.params["enc.W0"] + vae.params["enc.b0"]) @ vae.params["enc.W1"] + vae.params["enc.b1"]
+    mu, logvar = e[:, :3], e[:, 3:]
+    z = mu + np.exp(logvar / 2) * eps
+    logits = np.tanh(z @ vae.params["dec.W0"] + vae.params["dec.b0"]) @ vae.params["dec.W1"] + vae.params["dec.b1"]
+    p = 1 / (1 + np.exp(-logits))
+    rec = -np.sum(x * np.log(p) + (1 - x) * np.log(1 - p), axis=1)
+    kl = 0.5 * np.sum(mu**2 + np.exp(logvar) - 1 - logvar, axis=1)
+    loss, _ = vae.loss_and_grads(x, eps)
+    assert loss == pytest.approx(np.mean(rec + 0.7 * kl), rel=1e-12)
+    np.testing.assert_allclose(vae.elbo(x, eps), -(rec + kl), rtol=1e-12)
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+def test_backends_agree_on_loss_and_grads(likelihood, backend):
+    config = dict(input_dim=6, hidden_dims=(5, 4), latent_dim=3, likelihood=likelihood,
+                  activation="softplus", learn_sigma2=likelihood == "gaussian")
+    results = {}
+    for name in ("numpy", "numba"):
+        backend(name)
+        vae, x, eps = gradcheck_problem(config, n=5, seed=2)
+        loss, grads = vae.loss_and_grads(x, eps)
+        results[name] = (loss, vae.grad_flat.copy())
+    assert results["numba"][0] == pytest.approx(results["numpy"][0], rel=1e-12)
+    np.testing.assert_allclose(results["numba"][1], results["numpy"][1], rtol=1e-10, atol=1e-14)
+
+
+def test_float32_matches_float64():
+    config = dict(input_dim=6, hidden_dims=(5,), latent_dim=2)
+    vae64, x, eps = gradcheck_problem(config, seed=4)
+    vae32 = tv.VAE(**config, dtype="float32")
+    vae32.flat[:] = vae64.flat
+    l64, _ = vae64.loss_and_grads(x, eps)
+    l32, g32 = vae32.loss_and_grads(x, eps)
+    assert g32["enc.W0"].dtype == np.float32
+    assert l32 == pytest.approx(l64, rel=1e-5)
+    np.testing.assert_allclose(vae32.grad_flat, vae64.grad_flat, rtol=1e-3, atol=1e-5)
+
+
+def test_gradcheck_command_prints_table_and_exits_zero(capsys):
+    assert run_gradcheck("vae") == 0
+    out = capsys.readouterr().out
+    assert "enc.W0" in out and "log_sigma2" in out and "worst entry" in out
+    assert "0 configuration(s) above" in out
+
+
+def test_gradcheck_command_fails_on_a_wrong_backward(monkeypatch, capsys):
+    right = kernels.reparameterize_backward
+
+    def wrong(dz, mu, logvar, eps, kl_scale, dmu=None, dlogvar=None):
+        dmu, dlogvar = right(dz, mu, logvar, eps, kl_scale, dmu, dlogvar)
+        dlogvar *= 2.0                       # the log sigma vs log sigma^2 slip: a factor of 2
+        return dmu, dlogvar
+
+    monkeypatch.setattr(kernels, "reparameterize_backward", wrong)
+    assert run_gradcheck("vae", verbose=False) == 1
+    assert "FAIL" in capsys.readouterr().out
+
+
+def test_gradcheck_command_line(tmp_path):
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-m", "tinyvae", "gradcheck", "--model", "vae"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "gaussian sigma2 learned" in r.stdout and "max relative error" in r.stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# the KL and the reparameterization
+
+def gaussian_kl_by_hand(mu, logvar):
+    return 0.5 * np.sum(mu**2 + np.exp(logvar) - 1 - logvar, axis=-1)
+
+
+def test_kl_closed_form_matches_monte_carlo():
+    rng = np.random.default_rng(0)
+    mu, logvar = np.array([[0.5, -1.0, 2.0]]), np.array([[0.3, -0.8, 0.0]])
+    kl = kernels.reparameterize(mu, logvar, np.zeros_like(mu))[1][0]
+    z = mu + np.exp(logvar / 2) * rng.standard_normal((400_000, 3))
+    log_q = -0.5 * np.sum(np.log(2 * np.pi) + logvar + (z - mu) ** 2 / np.exp(logvar), axis=1)
+    log_p = -0.5 * np.sum(np.log(2 * np.pi) + z**2, axis=1)
+    terms = log_q - log_p
+    se = terms.std() / np.sqrt(terms.size)
+    assert abs(terms.mean() - kl) < 4 * se
+    assert kl == pytest.approx(gaussian_kl_by_hand(mu, logvar)[0], rel=1e-14)
+
+
+@given(mu=st.lists(st.floats(-5, 5), min_size=1, max_size=6),
+       logvar=st.lists(st.floats(-5, 5), min_size=6, max_size=6))
+def test_kl_nonnegative_and_zero_only_at_the_prior(mu, logvar):
+    mu = np.array([mu])
+    logvar = np.array([logvar[:mu.shape[1]]])
+    for name in ("numba", "numpy"):
+        old = tv.set_backend(name)
+        try:
+            kl = kernels.reparameterize(mu, logvar, np.zeros_like(mu))[1][0]
+        finally:
+            tv.set_backend(old)
+        assert kl >= 0
+        if np.any(mu != 0) or np.any(logvar != 0):
+            assert kl > 0 or np.max(np.abs(mu)) < 1e-7 and np.max(np.abs(logvar)) < 1e-4
+        else:
+            assert kl == 0
+
+
+def test_reparameterized_samples_have_mean_mu_and_variance_exp_logvar():
+    rng = np.random.default_rng(1)
+    n = 200_000
+    mu = np.tile([[1.5, -0.5, 0.0]], (n, 1))
+    logvar = np.tile([[0.0, np.log(4.0), np.log(0.25)]], (n, 1))
+    vae = tv.VAE(input_dim=2, latent_dim=3, dtype="float64")
+    z = vae.reparameterize(mu, logvar, rng.standard_normal(mu.shape))
+    np.testing.assert_allclose(z.mean(axis=0), [1.5, -0.5, 0.0], atol=4 * np.sqrt(4.0 / n))
+    np.testing.assert_allclose(z.var(axis=0), [1.0, 4.0, 0.25], rtol=0.02)
+
+
+def test_extreme_logits_and_logvar_give_finite_loss_and_gradients():
+    vae, x, eps = gradcheck_problem(dict(input_dim=4, hidden_dims=(3,), latent_dim=2), seed=0)
+    vae.params["dec.b1"][...] = [1e4, -1e4, 1e4, -1e4]         # logits of +-1e4
+    vae.params["enc.b1"][...] = [0.0, 0.0, 30.0, -30.0]         # logvar near +30 and -30
+    x = np.array([[1.0, 0.0, 0.0, 1.0]] * 3)
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        for dtype in ("float64", "float32"):
+            v = tv.VAE(input_dim=4, hidden_dims=(3,), latent_dim=2, dtype=dtype)
+            v.flat[:] = vae.flat
+            loss, grads = v.loss_and_grads(x, eps[:3])
+            assert np.isfinite(loss) and loss > 1e4            # two confidently wrong pixels
+            assert all(np.all(np.isfinite(g)) for g in grads.values())
+
+
+# ---------------------------------------------------------------------------------------------
+# the linear-Gaussian model: every term exact
+
+def linear_gaussian_vae(D=5, Z=2, sigma2=0.4, seed=0):
+    rng = np.random.default_rng(seed)
+    vae = tv.VAE(input_dim=D, hidden_dims=(), latent_dim=Z, likelihood="gaussian", sigma2=sigma2,
+                 dtype="float64", seed=seed)
+    vae.flat[:] = rng.normal(scale=0.5, size=vae.flat.size)
+    x = rng.normal(size=(7, D)) + vae.params["dec.b0"]
+    return vae, x
+
+
+def log_px_by_hand(vae, x):
+    """log N(x; b, W^T W + sigma2 I) straight from the density formula."""
+    W, b = vae.params["dec.W0"], vae.params["dec.b0"]
+    C = W.T @ W + vae.sigma2 * np.eye(W.shape[1])
+    r = x - b
+    _, logdet = np.linalg.slogdet(C)
+    return -0.5 * (x.shape[1] * np.log(2 * np.pi) + logdet + np.einsum("nd,de,ne->n", r, np.linalg.inv(C), r))
+
+
+def test_exact_log_px_matches_the_density_formula():
+    vae, x = linear_gaussian_vae()
+    np.testing.assert_allclose(lg.log_marginal_likelihood(vae, x), log_px_by_hand(vae, x), rtol=1e-12)
+
+
+def test_posterior_matches_bayes_rule_on_a_grid():
+    """p(z|x) = p(x|z) p(z) / p(x) at a few z, against the closed-form N(m, S)."""
+    vae, x = linear_gaussian_vae(Z=2)
+    m, S = lg.posterior(vae, x[:1])
+    W, b, s2 = vae.params["dec.W0"], vae.params["dec.b0"], vae.sigma2
+    for z in np.random.default_rng(0).normal(size=(5, 2)):
+        log_joint = (-0.5 * np.sum((x[0] - z @ W - b) ** 2) / s2 - 0.5 * x.shape[1] * np.log(2 * np.pi * s2)
+                     - 0.5 * z @ z - np.log(2 * np.pi))
+        d = z - m[0]
+        log_post = -0.5 * d @ np.linalg.inv(S) @ d - 0.5 * np.linalg.slogdet(2 * np.pi * S)[1]
+        assert log_joint - log_px_by_hand(vae, x[:1])[0] == pytest.approx(log_post, abs=1e-10)
+
+
+def test_elbo_identity_holds_exactly():
+    """log p(x) = ELBO + KL(q(z|x) || p(z|x)) to 1e-8, computed in expectation."""
+    for seed in range(5):
+        vae, x = linear_gaussian_vae(D=6, Z=3, seed=seed)
+        log_px = log_px_by_hand(vae, x)
+        elbo = lg.expected_elbo(vae, x)
+        kl = lg.kl_to_posterior(vae, x)
+        np.testing.assert_allclose(elbo + kl, log_px, rtol=0, atol=1e-8)
+        assert np.all(elbo <= log_px + 1e-12) and np.all(kl >= 0)
+
+
+@given(seed=st.integers(0, 10_000), sigma2=st.floats(0.05, 5.0))
+def test_elbo_is_a_lower_bound_for_every_x(seed, sigma2):
+    vae, x = linear_gaussian_vae(D=4, Z=2, sigma2=sigma2, seed=seed)
+    x = x * np.random.default_rng(seed).uniform(0.1, 10)      # near and far from the data
+    assert np.all(lg.expected_elbo(vae, x) <= log_px_by_hand(vae, x) + 1e-10)
+
+
+def test_one_sample_elbo_averages_to_the_exact_elbo():
+    vae, x = linear_gaussian_vae(D=5, Z=2, seed=1)
+    rng = np.random.default_rng(0)
+    draws = np.array([vae.elbo(x, rng=rng) for _ in range(4000)])      # (4000, N)
+    se = draws.std(axis=0) / np.sqrt(draws.shape[0])
+    assert np.all(np.abs(draws.mean(axis=0) - lg.expected_elbo(vae, x)) < 4 * se)
+
+
+def test_optimal_diagonal_encoder_closes_the_gap_when_the_posterior_is_diagonal():
+    vae, x = linear_gaussian_vae(D=4, Z=2, seed=2)
+    W = vae.params["dec.W0"]
+    q, _ = np.linalg.qr(W.T)                                   # make the rows of W orthogonal
+    W[...] = (q * [1.5, 0.7]).T
+    lg.fit_encoder_to_posterior(vae, x)
+    np.testing.assert_allclose(lg.kl_to_posterior(vae, x), 0, atol=1e-12)
+    np.testing.assert_allclose(lg.expected_elbo(vae, x), log_px_by_hand(vae, x), atol=1e-10)
+
+
+def test_iwae_estimate_approaches_the_exact_log_likelihood():
+    """A poor q (random encoder): the gap starts at the KL and shrinks as k grows."""
+    vae, x = linear_gaussian_vae(D=5, Z=2, seed=3)
+    exact = log_px_by_hand(vae, x)
+    gaps = {k: float(np.mean(exact - vae.log_likelihood(x, k=k, seed=0))) for k in (1, 10, 100, 5000)}
+    kl_gap = float(np.mean(lg.kl_to_posterior(vae, x)))
+    assert gaps[1] == pytest.approx(kl_gap, rel=0.25)        # k = 1: the ELBO's gap, the KL
+    assert gaps[1] > gaps[10] > gaps[100] > gaps[5000] > 0   # a lower bound that tightens
+    assert gaps[5000] < 0.25 * kl_gap
+
+
+def test_iwae_with_a_good_proposal_is_within_a_hundredth_of_a_nat():
+    vae, x = linear_gaussian_vae(D=5, Z=2, seed=3)
+    lg.fit_encoder_to_posterior(vae, x)                      # the best diagonal q
+    exact = log_px_by_hand(vae, x)
+    for k in (100, 5000):
+        assert abs(np.mean(exact - vae.log_likelihood(x, k=k, seed=0))) < 0.01
+
+
+def test_iwae_chunking_does_not_change_the_result():
+    vae, x = linear_gaussian_vae(D=5, Z=2, seed=4)
+    whole = vae.log_likelihood(x, k=64, seed=5)
+    tiny_chunks = vae.log_likelihood(x, k=64, seed=5, max_rows=3)
+    assert np.all(np.isfinite(whole)) and np.all(np.isfinite(tiny_chunks))
+    # different chunking draws the noise in a different order: same estimator, other samples
+    assert np.mean(whole) == pytest.approx(np.mean(tiny_chunks), abs=0.1)
+    np.testing.assert_array_equal(whole, vae.log_likelihood(x, k=64, seed=5))
+
+
+def test_closed_form_needs_the_linear_gaussian_model():
+    with pytest.raises(TinyVAEError, match="linear-Gaussian"):
+        lg.expected_elbo(tv.VAE(input_dim=3, hidden_dims=(2,), latent_dim=1), np.zeros((1, 3)))
+
+
+# ---------------------------------------------------------------------------------------------
+# shapes, sampling, diagnostics, errors
+
+@given(D=st.integers(1, 9), Z=st.integers(1, 4), hidden=st.lists(st.integers(1, 8), max_size=2),
+       N=st.integers(1, 6), likelihood=st.sampled_from(["bernoulli", "gaussian"]))
+def test_shapes(D, Z, hidden, N, likelihood):
+    vae = tv.VAE(input_dim=D, hidden_dims=hidden, latent_dim=Z, likelihood=likelihood)
+    x = np.random.default_rng(0).uniform(size=(N, D))
+    mu, logvar = vae.encode(x)
+    assert mu.shape == logvar.shape == (N, Z) and mu.dtype == np.float32
+    mean = vae.decode(mu)
+    assert mean.shape == (N, D)
+    if likelihood == "bernoulli":
+        assert np.all((mean > 0) & (mean < 1))
+    assert vae.elbo(x).shape == (N,)
+    assert vae.log_likelihood(x, k=3).shape == (N,)
+    assert vae.sample(N).shape == (N, D)
+    loss, grads = vae.loss_and_grads(x, np.zeros((N, Z)))
+    assert np.isfinite(loss) and set(grads) == set(vae.params)
+    assert all(grads[k].shape == vae.params[k].shape for k in grads)
+
+
+def test_sample_is_reproducible_and_binary_draws_are_binary():
+    vae = tv.VAE(input_dim=6, latent_dim=2, seed=1)
+    np.testing.assert_array_equal(vae.sample(5, seed=3), vae.sample(5, seed=3))
+    assert not np.array_equal(vae.sample(5, seed=3), vae.sample(5, seed=4))
+    assert set(np.unique(vae.sample(50, seed=0, mean=False))) <= {0.0, 1.0}
+
+
+def test_same_seed_same_parameters():
+    a, b = tv.VAE(input_dim=7, seed=5), tv.VAE(input_dim=7, seed=5)
+    np.testing.assert_array_equal(a.flat, b.flat)
+    assert not np.array_equal(a.flat, tv.VAE(input_dim=7, seed=6).flat)
+
+
+def test_kl_per_dimension_and_active_units():
+    vae = tv.VAE(input_dim=5, hidden_dims=(), latent_dim=3, dtype="float64", seed=0)
+    x = np.random.default_rng(0).uniform(size=(200, 5))
+    # make latent 1 ignore x and match the prior exactly: mu_1 = 0, logvar_1 = 0
+    vae.params["enc.W0"][:, [1, 4]] = 0
+    vae.params["enc.b0"][[1, 4]] = 0
+    vae.params["enc.W0"][:, 0] *= 10                        # latent 0: strongly informative
+    kl_dims = vae.kl_per_dimension(x)
+    assert kl_dims[1] == 0 and kl_dims[0] > 0
+    mu, logvar = vae.encode(x)
+    assert np.sum(kl_dims) == pytest.approx(np.mean(gaussian_kl_by_hand(mu, logvar)), rel=1e-12)
+    activity = vae.latent_activity(x)
+    np.testing.assert_allclose(activity, mu.var(axis=0), rtol=1e-12)
+    assert vae.active_units(x) == int(np.sum(mu.var(axis=0) > 0.01)) and activity[1] == 0
+
+
+def test_training_on_digits_lowers_the_loss_and_iwae_beats_the_elbo():
+    from sklearn.datasets import load_digits
+    x = load_digits().data[:600] / 16.0
+    vae = tv.VAE(input_dim=64, hidden_dims=(64,), latent_dim=4, seed=0)
+    before = vae.evaluate(x)["loss"]
+    history = tv.fit(vae, x, epochs=15, batch_size=64, progress=False)
+    assert history["loss"][-1] < 0.8 * history["loss"][0] and vae.evaluate(x)["loss"] < before
+    elbo = vae.elbo(x[:100]).mean()
+    iwae = vae.log_likelihood(x[:100], k=200).mean()
+    assert elbo < iwae < 0
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(likelihood="poisson"), "unknown likelihood"),
+    (dict(learn_sigma2=True), "learn_sigma2"),
+    (dict(latent_dim=0), "latent_dim"),
+    (dict(hidden_dims=(4, -1)), "hidden width"),
+    (dict(beta=-1), "beta"),
+    (dict(sigma2=0), "sigma2"),
+    (dict(activation="gelu"), "unknown activation"),
+    (dict(dtype="float16"), "dtype"),
+])
+def test_bad_arguments_are_clear_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        tv.VAE(input_dim=4, **kwargs)
+
+
+def test_bad_inputs_are_clear_errors():
+    vae = tv.VAE(input_dim=4, latent_dim=2)
+    with pytest.raises(TinyVAEError, match=r"\[0, 1\]"):
+        vae.loss_and_grads(np.full((2, 4), 2.0), np.zeros((2, 2)))
+    with pytest.raises(TinyVAEError, match="shape"):
+        vae.loss_and_grads(np.zeros((2, 5)), np.zeros((2, 2)))
+    with pytest.raises(TinyVAEError, match="one row per example"):
+        vae.loss_and_grads(np.zeros((2, 4)), np.zeros((3, 2)))
+    with pytest.raises(TinyVAEError, match="NaN"):
+        vae.elbo(np.full((1, 4), np.nan))
