@@ -9,6 +9,7 @@ A companion to Goodfellow, Bengio & Courville, *Deep Learning*, ch. 14, and King
     history = tv.fit(vae, ds.x_train, epochs=10)
 """
 from . import gradcheck, kernels, layers
+from .data import Dataset, binarize_batch, load_dataset
 from .errors import TinyVAEError
 from .gradcheck import check_gradients, check_model
 from .kernels import get_backend, set_backend
