@@ -34,6 +34,7 @@ import http.client
 import math
 import os
 import tempfile
+import urllib.error
 import urllib.request
 import zlib
 from dataclasses import dataclass
@@ -135,7 +136,7 @@ def load_dataset(name_or_path="digits", binarize=None, seed=0, data_dir=None, do
         raise TinyVAEError(f"seed must be a non-negative integer, got {seed!r}")
     if not isinstance(name_or_path, (str, os.PathLike)):
         raise TinyVAEError(f"dataset must be a name or a path, got {name_or_path!r}")
-    key = str(name_or_path).strip().lower()
+    key = name_or_path.strip().lower() if isinstance(name_or_path, str) else None
     if key in ALIASES:                  # a name always means the named dataset (./mnist is a path)
         name = ALIASES[key]
         if name == "digits":
@@ -317,9 +318,10 @@ def _load_named_idx(name, data_dir, download, base_url, progress):
                            f"copy the files into one of those directories{hint}, or allow the download")
     target = download_dir(name, data_dir)
     mirrors = (base_url,) if base_url else MIRRORS[name]
-    for fname in files:
-        dest = os.path.join(target, fname)
-        if os.path.isfile(dest) or os.path.isfile(dest[:-3]):
+    have = find_idx_files(target)[0] if os.path.isdir(target) else {}   # a partial earlier download
+    for role, (stem, _) in IDX_FILES.items():
+        fname, dest = stem + ".gz", os.path.join(target, stem + ".gz")
+        if role in have:
             continue
         errors = []
         for mirror in mirrors:
@@ -330,7 +332,9 @@ def _load_named_idx(name, data_dir, download, base_url, progress):
             except TinyVAEError:
                 raise
             except (OSError, http.client.HTTPException) as e:       # URLError is an OSError
-                errors.append(f"{url}: {getattr(e, 'reason', None) or e}")
+                reason = f"HTTP {e.code} {e.reason}" if isinstance(e, urllib.error.HTTPError) else \
+                    getattr(e, "reason", None) or e
+                errors.append(f"{url}: {reason}")
         else:
             raise TinyVAEError(f"{name} not found and could not be downloaded ({'; '.join(errors)}): it needs "
                                f"{', '.join(files)} (.gz or not), looked in {places}; copy the files into one "

@@ -1,0 +1,508 @@
+"""Tests for tinyvae.data: the datasets, the IDX reader, verified downloads, binarization.
+
+Every network access goes to a server on 127.0.0.1 that the test starts; a guard makes any
+other address fail. $HOME and $TINYVAE_DATA point into tmp_path, so no real cache is touched.
+"""
+import functools
+import gzip
+import hashlib
+import http.server
+import os
+import struct
+import threading
+import urllib.parse
+import urllib.request
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import tinyvae as tv
+from tinyvae import data
+from tinyvae.errors import TinyVAEError
+
+STEMS = {"train_images": "train-images-idx3-ubyte", "train_labels": "train-labels-idx1-ubyte",
+         "test_images": "t10k-images-idx3-ubyte", "test_labels": "t10k-labels-idx1-ubyte"}
+DEBIAN_FASHION = "/usr/share/datasets/fashion-mnist"
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+def idx_bytes(a, type_code=0x08):
+    """The IDX encoding of a uint8 array, written out from the format description."""
+    a = np.asarray(a, dtype=np.uint8)
+    return bytes([0, 0, type_code, a.ndim]) + struct.pack(f">{a.ndim}I", *a.shape) + a.tobytes()
+
+
+def fake_idx_set(n_train=12, n_test=5, h=4, w=3, seed=0):
+    """Random images and labels for a small IDX dataset: dict role -> uint8 array."""
+    rng = np.random.default_rng(seed)
+    return {"train_images": rng.integers(0, 256, (n_train, h, w), dtype=np.uint8),
+            "train_labels": rng.integers(0, 10, n_train, dtype=np.uint8),
+            "test_images": rng.integers(0, 256, (n_test, h, w), dtype=np.uint8),
+            "test_labels": rng.integers(0, 10, n_test, dtype=np.uint8)}
+
+
+def write_idx_set(directory, arrays, gz=True):
+    """Write the four IDX files into ``directory``; returns {file name: bytes written}."""
+    os.makedirs(directory, exist_ok=True)
+    written = {}
+    for role, a in arrays.items():
+        raw = idx_bytes(a)
+        name = STEMS[role] + (".gz" if gz else "")
+        if gz:
+            raw = gzip.compress(raw, mtime=0)
+        with open(os.path.join(directory, name), "wb") as f:
+            f.write(raw)
+        written[name] = raw
+    return written
+
+
+def assert_matches(ds, arrays):
+    """ds holds ``arrays`` as rows scaled to [0, 1] (expected values computed in float64)."""
+    for split in ("train", "test"):
+        images = arrays[f"{split}_images"]
+        x = getattr(ds, f"x_{split}")
+        assert x.dtype == np.float32 and x.shape == (images.shape[0], images.shape[1] * images.shape[2])
+        np.testing.assert_allclose(x, images.reshape(len(images), -1) / 255.0, rtol=0, atol=1e-7)
+        np.testing.assert_array_equal(getattr(ds, f"y_{split}"), arrays[f"{split}_labels"].astype(int))
+    assert ds.image_shape == arrays["train_images"].shape[1:]
+
+
+def sha256(raw):
+    return hashlib.sha256(raw).hexdigest()
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    """Fresh $HOME, no $TINYVAE_DATA, no proxies, and no network beyond 127.0.0.1."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("TINYVAE_DATA", raising=False)
+    for var in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    real_urlopen = urllib.request.urlopen
+
+    def local_only(url, *args, **kwargs):
+        host = urllib.parse.urlsplit(url if isinstance(url, str) else url.full_url).hostname
+        assert host == "127.0.0.1", f"test tried to reach {url}"
+        return real_urlopen(url, *args, **kwargs)
+
+    monkeypatch.setattr(urllib.request, "urlopen", local_only)
+    monkeypatch.setattr(data, "DOWNLOAD_TIMEOUT", 5)
+    return home
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server(tmp_path):
+    """A static file server on 127.0.0.1 (port chosen by the OS): (directory served, base URL)."""
+    root = tmp_path / "www"
+    root.mkdir()
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                            functools.partial(_QuietHandler, directory=str(root)))
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield root, f"http://127.0.0.1:{httpd.server_address[1]}/"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+    assert not thread.is_alive()
+
+
+# --- digits ------------------------------------------------------------------------------
+
+def test_digits_shapes_range_and_labels():
+    ds = tv.load_dataset("digits")
+    assert isinstance(ds, tv.Dataset) and ds.name == "digits" and ds.binarize is None
+    assert ds.x_train.shape == (1500, 64) and ds.x_test.shape == (297, 64)
+    assert ds.x_train.dtype == np.float32 and ds.x_test.dtype == np.float32
+    assert ds.image_shape == (8, 8) and ds.input_dim == 64
+    for x in (ds.x_train, ds.x_test):
+        assert x.min() == 0.0 and x.max() == 1.0
+        np.testing.assert_array_equal(x * 16, np.round(x * 16))   # gray levels 0..16, scaled by 1/16
+    assert set(np.unique(ds.y_train)) == set(range(10)) and set(np.unique(ds.y_test)) <= set(range(10))
+    assert ds.y_train.shape == (1500,) and ds.y_test.shape == (297,)
+
+
+def test_digits_split_is_a_fixed_partition_of_sklearns_digits():
+    from sklearn.datasets import load_digits
+    a, b = tv.load_dataset("digits"), tv.load_dataset("digits", seed=7)   # seed: binarization only
+    np.testing.assert_array_equal(a.x_train, b.x_train)
+    np.testing.assert_array_equal(a.y_test, b.y_test)
+    # train + test is exactly the bundled set: same rows with the same labels, each used once
+    digits = load_digits()
+    full = np.column_stack([digits.data / 16.0, digits.target])
+    ours = np.column_stack([np.vstack([a.x_train, a.x_test]).astype(np.float64),
+                            np.concatenate([a.y_train, a.y_test])])
+    assert ours.shape == full.shape
+
+    def sort_rows(m):
+        return m[np.lexsort(m.T[::-1])]
+
+    np.testing.assert_array_equal(sort_rows(ours), sort_rows(full))
+    assert not np.array_equal(a.y_train[:100], digits.target[:100])      # shuffled, not in file order
+
+
+# --- IDX files ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_idx_directory_round_trip(tmp_path, gz):
+    arrays = fake_idx_set()
+    write_idx_set(tmp_path / "mine", arrays, gz=gz)
+    ds = tv.load_dataset(tmp_path / "mine")
+    assert ds.name == "mine" and ds.image_shape == (4, 3)
+    assert_matches(ds, arrays)
+
+
+def test_idx_files_with_dotted_names(tmp_path):
+    """Some MNIST copies spell the files train-images.idx3-ubyte etc."""
+    arrays = fake_idx_set(seed=3)
+    d = tmp_path / "dotted"
+    d.mkdir()
+    for role, a in arrays.items():
+        (d / STEMS[role].replace("-idx", ".idx")).write_bytes(idx_bytes(a))
+    assert_matches(tv.load_dataset(str(d)), arrays)
+
+
+@given(shape=st.lists(st.integers(0, 5), min_size=1, max_size=4), gz=st.booleans(), seed=st.integers(0, 2**16))
+def test_read_idx_round_trip_property(tmp_path_factory, shape, gz, seed):
+    a = np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+    raw = idx_bytes(a)
+    path = tmp_path_factory.mktemp("idx") / "x.idx"            # no .gz in the name: found by magic
+    path.write_bytes(gzip.compress(raw) if gz else raw)
+    b = data.read_idx(path)
+    assert b.dtype == np.uint8 and b.shape == tuple(shape)
+    np.testing.assert_array_equal(a, b)
+
+
+# --- bad input: one test per category ----------------------------------------------------
+
+def test_unreadable_idx_file(tmp_path):
+    with pytest.raises(TinyVAEError, match="cannot read"):
+        data.read_idx(tmp_path)                         # a directory: open() fails
+    with pytest.raises(TinyVAEError, match="cannot read"):
+        data.read_idx(tmp_path / "nope.idx")
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_truncated_idx_file(tmp_path, gz):
+    arrays = fake_idx_set()
+    write_idx_set(tmp_path, arrays, gz=False)
+    raw = idx_bytes(arrays["train_images"])
+    short = gzip.compress(raw)[:-20] if gz else raw[:-7]
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(short)
+    with pytest.raises(TinyVAEError, match="truncated") as e:
+        tv.load_dataset(tmp_path)
+    assert "train-images-idx3-ubyte" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_wrong_magic(tmp_path):
+    arrays = fake_idx_set()
+    write_idx_set(tmp_path, arrays, gz=False)
+    raw = bytearray(idx_bytes(arrays["test_images"]))
+    raw[0:2] = b"\x12\x34"
+    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(bytes(raw))
+    with pytest.raises(TinyVAEError, match="not an IDX file"):
+        tv.load_dataset(tmp_path)
+
+
+def test_wrong_dtype_code(tmp_path):
+    path = tmp_path / "floats.idx"
+    path.write_bytes(idx_bytes(np.zeros((2, 3)), type_code=0x0D))
+    with pytest.raises(TinyVAEError, match=r"type 0x0d \(float"):
+        data.read_idx(path)
+
+
+def test_image_and_label_counts_disagree(tmp_path):
+    arrays = fake_idx_set(n_train=12)
+    arrays["train_labels"] = arrays["train_labels"][:11]
+    write_idx_set(tmp_path, arrays)
+    with pytest.raises(TinyVAEError, match="12 images but .* 11 labels"):
+        tv.load_dataset(tmp_path)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_array_with_nan_or_inf(tmp_path, bad):
+    x = np.full((10, 4), 0.5)
+    x[3, 2] = bad
+    np.save(tmp_path / "x.npy", x)
+    with pytest.raises(TinyVAEError, match="NaN or infinite"):
+        tv.load_dataset(tmp_path / "x.npy")
+
+
+@pytest.mark.parametrize("shape", [(10,), (3, 4, 5, 2), (0, 4), (5, 0)])
+def test_array_of_wrong_dimensionality(tmp_path, shape):
+    np.save(tmp_path / "x.npy", np.zeros(shape, dtype=np.uint8))
+    with pytest.raises(TinyVAEError, match=r"has shape .*give images as \(n, d\)"):
+        tv.load_dataset(tmp_path / "x.npy")
+
+
+@pytest.mark.parametrize("value", [1.5, -0.1, 255.0])
+def test_float_values_outside_unit_interval(tmp_path, value):
+    x = np.full((10, 4), 0.25, dtype=np.float32)
+    x[-1, -1] = value
+    np.savez(tmp_path / "x.npz", x_train=x, x_test=x[:2] * 0)
+    with pytest.raises(TinyVAEError, match=r"outside \[0, 1\]"):
+        tv.load_dataset(tmp_path / "x.npz")
+
+
+class _Trap:
+    """Unpickling this creates a marker file: proof that nothing was unpickled."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.mark.parametrize("suffix", ["npy", "npz"])
+def test_pickled_object_array_is_refused_unopened(tmp_path, suffix):
+    marker = tmp_path / "unpickled"
+    arr = np.array([_Trap(str(marker)), 1], dtype=object)
+    path = tmp_path / f"x.{suffix}"
+    if suffix == "npy":
+        np.save(path, arr, allow_pickle=True)
+    else:
+        np.savez(path, x=arr)
+    with pytest.raises(TinyVAEError, match="pickled"):
+        tv.load_dataset(path)
+    assert not marker.exists()
+
+
+def test_unknown_dataset_name():
+    with pytest.raises(TinyVAEError) as e:
+        tv.load_dataset("cifar10")
+    msg = str(e.value)
+    assert "unknown dataset 'cifar10'" in msg and "\n" not in msg
+    assert all(n in msg for n in ("digits", "mnist", "fashion-mnist")) and "path" in msg
+    with pytest.raises(TinyVAEError, match="no such file"):
+        tv.load_dataset("missing/images.npy")
+
+
+def test_missing_files_offline_names_files_and_places(tmp_path, monkeypatch, isolated):
+    monkeypatch.setenv("TINYVAE_DATA", str(tmp_path / "store"))
+    with pytest.raises(TinyVAEError) as e:
+        tv.load_dataset("mnist", download=False)
+    msg = str(e.value)
+    assert "\n" not in msg
+    for stem in STEMS.values():
+        assert stem + ".gz" in msg
+    for place in (tmp_path / "store" / "mnist", tmp_path / "store", isolated / ".cache" / "tinyvae" / "mnist"):
+        assert str(place) in msg
+    assert "/usr/share" not in msg                      # only fashion-mnist has a system copy
+
+
+# --- named datasets: search order, aliases -----------------------------------------------
+
+def test_search_order_and_aliases(tmp_path, monkeypatch, isolated):
+    store = tmp_path / "store"
+    cache_set, root_set, sub_set = fake_idx_set(n_train=7), fake_idx_set(n_train=8), fake_idx_set(n_train=9)
+    write_idx_set(isolated / ".cache" / "tinyvae" / "mnist", cache_set)
+    assert_matches(tv.load_dataset("mnist", download=False), cache_set)
+    monkeypatch.setenv("TINYVAE_DATA", str(store))
+    write_idx_set(store, root_set, gz=False)            # $TINYVAE_DATA itself holds the files
+    assert_matches(tv.load_dataset("MNIST", download=False), root_set)
+    write_idx_set(store / "mnist", sub_set)             # $TINYVAE_DATA/mnist comes first
+    ds = tv.load_dataset(" Mnist ", download=False)
+    assert ds.name == "mnist"
+    assert_matches(ds, sub_set)
+    write_idx_set(store / "fashion-mnist", cache_set)   # found before /usr/share/datasets
+    ds = tv.load_dataset("Fashion_MNIST", download=False)
+    assert ds.name == "fashion-mnist"
+    assert_matches(ds, cache_set)
+
+
+# --- downloads from a local server -------------------------------------------------------
+
+def _serve(root, arrays):
+    """Put gzipped IDX files in the served directory; the checksum table entries they need."""
+    written = write_idx_set(root, arrays)
+    return {name: (len(raw), sha256(raw)) for name, raw in written.items()}
+
+
+def test_download_verifies_and_writes_atomically(server, tmp_path, monkeypatch):
+    root, url = server
+    arrays = fake_idx_set(n_train=20, n_test=6, h=5, w=5, seed=11)
+    table = _serve(root, arrays)
+    monkeypatch.setitem(data.CHECKSUMS, "mnist", table)
+    monkeypatch.setenv("TINYVAE_DATA", str(tmp_path / "store"))
+    ds = tv.load_dataset("mnist", base_url=url, progress=False)
+    assert_matches(ds, arrays)
+    target = tmp_path / "store" / "mnist"
+    assert sorted(os.listdir(target)) == sorted(table)              # no temporary files left
+    for name in table:
+        assert (target / name).read_bytes() == (root / name).read_bytes()
+    for name in table:                                              # now served from the cache
+        (root / name).unlink()
+    assert_matches(tv.load_dataset("mnist", download=False), arrays)
+
+
+def test_download_with_wrong_checksum_leaves_nothing(server, tmp_path, monkeypatch):
+    root, url = server
+    arrays = fake_idx_set(seed=5)
+    table = _serve(root, arrays)
+    good = "train-images-idx3-ubyte.gz"
+    real = dict(data.CHECKSUMS["mnist"])
+    monkeypatch.setitem(data.CHECKSUMS, "mnist", {name: (table[name][0], real[name][1]) for name in table})
+    target = tmp_path / "store" / "mnist"
+    target.mkdir(parents=True)
+    (target / good).write_bytes((root / good).read_bytes())         # already in the cache
+    before = os.stat(target / good)
+    monkeypatch.setenv("TINYVAE_DATA", str(tmp_path / "store"))
+    with pytest.raises(TinyVAEError) as e:
+        tv.load_dataset("mnist", base_url=url, progress=False)
+    msg = str(e.value)
+    bad = "train-labels-idx1-ubyte.gz"                               # the first file to download
+    assert bad in msg and real[bad][1] in msg and table[bad][1] in msg and "\n" not in msg
+    assert os.listdir(target) == [good]                             # no partial or temporary file
+    after = os.stat(target / good)
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    assert (target / good).read_bytes() == (root / good).read_bytes()
+
+
+def test_download_larger_than_expected_is_cut_off(server, tmp_path, monkeypatch):
+    root, url = server
+    table = _serve(root, fake_idx_set(seed=6))
+    name = "t10k-labels-idx1-ubyte.gz"
+    table[name] = (table[name][0] - 1, table[name][1])
+    monkeypatch.setitem(data.CHECKSUMS, "mnist", table)
+    monkeypatch.setenv("TINYVAE_DATA", str(tmp_path / "store"))
+    with pytest.raises(TinyVAEError, match=f"{name} .* larger than the expected"):
+        tv.load_dataset("mnist", base_url=url, progress=False)
+    assert name not in os.listdir(tmp_path / "store" / "mnist")
+    assert not [f for f in os.listdir(tmp_path / "store" / "mnist") if f.endswith(".part")]
+
+
+def test_download_failure_is_a_clear_error(server, tmp_path, monkeypatch):
+    root, url = server                                  # the server has none of the files: 404
+    monkeypatch.setenv("TINYVAE_DATA", str(tmp_path / "store"))
+    with pytest.raises(TinyVAEError) as e:
+        tv.load_dataset("mnist", base_url=url, progress=False)
+    msg = str(e.value)
+    assert "could not be downloaded" in msg and "HTTP 404" in msg and str(tmp_path / "store" / "mnist") in msg
+    assert all(stem + ".gz" in msg for stem in STEMS.values())
+    assert os.listdir(tmp_path / "store" / "mnist") == []
+
+
+# --- the real Fashion-MNIST (Debian's dataset-fashion-mnist, installed by .ci/run) --------
+
+# Debian's files are upstream's deflate streams with the gzip header normalised by
+# strip-nondeterminism (no file name, time stamp of the package). Upstream's header: FLG.FNAME
+# set, these MTIMEs (found by searching for the header whose MD5 matches upstream's), XFL 0, OS 3.
+UPSTREAM_MTIME = {"train-images-idx3-ubyte.gz": 1504176606, "train-labels-idx1-ubyte.gz": 1504176606,
+                  "t10k-images-idx3-ubyte.gz": 1504176627, "t10k-labels-idx1-ubyte.gz": 1504176627}
+# The MD5s published in the Fashion-MNIST README (a source independent of our SHA-256 table).
+UPSTREAM_MD5 = {"train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+                "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+                "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+                "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310"}
+
+
+def upstream_bytes(raw, name):
+    """The file as upstream serves it: Debian's gzip member with the original header restored."""
+    if raw[3] & 0x08:                                   # still has a file name: unchanged
+        return raw
+    assert raw[:4] == b"\x1f\x8b\x08\x00", "unexpected gzip header"
+    header = b"\x1f\x8b\x08\x08" + struct.pack("<I", UPSTREAM_MTIME[name]) + b"\x00\x03"
+    return header + name[:-3].encode() + b"\x00" + raw[10:]
+
+
+@pytest.mark.skipif(not os.path.exists(os.path.join(DEBIAN_FASHION, "t10k-labels-idx1-ubyte.gz")),
+                    reason="Debian's dataset-fashion-mnist is not installed (apt install dataset-fashion-mnist)")
+def test_real_fashion_mnist_and_checksum_table():
+    for name, (size, digest) in data.CHECKSUMS["fashion-mnist"].items():
+        raw = upstream_bytes(open(os.path.join(DEBIAN_FASHION, name), "rb").read(), name)
+        assert hashlib.md5(raw).hexdigest() == UPSTREAM_MD5[name]
+        assert (len(raw), sha256(raw)) == (size, digest)
+    ds = tv.load_dataset("fashion-mnist", download=False)
+    assert ds.name == "fashion-mnist" and ds.image_shape == (28, 28)
+    assert ds.x_train.shape == (60000, 784) and ds.x_test.shape == (10000, 784)
+    assert ds.x_train.dtype == np.float32 and ds.x_train.min() == 0.0 and ds.x_train.max() == 1.0
+    np.testing.assert_array_equal(np.bincount(ds.y_train), [6000] * 10)     # balanced classes
+    np.testing.assert_array_equal(np.bincount(ds.y_test), [1000] * 10)
+
+
+# --- .npy / .npz arrays ------------------------------------------------------------------
+
+def test_npy_uint8_split_last_tenth(tmp_path):
+    x = np.random.default_rng(0).integers(0, 256, (50, 28 * 28), dtype=np.uint8)
+    np.save(tmp_path / "faces.npy", x)
+    ds = tv.load_dataset(str(tmp_path / "faces.npy"))
+    assert ds.name == "faces" and ds.image_shape == (28, 28) and ds.y_train is None and ds.y_test is None
+    assert ds.x_train.shape == (45, 784) and ds.x_test.shape == (5, 784)
+    np.testing.assert_allclose(ds.x_test, x[45:] / 255.0, rtol=0, atol=1e-7)
+    np.testing.assert_allclose(ds.x_train, x[:45] / 255.0, rtol=0, atol=1e-7)
+
+
+def test_npz_with_splits_and_labels(tmp_path):
+    rng = np.random.default_rng(1)
+    xtr, xte = rng.random((20, 6, 5)), rng.random((4, 6, 5))
+    ytr, yte = rng.integers(0, 3, 20), rng.integers(0, 3, 4)
+    np.savez(tmp_path / "d.npz", x_train=xtr, x_test=xte, y_train=ytr, y_test=yte)
+    ds = tv.load_dataset(tmp_path / "d.npz", test_fraction=0.5)          # ignored: already split
+    assert ds.image_shape == (6, 5) and ds.x_train.shape == (20, 30) and ds.x_test.shape == (4, 30)
+    np.testing.assert_allclose(ds.x_train, xtr.reshape(20, -1), rtol=1e-7)
+    np.testing.assert_array_equal(ds.y_test, yte)
+    np.savez(tmp_path / "xy.npz", x=xtr, y=ytr)
+    ds = tv.load_dataset(tmp_path / "xy.npz", test_fraction=0.25)
+    assert ds.x_test.shape == (5, 30)
+    np.testing.assert_array_equal(ds.y_test, ytr[15:])
+    np.savez(tmp_path / "bad.npz", x=xtr, y=ytr[:-1])
+    with pytest.raises(TinyVAEError, match="one per image"):
+        tv.load_dataset(tmp_path / "bad.npz")
+
+
+# --- binarization ------------------------------------------------------------------------
+
+def test_static_binarization_is_seeded_bernoulli():
+    gray = tv.load_dataset("digits")
+    a = tv.load_dataset("digits", binarize="static", seed=3)
+    b = tv.load_dataset("digits", binarize="static", seed=3)
+    c = tv.load_dataset("digits", binarize="static", seed=4)
+    assert a.binarize == "static" and a.x_train.dtype == np.float32
+    assert set(np.unique(a.x_train)) == {0.0, 1.0} and set(np.unique(a.x_test)) == {0.0, 1.0}
+    np.testing.assert_array_equal(a.x_train, b.x_train)
+    np.testing.assert_array_equal(a.x_test, b.x_test)
+    assert not np.array_equal(a.x_train, c.x_train)
+    np.testing.assert_array_equal(a.y_train, gray.y_train)
+    assert np.all(a.x_train[gray.x_train == 0] == 0) and np.all(a.x_train[gray.x_train == 1] == 1)
+    # E[bit] = p: over 96000 pixels the means agree to well within 0.01 (sd ~ 0.0015)
+    assert abs(a.x_train.mean() - gray.x_train.mean()) < 0.01
+    with pytest.raises(TinyVAEError, match="binarize"):
+        tv.load_dataset("digits", binarize="yes")
+
+
+def test_dynamic_binarization_keeps_gray_values():
+    gray = tv.load_dataset("digits")
+    ds = tv.load_dataset("digits", binarize="dynamic")
+    assert ds.binarize == "dynamic"
+    np.testing.assert_array_equal(ds.x_train, gray.x_train)
+    rng = np.random.default_rng(0)
+    out = np.empty_like(ds.x_train)
+    first = tv.binarize_batch(ds.x_train, rng, out=out).copy()
+    second = tv.binarize_batch(ds.x_train, rng, out=out)
+    assert second is out and out.dtype == np.float32
+    assert set(np.unique(first)) == {0.0, 1.0}
+    assert not np.array_equal(first, second)            # a fresh draw each call
+    assert abs(first.mean() - ds.x_train.mean()) < 0.01
+    with pytest.raises(TinyVAEError, match="separate array"):
+        tv.binarize_batch(ds.x_train, rng, out=ds.x_train)
+
+
+@given(p=st.lists(st.sampled_from([0.0, 0.3, 1.0]), min_size=1, max_size=40), seed=st.integers(0, 1000))
+def test_binarize_batch_keeps_certain_pixels(p, seed):
+    x = np.array(p, dtype=np.float64)[None, :]
+    b = data.binarize_batch(x, np.random.default_rng(seed))
+    assert b.dtype == np.float64 and b.shape == x.shape
+    assert np.all(b[x == 0] == 0) and np.all(b[x == 1] == 1) and np.all((b == 0) | (b == 1))
