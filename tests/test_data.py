@@ -206,6 +206,16 @@ def test_truncated_idx_file(tmp_path, gz):
     assert "train-images-idx3-ubyte" in str(e.value) and "\n" not in str(e.value)
 
 
+def test_idx_header_disagrees_with_payload(tmp_path):
+    path = tmp_path / "x.idx"
+    path.write_bytes(idx_bytes(np.ones((3, 2))) + b"\x00\x00")     # two bytes more than 3x2
+    with pytest.raises(TinyVAEError, match="trailing bytes: its header promises 3x2 = 6 bytes"):
+        data.read_idx(path)
+    path.write_bytes(bytes([0, 0, 8, 3, 0, 0]))                     # 3 dimensions, sizes cut off
+    with pytest.raises(TinyVAEError, match="broken IDX header"):
+        data.read_idx(path)
+
+
 def test_wrong_magic(tmp_path):
     arrays = fake_idx_set()
     write_idx_set(tmp_path, arrays, gz=False)
@@ -321,6 +331,9 @@ def test_search_order_and_aliases(tmp_path, monkeypatch, isolated):
     ds = tv.load_dataset("Fashion_MNIST", download=False)
     assert ds.name == "fashion-mnist"
     assert_matches(ds, cache_set)
+    elsewhere = fake_idx_set(n_train=10)
+    write_idx_set(tmp_path / "other" / "mnist", elsewhere)         # data_dir replaces $TINYVAE_DATA
+    assert_matches(tv.load_dataset("mnist", data_dir=tmp_path / "other", download=False), elsewhere)
 
 
 # --- downloads from a local server -------------------------------------------------------
@@ -458,6 +471,8 @@ def test_npz_with_splits_and_labels(tmp_path):
     ds = tv.load_dataset(tmp_path / "xy.npz", test_fraction=0.25)
     assert ds.x_test.shape == (5, 30)
     np.testing.assert_array_equal(ds.y_test, ytr[15:])
+    with pytest.raises(TinyVAEError, match="test_fraction"):
+        tv.load_dataset(tmp_path / "xy.npz", test_fraction=1.0)
     np.savez(tmp_path / "bad.npz", x=xtr, y=ytr[:-1])
     with pytest.raises(TinyVAEError, match="one per image"):
         tv.load_dataset(tmp_path / "bad.npz")
