@@ -35,6 +35,10 @@ and, with f'' the activation's second derivative (written through h, like f'),
 where (3) reaches W and b through a = x W + b like any other gradient of a. For relu,
 leaky_relu and identity f'' = 0 and only (2) remains (identity: lambda_c ||W||_F^2, weight decay).
 
+The L1 term has a kink at h_j = 0, where the gradient uses the subgradient sign(0) = 0 (a
+relu code that is exactly 0 stays 0 under a small perturbation, so finite differences agree;
+gradient checks keep every other code away from 0).
+
 The loss is the batch mean of the per-example  L + Omega  (squared-error units or nats per
 example), and ``grads`` is its exact gradient.
 """
@@ -166,15 +170,17 @@ class Autoencoder(Model):
     def jacobian(self, x):
         """The encoder's Jacobian dh/dx for each example, (N, C, D), for any depth.
 
-        Forward mode through the layers: with J_0 = I and a_{i+1} = h_i W_i + b_i,
-        J_{i+1} = f'(a_{i+1}) * (W_i^T J_i) (f' scaling the rows). ||J||_F^2 is eq. (1)."""
+        Forward mode through the layers: with J_0 = dx/dx = I and a_{i+1} = h_i W_i + b_i,
+        J_{i+1} = f'(a_{i+1}) * (W_i^T J_i), f' scaling the rows. For a single-layer encoder
+        this is J = f'(a) * W^T, whose squared Frobenius norm is eq. (1)."""
         x = self._input(x)
-        _, hs = self.encoder.forward(x)                           # h_0 = x, ..., h_L = h
-        J = np.broadcast_to(np.eye(self.input_dim, dtype=self.dtype), (x.shape[0],) + (self.input_dim,) * 2)
+        _, hs = self.encoder.forward(x)                               # h_0 = x, ..., h_L = h
+        J = None
         for i in range(self.encoder.n_layers):
-            W, _, kind = self.encoder.layer(i)
-            fp = kernels.activation_deriv(hs[i + 1], kind)        # f'(a_{i+1})   (N, d_{i+1})
-            J = fp[:, :, None] * np.einsum("ij,nid->njd", W, J)   # (N, d_{i+1}, D)
+            W, _, kind = self.encoder.layer(i)                        # W (d_i, d_{i+1})
+            fp = kernels.activation_deriv(hs[i + 1], kind)            # f'(a_{i+1})  (N, d_{i+1})
+            WtJ = W.T[None] if J is None else np.einsum("ij,nid->njd", W, J)   # W^T J_i
+            J = fp[:, :, None] * WtJ                                  # (N, d_{i+1}, D)
         return J
 
     # ----------------------------------------------------------------------------------------
@@ -210,22 +216,22 @@ class Autoencoder(Model):
         # backward: dloss/do -> dloss/dh (+ the sparse penalty's) -> encoder      eq. 14.2
         dh = self.decoder.backward(do, dec_cache, workspace=ws)               # (N, C)
         penalty = 0.0
-        if self.sparse_l1 > 0:
-            lam = self.sparse_l1                                              # sec. 14.2.1
-            penalty += lam * float(np.mean(np.abs(h).sum(axis=1), dtype=np.float64))
+        if self.sparse_l1 > 0:                                                # sec. 14.2.1
+            lam_1 = self.sparse_l1
+            penalty += lam_1 * float(np.mean(np.abs(h).sum(axis=1), dtype=np.float64))
             sign_h = np.sign(h, out=scratch(ws, "ae.sign_h", h.shape, dt))    # d|h|/dh  (N, C)
-            dh += (lam / N) * sign_h
+            dh += (lam_1 / N) * sign_h
         self.encoder.backward(dh, enc_cache, need_dx=False, workspace=ws)
 
         if self.contractive > 0:                                              # eq. 14.18
-            lam, W = self.contractive, self.params["enc.W0"]                  # W (D, C)
+            lam_c, W = self.contractive, self.params["enc.W0"]                # W (D, C)
             fp = kernels.activation_deriv(h, self.activation)                 # f'(a)   (N, C)
             fpp = kernels.activation_second(h, self.activation)               # f''(a)  (N, C)
             s = np.sum(W * W, axis=0)                                         # s_j     (C,)
-            penalty += lam * float(np.mean(fp**2 @ s, dtype=np.float64))      # eq. (1)
+            penalty += lam_c * float(np.mean(fp**2 @ s, dtype=np.float64))    # eq. (1)
             dW, db = self.grads["enc.W0"], self.grads["enc.b0"]
-            dW += (2 * lam) * W * np.mean(fp**2, axis=0)                      # eq. (2), (D, C)
-            da = (2 * lam / N) * fp * fpp * s                                 # eq. (3), (N, C)
+            dW += (2 * lam_c) * W * np.mean(fp**2, axis=0)                    # eq. (2), (D, C)
+            da = (2 * lam_c / N) * fp * fpp * s                               # eq. (3), (N, C)
             dW += x_input.T @ da                                              # a = x W + b
             db += da.sum(axis=0)
         return rec_mean + penalty, rec_mean, penalty
