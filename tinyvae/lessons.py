@@ -1,0 +1,208 @@
+"""The lesson stepper: ``tinyvae lesson [N]`` walks through a lesson cell by cell.
+
+Lessons are plain Python scripts in ``lessons/NN_topic.py`` written in the "percent" format
+that jupytext and editors understand: a line ``# %%`` starts a code cell and
+``# %% [markdown]`` a text cell whose lines are comments. So a lesson
+
+* runs top to bottom as ``python lessons/01_dense_backprop.py``,
+* opens as a notebook with ``jupytext --to notebook lessons/01_dense_backprop.py``, and
+* steps in a terminal with ``tinyvae lesson 1``: each cell's text or code is shown, code is
+  run in one shared namespace and its output shown, then Enter goes on and ``q`` quits
+  (``--no-pause`` runs straight through).
+
+Lessons call :func:`quick` to shrink their data and epochs when ``TINYVAE_QUICK=1`` (each
+then finishes in under a minute on two cores and still asserts its key numbers), and
+:func:`save_figure` to write their figures (to ``lesson-output/`` or ``$TINYVAE_LESSON_OUT``).
+"""
+import os
+import re
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import TinyVAEError
+
+CELL_MARK = re.compile(r"^# %%(?P<rest>.*)$")
+
+
+@dataclass
+class Cell:
+    kind: str          # "markdown" or "code"
+    source: str        # for markdown: the text without the leading "# "
+    line: int          # 1-based line number of the cell's first line in the file
+
+
+def parse_cells(text):
+    """Split a percent-format script into cells; text before the first marker is a code cell."""
+    cells, kind, lines, start = [], "code", [], 1
+    for number, line in enumerate(text.splitlines(), 1):
+        m = CELL_MARK.match(line)
+        if m:
+            cells.append(Cell(kind, "\n".join(lines), start))
+            kind = "markdown" if "[markdown]" in m.group("rest") else "code"
+            lines, start = [], number + 1
+        else:
+            lines.append(line)
+    cells.append(Cell(kind, "\n".join(lines), start))
+    out = []
+    for c in cells:
+        if c.kind == "markdown":
+            text = "\n".join(re.sub(r"^# ?", "", ln) for ln in c.source.splitlines())
+            c = Cell("markdown", text.strip("\n"), c.line)
+        else:
+            c = Cell("code", c.source.strip("\n"), c.line)
+        if c.source.strip():
+            out.append(c)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# finding lessons
+
+def lessons_dir():
+    """The ``lessons/`` folder: ``$TINYVAE_LESSONS``, beside the package (a source checkout or
+    an editable install), or in the current directory."""
+    candidates = []
+    if os.environ.get("TINYVAE_LESSONS"):
+        candidates.append(Path(os.environ["TINYVAE_LESSONS"]))
+    candidates += [Path(__file__).resolve().parent.parent / "lessons", Path.cwd() / "lessons"]
+    for c in candidates:
+        if c.is_dir() and any(c.glob("[0-9][0-9]_*.py")):
+            return c
+    raise TinyVAEError("cannot find the lessons/ folder (looked in "
+                       + ", ".join(str(c) for c in candidates)
+                       + "); run from a tinyvae checkout or set TINYVAE_LESSONS=/path/to/lessons")
+
+
+def list_lessons(folder=None):
+    """[(number, title, path)] for every ``NN_topic.py`` lesson, in order."""
+    folder = Path(folder) if folder else lessons_dir()
+    found = []
+    for path in sorted(folder.glob("[0-9][0-9]_*.py")):
+        title = path.stem[3:].replace("_", " ")
+        for cell in parse_cells(path.read_text(encoding="utf-8")):
+            if cell.kind == "markdown":
+                heading = cell.source.strip().splitlines()[0].lstrip("# ").strip()
+                title = heading or title
+                break
+        found.append((int(path.name[:2]), title, path))
+    return found
+
+
+def find_lesson(number, folder=None):
+    for n, title, path in list_lessons(folder):
+        if n == number:
+            return path
+    numbers = ", ".join(str(n) for n, _, _ in list_lessons(folder))
+    raise TinyVAEError(f"there is no lesson {number}; the lessons are {numbers} (see 'tinyvae lesson')")
+
+
+# ----------------------------------------------------------------------------------------------
+# helpers the lessons call
+
+def quick():
+    """True when ``TINYVAE_QUICK=1``: lessons then use less data and fewer epochs."""
+    return os.environ.get("TINYVAE_QUICK", "").strip() not in ("", "0", "false", "no")
+
+
+def output_dir(lesson_file=None):
+    """Where a lesson writes its figures: ``$TINYVAE_LESSON_OUT`` or ``lesson-output/<lesson>``."""
+    base = Path(os.environ.get("TINYVAE_LESSON_OUT") or "lesson-output")
+    if lesson_file:
+        base = base / Path(lesson_file).stem
+    base.mkdir(parents=True, exist_ok=True)
+    return base
+
+
+def save_figure(fig, name, lesson_file=None):
+    """Save a matplotlib figure as PNG beside the lesson's other outputs; return the path."""
+    path = output_dir(lesson_file) / f"{name}.png"
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    print(f"[figure saved: {path}]")
+    import matplotlib.pyplot as plt
+    plt.close(fig)
+    return path
+
+
+# ----------------------------------------------------------------------------------------------
+# the stepper
+
+def _rule(title, width=78):
+    return f"── {title} " + "─" * max(0, width - len(title) - 4)
+
+
+def step_through(path, pause=True, read=input, write=print):
+    """Show and run a lesson cell by cell. Returns 0 when it ran to the end, 1 on an error
+    in a cell (its traceback is shown), and 0 when the reader quits with ``q``."""
+    path = Path(path)
+    cells = parse_cells(path.read_text(encoding="utf-8"))
+    namespace = {"__name__": "__main__", "__file__": str(path)}
+    code_cells = sum(c.kind == "code" for c in cells)
+    done = 0
+    sys.path.insert(0, str(path.parent))
+    try:
+        for i, cell in enumerate(cells, 1):
+            if cell.kind == "markdown":
+                write(_rule(f"{path.name}  [{i}/{len(cells)}]"))
+                write(cell.source)
+            else:
+                done += 1
+                write(_rule(f"code {done}/{code_cells}  (line {cell.line})"))
+                write("\n".join(f"  {ln}" for ln in cell.source.splitlines()))
+                write(_rule("output"))
+                start = time.perf_counter()
+                try:
+                    exec(compile(cell.source + "\n", f"{path}:{cell.line}", "exec"), namespace)
+                except Exception:
+                    write(traceback.format_exc())
+                    write(f"error: cell at line {cell.line} of {path.name} failed")
+                    return 1
+                finally:
+                    sys.stdout.flush()
+                write(f"({time.perf_counter() - start:.1f} s)")
+            if pause and i < len(cells):
+                try:
+                    answer = read("── Enter: next cell · q: quit ── ")
+                except EOFError:
+                    pause = False                      # no one at the keyboard: run on
+                    continue
+                if answer.strip().lower() in ("q", "quit", "exit"):
+                    write("stopped.")
+                    return 0
+    finally:
+        sys.path.remove(str(path.parent))
+    write(_rule("end of lesson"))
+    return 0
+
+
+def _cmd_lesson(args):
+    if args.number is None:
+        for n, title, path in list_lessons():
+            print(f"{n:>3}  {title}    ({path.name})")
+        print("\n'tinyvae lesson N' steps through lesson N; '--no-pause' runs it straight through.")
+        return 0
+    if args.quick:
+        os.environ["TINYVAE_QUICK"] = "1"
+    import matplotlib
+    matplotlib.use("Agg")
+    return step_through(find_lesson(args.number), pause=not args.no_pause)
+
+
+def register(sub):
+    p = sub.add_parser("lesson", help="list the lessons, or step through one cell by cell")
+    p.add_argument("number", nargs="?", type=_lesson_number, help="the lesson to step through")
+    p.add_argument("--no-pause", action="store_true", help="run every cell without waiting for Enter")
+    p.add_argument("--quick", action="store_true", help="small data and few epochs (TINYVAE_QUICK=1)")
+    p.set_defaults(func=_cmd_lesson)
+
+
+def _lesson_number(text):
+    try:
+        n = int(text)
+    except ValueError:
+        raise TinyVAEError(f"the lesson number must be an integer such as 1, got {text!r}") from None
+    if n < 1:
+        raise TinyVAEError(f"lessons are numbered from 1, got {n}")
+    return n
