@@ -1,0 +1,113 @@
+"""The lessons: each runs in quick mode as a script, the stepper shows and runs cells."""
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tinyvae.errors import TinyVAEError
+from tinyvae.lessons import find_lesson, list_lessons, parse_cells, step_through
+
+ROOT = Path(__file__).resolve().parent.parent
+LESSONS = sorted((ROOT / "lessons").glob("[0-9][0-9]_*.py"))
+
+
+def quick_env(tmp_path):
+    return {**os.environ, "TINYVAE_QUICK": "1", "TINYVAE_LESSON_OUT": str(tmp_path), "MPLBACKEND": "Agg"}
+
+
+def test_there_are_eight_lessons_numbered_1_to_8():
+    assert [int(p.name[:2]) for p in LESSONS] == list(range(1, 9))
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=[p.stem for p in LESSONS])
+def test_lesson_runs_in_quick_mode(path, tmp_path):
+    start = time.perf_counter()
+    r = subprocess.run([sys.executable, str(path)], cwd=tmp_path, env=quick_env(tmp_path),
+                       capture_output=True, text=True, timeout=120)
+    seconds = time.perf_counter() - start
+    assert r.returncode == 0, f"{path.name} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    assert seconds < 60, f"{path.name} took {seconds:.0f} s in quick mode (limit 60 s)"
+    assert list(tmp_path.rglob("*.png")), f"{path.name} saved no figure"
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=[p.stem for p in LESSONS])
+def test_lesson_structure(path):
+    cells = parse_cells(path.read_text(encoding="utf-8"))
+    assert cells[0].kind == "markdown" and cells[0].source.startswith("# Lesson")
+    assert sum(c.kind == "code" for c in cells) >= 4
+    recap = [c for c in cells if c.kind == "markdown" and "In this lesson we" in c.source]
+    assert recap and recap[-1] is [c for c in cells if c.kind == "markdown"][-1], "end with a recap"
+    code = "\n".join(c.source for c in cells if c.kind == "code")
+    assert "assert " in code, "a lesson asserts its key numbers"
+
+
+def test_parse_cells_percent_format():
+    text = "# %% [markdown]\n# # Title\n#\n# Some *text*.\n\n# %%\nx = 1\nprint(x)\n\n# %%\n\n"
+    cells = parse_cells(text)
+    assert [c.kind for c in cells] == ["markdown", "code"]
+    assert cells[0].source == "# Title\n\nSome *text*."
+    assert cells[1].source == "x = 1\nprint(x)" and cells[1].line == 6
+
+
+def fake_lessons(tmp_path):
+    folder = tmp_path / "lessons"
+    folder.mkdir()
+    (folder / "01_first.py").write_text(
+        "# %% [markdown]\n# # Lesson 1: first\n\n# %%\nvalue = 6 * 7\nprint('value is', value)\n"
+        "\n# %%\nprint('second cell sees', value)\n", encoding="utf-8")
+    (folder / "02_broken.py").write_text("# %% [markdown]\n# # Lesson 2: broken\n# %%\n1 / 0\n",
+                                         encoding="utf-8")
+    return folder
+
+
+def test_stepper_runs_cells_in_one_namespace_and_pauses(tmp_path, capsys):
+    folder = fake_lessons(tmp_path)
+    prompts = []
+
+    def read(prompt):
+        prompts.append(prompt)
+        return ""
+
+    assert step_through(folder / "01_first.py", pause=True, read=read) == 0
+    out = capsys.readouterr().out
+    assert "value is 42" in out and "second cell sees 42" in out and "Lesson 1: first" in out
+    assert len(prompts) == 2                      # between the three cells
+
+
+def test_stepper_quits_on_q(tmp_path, capsys):
+    folder = fake_lessons(tmp_path)
+    assert step_through(folder / "01_first.py", pause=True, read=lambda p: "q") == 0
+    out = capsys.readouterr().out
+    assert "stopped." in out and "value is" not in out
+
+
+def test_stepper_reports_a_failing_cell(tmp_path, capsys):
+    folder = fake_lessons(tmp_path)
+    assert step_through(folder / "02_broken.py", pause=False) == 1
+    assert "ZeroDivisionError" in capsys.readouterr().out
+
+
+def test_list_and_find(tmp_path):
+    folder = fake_lessons(tmp_path)
+    assert [(n, t) for n, t, _ in list_lessons(folder)] == [(1, "Lesson 1: first"), (2, "Lesson 2: broken")]
+    assert find_lesson(2, folder).name == "02_broken.py"
+    with pytest.raises(TinyVAEError, match="no lesson 9"):
+        find_lesson(9, folder)
+
+
+def test_lesson_command_lists_and_runs_lesson_1(tmp_path):
+    env = quick_env(tmp_path)
+    r = subprocess.run([sys.executable, "-m", "tinyvae", "lesson"], capture_output=True, text=True, env=env)
+    assert r.returncode == 0 and "01_" in r.stdout and "08_" in r.stdout
+    r = subprocess.run([sys.executable, "-m", "tinyvae", "lesson", "1", "--no-pause"], cwd=tmp_path,
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "end of lesson" in r.stdout and "In this lesson we" in r.stdout
+
+
+def test_lesson_command_bad_number(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "tinyvae", "lesson", "99"], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.startswith("error: ") and "Traceback" not in r.stderr
