@@ -16,10 +16,11 @@ from .kernels import get_backend, set_backend
 from .layers import MLP
 from .optim import SGD, Adam
 from .train import fit
+from .checkpoint import load
 from .vae import VAE
 from .autoencoder import Autoencoder
 
 __version__ = "0.1.0"
 
 __all__ = ["gradcheck", "kernels", "layers", "TinyVAEError", "check_gradients", "check_model",
-           "get_backend", "set_backend", "MLP", "SGD", "Adam", "fit", "VAE", "Autoencoder"]
+           "get_backend", "set_backend", "MLP", "SGD", "Adam", "fit", "load", "VAE", "Autoencoder"]

@@ -1,45 +1,348 @@
 """The training loop: shuffled minibatches, a hand-written optimizer, a history of losses.
 
-Randomness is explicit: one generator for the data order and one for the noise (the VAE's
-eps, the denoising corruption), both derived from ``seed``; no global seeding.
+Minibatch gradient descent (Goodfellow et al. sec. 8.1.3): each epoch visits the training set
+in a fresh random order, B examples at a time, and after each minibatch the optimizer moves
+the parameters against the gradient of that minibatch's mean loss.
+
+Randomness is explicit: separate generators derived from ``seed``, no global seeding.
+
+    data order      default_rng([seed, 1, epoch]).permutation(N)   a pure function of the epoch
+    noise           default_rng([seed, 2])     the VAE's eps, the denoising corruption
+    binarization    default_rng([seed, 3])     x ~ Bernoulli(gray values), binarize="dynamic"
+    validation      default_rng([seed, 4, epoch])
+
+The whole state of a run lives in a :class:`Trainer`: the optimizer (its moments), the noise
+generators' states, how many epochs are done and how many minibatches of the current one,
+the running sums of the current epoch and the history. Saving it (``tinyvae.checkpoint``)
+between two minibatches and loading it again continues the run to the same bits as if it had
+never stopped. Ctrl-C (SIGINT) during training is deferred to the end of the current
+minibatch, so an interrupted trainer is always in such a consistent state.
 """
+import contextlib
+import hashlib
+import math
+import signal
+import threading
+
 import numpy as np
 
+from .data import binarize_batch
+from .errors import TinyVAEError
 from .model import check_positive_int
-from .optim import make_optimizer
+from .optim import OPTIMIZERS, make_optimizer
 
+BINARIZE = (None, "dynamic")
+
+
+# --------------------------------------------------------------------------------------------
+# input checks: once for the whole array, never per step
+
+def needs_unit_interval(model):
+    """True when the model's likelihood is Bernoulli (VAE) or its loss is BCE (autoencoder)."""
+    return getattr(model, "likelihood", None) == "bernoulli" or getattr(model, "loss", None) == "bce"
+
+
+def check_data(model, x, name="x_train"):
+    """``x`` as a C-contiguous (N, D) array of the model's dtype, or a TinyVAEError saying why not.
+
+    Checks: a numeric (not object) array, two dimensions, D = model.input_dim, at least one
+    row, every value finite, and values in [0, 1] for a Bernoulli decoder or a BCE loss."""
+    x = np.asarray(x)
+    if x.dtype == object or x.dtype.kind not in "buif":
+        raise TinyVAEError(f"{name} has dtype {x.dtype}; give a numeric array of shape (N, {model.input_dim})")
+    if x.ndim != 2:
+        raise TinyVAEError(f"{name} must be a 2-D array (examples, features), got shape {x.shape}; "
+                           "flatten images with x.reshape(len(x), -1)")
+    if x.shape[1] != model.input_dim:
+        raise TinyVAEError(f"{name} has {x.shape[1]} features per example but the model expects "
+                           f"input_dim={model.input_dim}; build the model for this data")
+    if x.shape[0] == 0:
+        raise TinyVAEError(f"{name} holds no examples")
+    x = np.ascontiguousarray(x, dtype=model.dtype)
+    finite = np.isfinite(x)
+    if not finite.all():
+        bad = np.argwhere(~finite)
+        raise TinyVAEError(f"{name} contains {len(bad)} NaN or infinite values (the first in row "
+                           f"{bad[0][0]}); clean or drop those examples")
+    if needs_unit_interval(model):
+        lo, hi = float(x.min()), float(x.max())
+        if lo < 0 or hi > 1:
+            what = "a Bernoulli decoder" if model.kind == "vae" else "loss='bce'"
+            other = "likelihood='gaussian'" if model.kind == "vae" else "loss='mse'"
+            raise TinyVAEError(f"{name} has values in [{lo:g}, {hi:g}] but {what} needs data in [0, 1]; "
+                               f"scale the data (divide 8-bit images by 255) or use {other}")
+    return x
+
+
+def data_fingerprint(x):
+    """A short digest of an array's shape, dtype and bytes: is this the data of the saved run?"""
+    h = hashlib.sha256(f"{x.shape}{x.dtype}".encode())
+    h.update(np.ascontiguousarray(x).data)
+    return h.hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------------------------
+# Ctrl-C between minibatches
+
+class _Deferred:
+    requested = False
+
+
+@contextlib.contextmanager
+def defer_sigint():
+    """Within the block, SIGINT only sets ``.requested``; the caller raises KeyboardInterrupt
+    at a safe point. Outside the main thread (where signals cannot be caught) nothing changes."""
+    flag = _Deferred()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum, frame):
+        flag.requested = True
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+# --------------------------------------------------------------------------------------------
+# the trainer: all the state of a run
+
+class Trainer:
+    """The state of a training run and the loop that advances it.
+
+    ``epoch``      epochs completed
+    ``step``       minibatches completed in the current (unfinished) epoch, 0 between epochs
+    ``n_steps``    optimizer steps taken in all
+    ``sums``       running sums over the current epoch: examples seen, loss and terms times
+                   batch size (so the epoch mean weights the last, smaller batch correctly)
+    ``history``    per-epoch lists: epoch, loss, the model's terms, val_loss, val_<term>
+    """
+
+    def __init__(self, model, batch_size=128, lr=1e-3, optimizer="adam", seed=0, binarize=None):
+        self.model = model
+        self.batch_size = check_positive_int("batch_size", batch_size)
+        self.optimizer = make_optimizer(optimizer, lr)
+        if binarize not in BINARIZE:
+            raise TinyVAEError(f"binarize must be None or 'dynamic' (static binarization happens "
+                               f"once, in load_dataset), got {binarize!r}")
+        self.binarize = binarize
+        self.reseed(seed)
+        self.epoch, self.step, self.n_steps = 0, 0, 0
+        self.sums = {}
+        self.history = {}
+        self.data_id = None
+
+    def reseed(self, seed):
+        """Derive the noise and binarization streams from ``seed`` (the order stream is per epoch)."""
+        self.seed = check_positive_int("seed", seed, allow_zero=True)
+        self.noise_rng = np.random.default_rng([self.seed, 2])
+        self.binarize_rng = np.random.default_rng([self.seed, 3])
+
+    def permutation(self, n):
+        """The order of the examples in the current epoch: the same on every resume."""
+        return np.random.default_rng([self.seed, 1, self.epoch]).permutation(n)
+
+    @property
+    def mid_epoch(self):
+        return self.step > 0
+
+    # ----------------------------------------------------------------------------------------
+    # the loop
+
+    def run(self, x_train, until_epoch, x_val=None, progress=True, callback=None,
+            epoch_callback=None, checked=False):
+        """Train until ``until_epoch`` epochs are complete (finishing a started epoch first).
+
+        ``callback(trainer)`` runs after every minibatch, ``epoch_callback(trainer)`` after
+        every epoch; both inside the Ctrl-C deferral, so a checkpoint they write is never cut
+        short. Ctrl-C raises KeyboardInterrupt after the current minibatch (or callback), with
+        the trainer consistent: save it and load it to continue. A non-finite loss raises
+        TinyVAEError before the bad step is applied."""
+        from tqdm import tqdm
+
+        model = self.model
+        x = x_train if checked else check_data(model, x_train, "x_train")
+        xv = None if x_val is None else (x_val if checked else check_data(model, x_val, "x_val"))
+        N, D, B = x.shape[0], x.shape[1], min(self.batch_size, x.shape[0])
+        fingerprint = data_fingerprint(x)
+        if self.mid_epoch and self.data_id not in (None, fingerprint):
+            raise TinyVAEError(f"this run stopped in the middle of epoch {self.epoch + 1} on other training "
+                               "data; continue it with the same data (or start a new run)")
+        self.data_id = fingerprint
+        steps_per_epoch = -(-N // B)
+        if self.step > steps_per_epoch:
+            raise TinyVAEError(f"the saved position (minibatch {self.step} of epoch {self.epoch + 1}) does "
+                               f"not fit {N} examples in batches of {B}; continue with the same data")
+
+        # reused minibatch buffers: the full batch, and the last one when B does not divide N
+        last = N - (steps_per_epoch - 1) * B
+        gather = {B: np.empty((B, D), model.dtype), last: np.empty((last, D), model.dtype)}
+        bits = ({b: np.empty((b, D), model.dtype) for b in gather} if self.binarize == "dynamic" else None)
+
+        remaining = max(0, until_epoch - self.epoch) * steps_per_epoch - (self.step if until_epoch > self.epoch else 0)
+        with defer_sigint() as sigint, tqdm(total=remaining, unit="batch", leave=False, dynamic_ncols=True,
+                                            disable=None if progress else True) as bar:
+            while self.epoch < until_epoch:
+                perm = self.permutation(N)                                 # (N,)
+                while self.step < steps_per_epoch:
+                    if sigint.requested:
+                        raise KeyboardInterrupt
+                    start = self.step * B
+                    idx = perm[start:start + B]
+                    xb = np.take(x, idx, axis=0, out=gather[len(idx)], mode="clip")   # (b, D)
+                    if bits is not None:
+                        xb = binarize_batch(xb, self.binarize_rng, out=bits[len(idx)])
+                    loss, _, terms = model.training_loss_and_grads(xb, self.noise_rng)
+                    if not math.isfinite(loss):
+                        raise TinyVAEError(
+                            f"the training loss became {loss} at epoch {self.epoch + 1}, minibatch "
+                            f"{self.step + 1}; lower the learning rate (now {self.optimizer.lr:g}, "
+                            f"try {self.optimizer.lr / 10:g}); the parameters before this step are unchanged")
+                    self.optimizer.step(model)
+                    self._accumulate(len(idx), loss, terms)
+                    if not bar.disable:
+                        bar.update(1)
+                        if self.step % 5 == 0 or self.step == steps_per_epoch:
+                            bar.set_postfix_str(f"epoch {self.epoch + 1}/{until_epoch} loss "
+                                                f"{self.sums['loss'] / self.sums['n']:.3f}", refresh=False)
+                    if callback is not None:
+                        callback(self)
+                self._finish_epoch(xv)
+                if epoch_callback is not None:
+                    epoch_callback(self)
+                if sigint.requested:
+                    raise KeyboardInterrupt
+        return self.history
+
+    def _accumulate(self, b, loss, terms):
+        s = self.sums
+        if not s:
+            s.update(n=0, loss=0.0, **{k: 0.0 for k in terms})
+        s["n"] += b
+        s["loss"] += loss * b
+        for k, v in terms.items():
+            s[k] += v * b
+        self.step += 1
+        self.n_steps += 1
+
+    def _finish_epoch(self, xv):
+        """Append the epoch's means (and the validation loss) to the history; reset the sums."""
+        if not np.all(np.isfinite(self.model.flat)):
+            raise TinyVAEError(f"the parameters became NaN or infinite in epoch {self.epoch + 1}; lower "
+                               f"the learning rate (now {self.optimizer.lr:g})")
+        n = self.sums.pop("n")
+        row = {"epoch": self.epoch + 1, **{k: v / n for k, v in self.sums.items()}}
+        if xv is not None:
+            val = self.model.evaluate(xv, np.random.default_rng([self.seed, 4, self.epoch]))
+            if not math.isfinite(val["loss"]):
+                raise TinyVAEError(f"the validation loss became {val['loss']} after epoch {self.epoch + 1}; "
+                                   f"lower the learning rate (now {self.optimizer.lr:g})")
+            row.update({f"val_{k}": v for k, v in val.items()})
+        for k, v in row.items():
+            self.history.setdefault(k, []).append(v)
+        self.epoch += 1
+        self.step = 0
+        self.sums = {}
+
+    # ----------------------------------------------------------------------------------------
+    # state for checkpoints: a JSON-able dict and a dict of arrays
+
+    def state_dict(self):
+        """(meta, arrays): everything needed to continue, for :mod:`tinyvae.checkpoint`."""
+        opt = self.optimizer
+        hyper = {k: getattr(opt, k) for k in ("lr", "beta1", "beta2", "eps", "momentum") if hasattr(opt, k)}
+        opt_arrays = opt.state_dict()
+        meta = dict(batch_size=self.batch_size, seed=self.seed, binarize=self.binarize,
+                    epoch=self.epoch, step=self.step, n_steps=self.n_steps, sums=self.sums,
+                    history=self.history, data_id=self.data_id,
+                    noise_rng=self.noise_rng.bit_generator.state,
+                    binarize_rng=self.binarize_rng.bit_generator.state,
+                    optimizer=dict(name=opt.name, t=int(opt_arrays.pop("t")), **hyper))
+        return meta, opt_arrays
+
+    @classmethod
+    def from_state(cls, model, meta, arrays):
+        """Rebuild a trainer for ``model`` from :meth:`state_dict`'s (meta, arrays)."""
+        o = dict(meta["optimizer"])
+        name, t = o.pop("name"), o.pop("t")
+        if name not in OPTIMIZERS:
+            raise TinyVAEError(f"unknown optimizer {name!r} in the saved state")
+        trainer = cls(model, batch_size=meta["batch_size"], lr=o["lr"], optimizer=name,
+                      seed=meta["seed"], binarize=meta["binarize"])
+        trainer.optimizer = OPTIMIZERS[name](**o)
+        for k, a in arrays.items():
+            if a.size not in (0, model.n_params):
+                raise TinyVAEError(f"the optimizer state {k!r} has {a.size} entries for {model.n_params} "
+                                   "parameters")
+        trainer.optimizer.load_state_dict({"t": np.array(t), **arrays})
+        trainer.epoch, trainer.step, trainer.n_steps = int(meta["epoch"]), int(meta["step"]), int(meta["n_steps"])
+        trainer.sums = {k: (int(v) if k == "n" else float(v)) for k, v in meta["sums"].items()}
+        trainer.history = {k: list(v) for k, v in meta["history"].items()}
+        trainer.data_id = meta["data_id"]
+        trainer.noise_rng.bit_generator.state = meta["noise_rng"]
+        trainer.binarize_rng.bit_generator.state = meta["binarize_rng"]
+        return trainer
+
+
+# --------------------------------------------------------------------------------------------
+# the function the README and lessons call
 
 def fit(model, x_train, epochs=10, batch_size=128, lr=1e-3, optimizer="adam", seed=0,
-        x_val=None, progress=True):
+        x_val=None, progress=True, binarize=None, callback=None, epoch_callback=None,
+        checkpoint=None, checkpoint_every=1):
     """Train ``model`` on ``x_train`` (N, D) by minibatch gradient descent; returns the history.
 
-    The history is a dict of per-epoch lists: ``loss`` (mean training loss), ``val_loss``
-    (when ``x_val`` is given) and the model's loss terms (for the VAE ``rec`` and ``kl``)."""
+    The history is a dict of per-epoch lists: ``epoch``, ``loss`` (mean training loss), the
+    model's loss terms (VAE: ``rec`` and ``kl``; autoencoder: ``rec`` and ``penalty``) and,
+    when ``x_val`` is given, ``val_loss``, ``val_rec``, ... It covers the model's whole
+    training so far: calling ``fit`` again continues the run -- the optimizer's moments, the
+    random streams and the epoch count carry on (kept in ``model.trainer``, and saved by
+    ``model.save``), so ``fit(m, x, epochs=3); fit(m, x, epochs=2)`` equals ``fit(m, x, epochs=5)``
+    bit for bit. A different ``seed`` restarts the random streams, a different ``optimizer``
+    restarts the optimizer, a different ``lr`` keeps the moments.
+
+    binarize        None, or "dynamic": train on a fresh draw x ~ Bernoulli(x_train) per minibatch
+    callback        callback(trainer) after every minibatch; epoch_callback(trainer) after every epoch
+    checkpoint      a path: save the model and trainer there every ``checkpoint_every`` epochs and
+                    on Ctrl-C (atomically; a failed step never overwrites the last good one)
+    progress        a tqdm bar over the minibatches with the running mean loss (on a terminal)
+    """
     epochs = check_positive_int("epochs", epochs)
-    batch_size = check_positive_int("batch_size", batch_size)
-    x = model._input(x_train, "x_train")
-    xv = None if x_val is None else model._input(x_val, "x_val")
-    opt = getattr(model, "optimizer", None)
-    if opt is None or opt.name != optimizer or opt.lr != lr:
-        opt = model.optimizer = make_optimizer(optimizer, lr)
-    order_rng = np.random.default_rng([seed, 1])
-    noise_rng = np.random.default_rng([seed, 2])
-    history = {"epoch": [], "loss": []}
-    n = x.shape[0]
-    for epoch in range(epochs):
-        perm = order_rng.permutation(n)
-        sums, total = {}, 0.0
-        for start in range(0, n, batch_size):
-            xb = x[perm[start:start + batch_size]]
-            loss, _, terms = model.training_loss_and_grads(xb, noise_rng)
-            opt.step(model)
-            total += loss * xb.shape[0]
-            for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + v * xb.shape[0]
-        history["epoch"].append(epoch + 1)
-        history["loss"].append(total / n)
-        for k, v in sums.items():
-            history.setdefault(k, []).append(v / n)
-        if xv is not None:
-            history.setdefault("val_loss", []).append(model.evaluate(xv, noise_rng)["loss"])
-    return history
+    checkpoint_every = check_positive_int("checkpoint_every", checkpoint_every)
+    trainer = getattr(model, "trainer", None)
+    if trainer is None or trainer.model is not model:
+        trainer = Trainer(model, batch_size, lr, optimizer, seed, binarize)
+    else:
+        batch_size = check_positive_int("batch_size", batch_size)
+        if trainer.mid_epoch and batch_size != trainer.batch_size:
+            raise TinyVAEError(f"the run stopped in the middle of an epoch with batch_size={trainer.batch_size}; "
+                               "finish that epoch with the same batch size")
+        trainer.batch_size = batch_size
+        if optimizer != trainer.optimizer.name:
+            trainer.optimizer = make_optimizer(optimizer, lr)
+        else:
+            trainer.optimizer.lr = make_optimizer(optimizer, lr).lr       # checked, moments kept
+        if binarize not in BINARIZE:
+            raise TinyVAEError(f"binarize must be None or 'dynamic', got {binarize!r}")
+        trainer.binarize = binarize
+        if seed != trainer.seed:
+            trainer.reseed(seed)
+    model.trainer = trainer
+
+    def on_epoch(t):
+        if checkpoint is not None and t.epoch % checkpoint_every == 0:
+            model.save(checkpoint)
+        if epoch_callback is not None:
+            epoch_callback(t)
+
+    try:
+        trainer.run(x_train, trainer.epoch + epochs, x_val=x_val, progress=progress,
+                    callback=callback, epoch_callback=on_epoch)
+    except KeyboardInterrupt:
+        if checkpoint is not None:
+            model.save(checkpoint)
+        raise
+    return {k: list(v) for k, v in trainer.history.items()}

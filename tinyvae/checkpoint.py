@@ -1,0 +1,223 @@
+"""Checkpoints: a model, and optionally the exact state of its training run, in one ``.npz``.
+
+An ``.npz`` is a zip of ``.npy`` arrays. Everything goes in as plain arrays -- no pickles, so
+``np.load(..., allow_pickle=False)`` reads it and loading a checkpoint cannot run code:
+
+    format, version     "tinyvae-checkpoint", 1: is this file ours, and which layout
+    kind                "vae" | "ae": the class to rebuild
+    config              the constructor's keyword arguments, as a JSON string
+    params              the flat parameter vector (``model.flat``), in the model's dtype
+    epoch, step         epochs completed, minibatches done in the current epoch
+    trainer             (optional) the rest of the training state as JSON: the optimizer's
+                        hyperparameters and step count, the random generators' states
+                        (``bit_generator.state``), running sums, history
+    optim.<name>        (optional) the optimizer's arrays: Adam's m and v, SGD's velocity
+    run                 (optional) JSON written by ``tinyvae train``: its options
+
+Writes are atomic: the archive goes to a temporary file in the same directory, which is then
+renamed over the target (``os.replace``), so a crash or a kill during a save leaves the
+previous checkpoint whole.
+"""
+import json
+import os
+import tempfile
+import zipfile
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import TinyVAEError
+
+FORMAT = "tinyvae-checkpoint"
+VERSION = 1
+FILENAME = "model.npz"          # the checkpoint inside a run directory
+
+
+def _model_classes():
+    from .autoencoder import Autoencoder
+    from .vae import VAE
+    return {"vae": VAE, "ae": Autoencoder}
+
+
+def _json_array(obj):
+    return np.array(json.dumps(obj, allow_nan=False))
+
+
+# --------------------------------------------------------------------------------------------
+# writing
+
+def save(model, path, trainer_state=None, run=None):
+    """Write ``model`` (and its training state) to ``path`` atomically; returns the path written.
+
+    ``path`` is a file name (its directory is created if needed) or an existing directory, in
+    which case the checkpoint is ``path/model.npz``. ``trainer_state`` is a
+    :class:`tinyvae.train.Trainer`; by default the one ``fit`` left in ``model.trainer``, if any.
+    ``run`` is a JSON-able dict stored alongside (``tinyvae train`` keeps its options there)."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        path = os.path.join(path, FILENAME)
+    if not np.all(np.isfinite(model.flat)):
+        raise TinyVAEError(f"the parameters contain NaN or infinite values; not writing {path} "
+                           "(a checkpoint already there is kept)")
+    trainer = trainer_state if trainer_state is not None else getattr(model, "trainer", None)
+    arrays = {"format": np.array(FORMAT), "version": np.array(VERSION), "kind": np.array(model.kind),
+              "config": _json_array(model.config), "params": model.flat,
+              "epoch": np.array(trainer.epoch if trainer else 0), "step": np.array(trainer.step if trainer else 0)}
+    if trainer is not None:
+        meta, opt_arrays = trainer.state_dict()
+        arrays["trainer"] = _json_array(meta)
+        arrays.update({f"optim.{k}": np.asarray(v) for k, v in opt_arrays.items()})
+    if run is not None:
+        arrays["run"] = _json_array(run)
+    _atomic_savez(path, arrays)
+    return path
+
+
+def _atomic_savez(path, arrays):
+    """np.savez into a temporary file beside ``path``, flushed to disk, then renamed onto ``path``."""
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    except OSError as e:
+        raise TinyVAEError(f"cannot write {path}: {e.strerror or e}; choose a writable location") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)                  # atomic: readers see the old file or the new one
+    except BaseException as e:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        if isinstance(e, OSError):
+            raise TinyVAEError(f"cannot write {path}: {e.strerror or e}; the previous checkpoint, "
+                               "if any, is unchanged") from None
+        raise
+
+
+# --------------------------------------------------------------------------------------------
+# reading
+
+@dataclass
+class Checkpoint:
+    """What :func:`read` found: the model, its trainer (or None) and the run options (or None)."""
+    model: object
+    trainer: object
+    run: dict
+    path: str
+
+
+def resolve(path):
+    """The checkpoint file for ``path``: the file itself, or ``path/model.npz`` for a run directory."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        inner = os.path.join(path, FILENAME)
+        if not os.path.isfile(inner):
+            raise TinyVAEError(f"{path} holds no {FILENAME}: not a tinyvae run directory; give the "
+                               "directory written by 'tinyvae train' or the .npz written by model.save")
+        return inner
+    if not os.path.exists(path):
+        raise TinyVAEError(f"no such checkpoint: {path}; give a run directory written by 'tinyvae train' "
+                           "or the .npz written by model.save")
+    return path
+
+
+def read(path):
+    """Load a checkpoint in full: a :class:`Checkpoint` (model, trainer, run, path).
+
+    Every problem -- a missing or unreadable file, not an ``.npz``, a foreign archive, a newer
+    format, a parameter vector that does not fit the config -- is a TinyVAEError."""
+    path = resolve(path)
+    arrays = _read_arrays(path)
+    foreign = (f"{path} is not a tinyvae checkpoint (no tinyvae format marker); give the model.npz "
+               "written by 'tinyvae train' or model.save")
+    if "format" not in arrays or arrays["format"].dtype.kind != "U" or str(arrays["format"]) != FORMAT:
+        raise TinyVAEError(foreign)
+    corrupt = f"{path} is a corrupt or mismatched tinyvae checkpoint"
+    try:
+        version = int(arrays["version"])
+        kind = str(arrays["kind"])
+        config = json.loads(str(arrays["config"]))
+        params = arrays["params"]
+    except (KeyError, TypeError, ValueError) as e:
+        raise TinyVAEError(f"{corrupt} (missing or unreadable entry: {e}); train again or restore a copy") from None
+    if version > VERSION:
+        raise TinyVAEError(f"{path} was written by a newer tinyvae (checkpoint format {version}, this one "
+                           f"reads up to {VERSION}); upgrade tinyvae")
+    classes = _model_classes()
+    if kind not in classes:
+        raise TinyVAEError(f"{path} holds a model of unknown kind {kind!r} (expected {' or '.join(classes)}); "
+                           "it was not written by this tinyvae")
+    if not isinstance(config, dict):
+        raise TinyVAEError(f"{corrupt}: its config is not a dictionary; train again or restore a copy")
+    try:
+        model = classes[kind](**config)
+    except (TinyVAEError, TypeError, ValueError) as e:
+        raise TinyVAEError(f"{corrupt}: its config does not describe a {kind} ({e}); train again or "
+                           "restore a copy") from None
+    if params.ndim != 1 or params.dtype.kind != "f" or params.size != model.n_params:
+        raise TinyVAEError(f"{corrupt}: it holds {params.size} parameters ({params.dtype}, shape {params.shape}) "
+                           f"but its config needs {model.n_params}; the file does not belong to this config")
+    if not np.all(np.isfinite(params)):
+        raise TinyVAEError(f"{corrupt}: its parameters contain NaN or infinite values")
+    model.flat[...] = params
+
+    trainer = None
+    if "trainer" in arrays:
+        from .train import Trainer
+        try:
+            meta = json.loads(str(arrays["trainer"]))
+            opt_arrays = {k[len("optim."):]: v for k, v in arrays.items() if k.startswith("optim.")}
+            trainer = Trainer.from_state(model, meta, opt_arrays)
+        except TinyVAEError as e:
+            raise TinyVAEError(f"{corrupt}: {e}") from None
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise TinyVAEError(f"{corrupt}: its training state is damaged ({type(e).__name__}: {e}); "
+                               "the model itself loads with a fresh start, or train again") from None
+        model.trainer = trainer
+    run = None
+    if "run" in arrays:
+        try:
+            run = json.loads(str(arrays["run"]))
+        except ValueError:
+            raise TinyVAEError(f"{corrupt}: its run options are damaged") from None
+    return Checkpoint(model=model, trainer=trainer, run=run, path=path)
+
+
+def _read_arrays(path):
+    """Every array of the archive, read eagerly, without pickles; TinyVAEError on any failure."""
+    not_npz = f"{path} is not a tinyvae checkpoint (not an .npz archive); give the model.npz written by " \
+              "'tinyvae train' or model.save"
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except ValueError as e:
+        if "pickle" in str(e).lower():
+            raise TinyVAEError(not_npz) from None
+        raise TinyVAEError(f"{not_npz} ({e})") from None
+    except (zipfile.BadZipFile, EOFError) as e:
+        raise TinyVAEError(f"{path} is a damaged or truncated archive ({e}); restore a copy or train again") from None
+    except OSError as e:
+        raise TinyVAEError(f"cannot read {path}: {e.strerror or e}") from None
+    if not isinstance(loaded, np.lib.npyio.NpzFile):
+        raise TinyVAEError(f"{path} holds a single NumPy array, not a tinyvae checkpoint; give the model.npz "
+                           "written by 'tinyvae train' or model.save")
+    try:
+        with loaded:
+            return {k: loaded[k] for k in loaded.files}
+    except ValueError as e:
+        if "pickle" in str(e).lower():
+            raise TinyVAEError(f"{path} holds pickled (object) arrays, which tinyvae will not unpickle; "
+                               "it is not a tinyvae checkpoint") from None
+        raise TinyVAEError(f"{path} is a damaged or truncated archive ({e}); restore a copy or train again") from None
+    except (zipfile.BadZipFile, EOFError, OSError, zlib.error, KeyError) as e:
+        raise TinyVAEError(f"{path} is a damaged or truncated archive ({e}); restore a copy or train again") from None
+
+
+def load(path):
+    """The model saved at ``path`` (an ``.npz`` or a run directory holding ``model.npz``).
+
+    If the checkpoint holds a training state, it is restored into ``model.trainer``, so
+    ``tv.fit(model, x, ...)`` continues the run exactly where it stopped."""
+    return read(path).model

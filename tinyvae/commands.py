@@ -1,0 +1,521 @@
+"""``tinyvae train``, ``tinyvae eval`` and ``tinyvae sample``.
+
+``tinyvae train`` with no options is the main job: a VAE with a 2-D latent space on the 8x8
+digits, trained in a few seconds, written to a fresh run directory:
+
+    model.npz            the checkpoint: model, optimizer, random streams, position, history
+    history.csv          per-epoch training and validation (test-set) losses, terms apart
+    reconstructions.png  test inputs above their reconstructions
+    samples.png          decoded draws from the prior z ~ N(0, I)        (VAE)
+    latent_space.png     posterior means of the test set, coloured by label
+    latent_manifold.png  decoded means on a grid of z                   (2-D latent VAE)
+    loss_curves.png      the loss, the reconstruction term and the KL, train and validation
+
+Ctrl-C saves the exact state (between two minibatches) and exits with status 130;
+``tinyvae train --resume DIR`` finishes the run with the same bits as an uninterrupted one.
+"""
+import contextlib
+import csv
+import io
+import math
+import os
+import re
+import sys
+import time
+
+import numpy as np
+
+from . import checkpoint
+from .errors import TinyVAEError
+
+# The main job's recipe. A 2-D latent space gives the scatter plot and the manifold figure.
+DEFAULTS = dict(model="vae", data="digits", epochs=300, batch_size=128, lr=1e-3, hidden="256",
+                latent=2, likelihood="bernoulli", activation="relu", beta=1.0, sigma2=1.0, seed=0,
+                optimizer="adam", binarize="none", checkpoint_every=25, threads=1)
+MODEL_OPTIONS = ("model", "data", "batch_size", "lr", "hidden", "latent", "likelihood", "activation",
+                 "beta", "sigma2", "seed", "optimizer", "binarize", "threads", "out")
+FIGURES = ("reconstructions.png", "samples.png", "latent_space.png", "latent_manifold.png", "loss_curves.png")
+IMAGE_EXTENSIONS = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
+
+
+# --------------------------------------------------------------------------------------------
+# option values: parsed here so every mistake becomes one clear line
+
+def positive_int(option, text):
+    try:
+        value = int(str(text).strip())
+    except ValueError:
+        raise TinyVAEError(f"{option} must be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise TinyVAEError(f"{option} must be a positive integer, got {text!r}")
+    return value
+
+
+def nonneg_int(option, text):
+    try:
+        value = int(str(text).strip())
+    except ValueError:
+        raise TinyVAEError(f"{option} must be a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise TinyVAEError(f"{option} must be a non-negative integer, got {text!r}")
+    return value
+
+
+def positive_float(option, text, allow_zero=False):
+    try:
+        value = float(str(text).strip())
+    except ValueError:
+        raise TinyVAEError(f"{option} must be a number, got {text!r}") from None
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        what = "non-negative" if allow_zero else "positive"
+        raise TinyVAEError(f"{option} must be a finite, {what} number, got {text!r}")
+    return value
+
+
+def hidden_widths(text):
+    """'400,200' -> (400, 200); '' or 'none' -> () (linear encoder and decoder)."""
+    text = str(text).strip()
+    if text.lower() in ("", "none", "linear"):
+        return ()
+    widths = []
+    for part in text.split(","):
+        try:
+            w = int(part.strip())
+        except ValueError:
+            w = 0
+        if w < 1:
+            raise TinyVAEError(f"--hidden must be comma-separated positive layer widths such as 400 or 400,200 "
+                               f"(or '' for a linear model), got {text!r}")
+        widths.append(w)
+    return tuple(widths)
+
+
+def choice(option, text, choices):
+    if text not in choices:
+        raise TinyVAEError(f"{option} must be one of {', '.join(choices)}, got {text!r}")
+    return text
+
+
+# --------------------------------------------------------------------------------------------
+# the parsers
+
+def register(subparsers):
+    """Add ``train``, ``eval`` and ``sample`` to the ``tinyvae`` command line."""
+    d = DEFAULTS
+    t = subparsers.add_parser(
+        "train", help="train a VAE or an autoencoder; writes a run directory",
+        description="Train a model and write a run directory (checkpoint, history.csv, figures). "
+                    "With no options: a VAE with a 2-D latent space on the 8x8 digits. Ctrl-C saves "
+                    "the exact state; --resume DIR finishes the run bit for bit.")
+    t.add_argument("--model", help=f"vae | ae (default {d['model']})")
+    t.add_argument("--data", help="digits | mnist | fashion-mnist | a directory of IDX files | a .npy/.npz "
+                                  f"image array (default {d['data']})")
+    t.add_argument("--epochs", help=f"epochs to train (default {d['epochs']})")
+    t.add_argument("--batch-size", help=f"minibatch size (default {d['batch_size']})")
+    t.add_argument("--lr", help=f"learning rate (default {d['lr']:g})")
+    t.add_argument("--hidden", help=f"hidden layer widths, comma-separated; '' for linear (default {d['hidden']})")
+    t.add_argument("--latent", help=f"latent (VAE) or code (ae) dimension (default {d['latent']})")
+    t.add_argument("--likelihood", help=f"bernoulli | gaussian; for --model ae: bce | mse loss "
+                                        f"(default {d['likelihood']})")
+    t.add_argument("--activation", help=f"relu | leaky_relu | tanh | sigmoid | softplus | identity "
+                                        f"(default {d['activation']})")
+    t.add_argument("--beta", help=f"weight of the KL term (VAE; default {d['beta']:g})")
+    t.add_argument("--sigma2", help=f"variance of the Gaussian decoder (default {d['sigma2']:g})")
+    t.add_argument("--optimizer", help=f"adam | sgd (momentum 0.9) (default {d['optimizer']})")
+    t.add_argument("--binarize", help=f"none | static | dynamic: train on Bernoulli draws of the gray "
+                                      f"values (default {d['binarize']})")
+    t.add_argument("--seed", help=f"seed of every random stream (default {d['seed']})")
+    t.add_argument("--threads", help=f"BLAS threads (default {d['threads']}: fastest for small models, "
+                                     "and bits independent of the machine)")
+    t.add_argument("--checkpoint-every", help=f"save the checkpoint every N epochs (default {d['checkpoint_every']}; "
+                                              "also at the end and on Ctrl-C)")
+    t.add_argument("--out", help="the run directory to create (default: runs/<model>-<data>, numbered if taken)")
+    t.add_argument("--resume", metavar="DIR", help="continue the run in DIR where it stopped")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar; print a line every few epochs")
+    t.add_argument("--no-figures", action="store_true", help="skip the figures")
+    t.set_defaults(func=cmd_train)
+
+    e = subparsers.add_parser(
+        "eval", help="test-set negative ELBO and importance-weighted log-likelihood of a run",
+        description="Evaluate a trained model on its test set: the negative ELBO (one sample per image) "
+                    "and -log p(x) estimated with k importance samples (Burda et al. 2015), in nats per image.")
+    e.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (or a model .npz)")
+    e.add_argument("--k", default="5000", help="importance samples per image (default 5000)")
+    e.add_argument("--n", help="evaluate the log-likelihood on the first N test images "
+                               "(default: all, at most 1000)")
+    e.add_argument("--data", help="the dataset, if the checkpoint does not name it")
+    e.add_argument("--seed", default="0", help="seed of the evaluation noise (default 0)")
+    e.add_argument("--threads", default="1", help="BLAS threads (default 1)")
+    e.set_defaults(func=cmd_eval)
+
+    s = subparsers.add_parser("sample", help="an image grid of samples from a trained VAE's prior",
+                              description="Decode z ~ N(0, I) and write the images as a grid.")
+    s.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (or a model .npz)")
+    s.add_argument("--n", default="64", help="number of samples (default 64)")
+    s.add_argument("--seed", default="0", help="seed of z (default 0)")
+    s.add_argument("--out", help="the image file (default RUN_DIR/sample-seed<SEED>.png, numbered if taken)")
+    s.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    s.set_defaults(func=cmd_sample)
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+
+@contextlib.contextmanager
+def blas_threads(n):
+    """Limit BLAS to ``n`` threads within the block (threadpoolctl comes with scikit-learn)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:              # pragma: no cover - scikit-learn depends on it
+        yield
+        return
+    with threadpool_limits(limits=n, user_api="blas"):
+        yield
+
+
+def _slug(name):
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", str(name)).strip("-.") or "data"
+
+
+def _check_out_dir(out):
+    """Refuse an --out that is a file or a non-empty directory (nothing is written)."""
+    if os.path.isfile(out) or (os.path.exists(out) and not os.path.isdir(out)):
+        raise TinyVAEError(f"--out {out} is an existing file; give the name of a new (or empty) directory")
+    if os.path.isdir(out) and os.listdir(out):
+        raise TinyVAEError(f"--out {out} exists and is not empty; choose a new directory, or continue the run "
+                           f"in it with 'tinyvae train --resume {out}'")
+    parent = os.path.dirname(os.path.abspath(out))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise TinyVAEError(f"--out {out}: {parent} is a file, not a directory; choose another location")
+    return out
+
+
+def _fresh_run_dir(model_kind, data_name):
+    base = os.path.join("runs", f"{model_kind}-{_slug(data_name)}")
+    out, i = base, 1
+    while os.path.exists(out):
+        i += 1
+        out = f"{base}-{i}"
+    return out
+
+
+def _make_dir(out):
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as e:
+        raise TinyVAEError(f"cannot create the run directory {out}: {e.strerror or e}; choose another --out") from None
+
+
+def write_history_csv(history, path):
+    """The history as CSV, one row per epoch, written atomically (temporary file, rename)."""
+    keys = list(history)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(keys)
+    for i in range(len(history.get("epoch", []))):
+        w.writerow([repr(history[k][i]) if isinstance(history[k][i], float) else history[k][i] for k in keys])
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        f.write(buf.getvalue())
+    os.replace(tmp, path)
+
+
+def read_history_csv(path):
+    """history.csv back into a dict of lists (epoch as int, the rest as float)."""
+    with open(path) as f:
+        rows = list(csv.reader(f))
+    keys, body = rows[0], rows[1:]
+    return {k: [int(r[j]) if k == "epoch" else float(r[j]) for r in body] for j, k in enumerate(keys)}
+
+
+def _test_data(ds, binarize, seed):
+    """The test images the run is measured on: binary draws (fixed seed) for dynamic binarization."""
+    if binarize == "dynamic":
+        from .data import binarize_batch
+        return binarize_batch(ds.x_test, np.random.default_rng([seed, 5]))
+    return ds.x_test
+
+
+def _image_shape(run, model):
+    if run and run.get("image_shape"):
+        return tuple(run["image_shape"])
+    side = math.isqrt(model.input_dim)
+    return (side, side) if side * side == model.input_dim else (1, model.input_dim)
+
+
+def _describe(row):
+    parts = [f"loss {row['loss']:.3f}"]
+    if "val_loss" in row:
+        parts.append(f"val {row['val_loss']:.3f}")
+    terms = [f"{k} {v:.3f}" for k, v in row.items() if k not in ("epoch", "loss") and not k.startswith("val_")]
+    return "  ".join(parts) + (f"  ({', '.join(terms)})" if terms else "")
+
+
+# --------------------------------------------------------------------------------------------
+# tinyvae train
+
+def _train_options(args):
+    """The run's options from the command line, every value checked, nothing touched on disk."""
+    given = {k: getattr(args, k) for k in DEFAULTS if getattr(args, k, None) is not None}
+    o = dict(DEFAULTS, **given)
+    opts = dict(model=choice("--model", o["model"], ("vae", "ae")), data=str(o["data"]),
+                epochs=positive_int("--epochs", o["epochs"]), batch_size=positive_int("--batch-size", o["batch_size"]),
+                lr=positive_float("--lr", o["lr"]), hidden=list(hidden_widths(o["hidden"])),
+                latent=positive_int("--latent", o["latent"]), activation=o["activation"],
+                beta=positive_float("--beta", o["beta"], allow_zero=True), sigma2=positive_float("--sigma2", o["sigma2"]),
+                seed=nonneg_int("--seed", o["seed"]), optimizer=choice("--optimizer", o["optimizer"], ("adam", "sgd")),
+                binarize=choice("--binarize", o["binarize"], ("none", "static", "dynamic")),
+                threads=positive_int("--threads", o["threads"]),
+                checkpoint_every=positive_int("--checkpoint-every", o["checkpoint_every"]))
+    from .kernels import ACTIVATIONS
+    choice("--activation", opts["activation"], ACTIVATIONS)
+    likelihoods = ("bernoulli", "gaussian") if opts["model"] == "vae" else ("bernoulli", "gaussian", "bce", "mse")
+    opts["likelihood"] = choice("--likelihood", o["likelihood"], likelihoods)
+    if opts["model"] == "ae":
+        for name in ("beta", "sigma2"):
+            if name in given:
+                raise TinyVAEError(f"--{name} applies to the VAE only; drop it or use --model vae")
+    if opts["model"] == "vae" and "sigma2" in given and opts["likelihood"] != "gaussian":
+        raise TinyVAEError("--sigma2 is the variance of a Gaussian decoder; add --likelihood gaussian or drop it")
+    return opts
+
+
+def _build_model(opts, input_dim):
+    from .autoencoder import Autoencoder
+    from .vae import VAE
+    if opts["model"] == "vae":
+        return VAE(input_dim=input_dim, hidden_dims=opts["hidden"], latent_dim=opts["latent"],
+                   likelihood=opts["likelihood"], activation=opts["activation"], beta=opts["beta"],
+                   sigma2=opts["sigma2"], seed=opts["seed"])
+    loss = {"bernoulli": "bce", "bce": "bce", "gaussian": "mse", "mse": "mse"}[opts["likelihood"]]
+    return Autoencoder(input_dim=input_dim, hidden_dims=opts["hidden"], code_dim=opts["latent"],
+                       activation=opts["activation"], loss=loss, seed=opts["seed"])
+
+
+def _load_data(opts):
+    from .data import load_dataset
+    binarize = None if opts["binarize"] == "none" else opts["binarize"]
+    return load_dataset(opts["data"], binarize=binarize, seed=opts["seed"], progress=sys.stderr.isatty())
+
+
+def cmd_train(args):
+    t0 = time.perf_counter()
+    from .train import Trainer, check_data
+
+    if args.resume is not None:
+        model, trainer, opts, ds, out = _resume(args)
+    else:
+        opts = _train_options(args)
+        if args.out is not None:
+            _check_out_dir(args.out)
+        ds = _load_data(opts)
+        model = _build_model(opts, ds.x_train.shape[1])
+        out = args.out if args.out is not None else _fresh_run_dir(opts["model"], ds.name)
+        key = opts["data"].strip().lower()
+        from .data import ALIASES
+        if key not in ALIASES and os.path.exists(opts["data"]):
+            opts["data"] = os.path.abspath(opts["data"])          # resumable from anywhere
+        opts.update(data_name=ds.name, image_shape=list(ds.image_shape), out=os.path.abspath(out))
+        trainer = Trainer(model, opts["batch_size"], opts["lr"], opts["optimizer"], opts["seed"],
+                          "dynamic" if opts["binarize"] == "dynamic" else None)
+    x_train = check_data(model, ds.x_train, f"the training images of {ds.name}")
+    x_test = check_data(model, _test_data(ds, opts["binarize"], opts["seed"]), f"the test images of {ds.name}")
+    if args.resume is not None:
+        from .train import data_fingerprint
+        if trainer.data_id is not None and data_fingerprint(x_train) != trainer.data_id:
+            raise TinyVAEError(f"the training data of {opts['data']} differ from those the run in {out} was "
+                               "trained on; restore them, or start a new run")
+    else:
+        _make_dir(out)
+    ckpt_path = os.path.join(out, checkpoint.FILENAME)
+    hist_path = os.path.join(out, "history.csv")
+    show_bar = not args.no_progress and sys.stderr.isatty()
+    print_every = max(1, opts["epochs"] // 10)
+
+    def save_state():
+        checkpoint.save(model, ckpt_path, trainer, run=opts)
+        write_history_csv(trainer.history, hist_path)
+
+    def on_epoch(t):
+        if t.epoch % opts["checkpoint_every"] == 0:
+            save_state()
+        if not show_bar and (t.epoch % print_every == 0 or t.epoch == 1 or t.epoch == opts["epochs"]):
+            row = {k: v[-1] for k, v in t.history.items()}
+            print(f"epoch {t.epoch:>4}/{opts['epochs']}  {_describe(row)}", flush=True)
+
+    action = "resuming" if args.resume is not None else "training"
+    where = f" from epoch {trainer.epoch + 1}" + (f", minibatch {trainer.step + 1}" if trainer.step else "")
+    print(f"{action} a {model!r} on {ds.name} ({x_train.shape[0]} train / {x_test.shape[0]} test images)"
+          f"{where if args.resume is not None else ''} -> {out}", flush=True)
+    with blas_threads(opts["threads"]):
+        if args.resume is None:
+            save_state()                       # epoch 0: a good checkpoint exists from the start
+        try:
+            trainer.run(x_train, opts["epochs"], x_val=x_test, progress=show_bar, epoch_callback=on_epoch,
+                        checked=True)
+        except KeyboardInterrupt:
+            save_state()
+            print(f"interrupted at epoch {trainer.epoch + 1}, minibatch {trainer.step}: the exact state is saved "
+                  f"in {ckpt_path}; continue with: tinyvae train --resume {out}", file=sys.stderr, flush=True)
+            return 130
+        except TinyVAEError as e:
+            raise TinyVAEError(f"{e}; the last good checkpoint (epoch {_saved_epoch(ckpt_path)}) is kept "
+                               f"in {ckpt_path}") from None
+        save_state()
+        figures = [] if args.no_figures else write_figures(model, ds, x_test, trainer.history, out)
+    elapsed = time.perf_counter() - t0
+    last = {k: v[-1] for k, v in trainer.history.items()}
+    print(f"done in {elapsed:.1f} s: {_summary(model, last)}")
+    print(f"results in {out}/: {', '.join([checkpoint.FILENAME, 'history.csv'] + figures)}")
+    print(f"next: tinyvae eval {out}   |   tinyvae sample {out}")
+    return 0
+
+
+def _saved_epoch(path):
+    try:
+        return checkpoint.read(path).trainer.epoch
+    except (TinyVAEError, AttributeError):
+        return "unknown"
+
+
+def _summary(model, last):
+    if model.kind == "vae":
+        s = f"train -ELBO {last['rec'] + last['kl']:.2f} nats" if model.beta != 1 else f"train loss (-ELBO) {last['loss']:.2f} nats"
+        if "val_loss" in last:
+            s += f", test -ELBO {last['val_rec'] + last['val_kl']:.2f} nats (rec {last['val_rec']:.2f} + KL {last['val_kl']:.2f})"
+        return s
+    s = f"train loss {last['loss']:.4f}"
+    if "val_loss" in last:
+        s += f", test loss {last['val_loss']:.4f}"
+    return s
+
+
+def _resume(args):
+    explicit = [k for k in MODEL_OPTIONS if getattr(args, k, None) is not None]
+    if explicit:
+        names = ", ".join("--" + k.replace("_", "-") for k in explicit)
+        raise TinyVAEError(f"--resume continues a run with its saved options; drop {names} "
+                           "(only --epochs, --checkpoint-every and --no-progress may change)")
+    if os.path.isfile(args.resume):
+        raise TinyVAEError(f"--resume takes a run directory written by 'tinyvae train', got the file "
+                           f"{args.resume}; give its directory")
+    ck = checkpoint.read(args.resume)
+    out = args.resume
+    if ck.trainer is None or ck.run is None or ck.run.get("data") is None:
+        raise TinyVAEError(f"{ck.path} holds no training run (it was written by model.save, not "
+                           "'tinyvae train'); start a new run with tinyvae train")
+    opts = dict(ck.run)
+    if args.epochs is not None:
+        opts["epochs"] = positive_int("--epochs", args.epochs)
+    if args.checkpoint_every is not None:
+        opts["checkpoint_every"] = positive_int("--checkpoint-every", args.checkpoint_every)
+    trainer = ck.trainer
+    if trainer.epoch >= opts["epochs"]:
+        raise TinyVAEError(f"the run in {out} has finished its {trainer.epoch} epochs; to train further pass "
+                           f"--epochs N with N > {trainer.epoch}")
+    ds = _load_data(opts)
+    return ck.model, trainer, opts, ds, out
+
+
+def write_figures(model, ds, x_test, history, out):
+    """The run's figures, as PNGs in ``out``; returns their file names."""
+    from . import plots
+    shape = tuple(ds.image_shape)
+    figs = {"reconstructions.png": lambda: plots.plot_reconstructions(model, x_test, shape)}
+    if model.kind == "vae":
+        figs["samples.png"] = lambda: plots.plot_samples(model, shape, n=64, seed=0)
+    latent = model.latent_dim if model.kind == "vae" else model.code_dim
+    figs["latent_space.png"] = lambda: plots.plot_latent_space(model, x_test, ds.y_test)
+    if model.kind == "vae" and latent == 2:
+        figs["latent_manifold.png"] = lambda: plots.plot_latent_manifold(model, shape, n=15 if shape[0] < 20 else 20)
+    figs["loss_curves.png"] = lambda: plots.plot_history(history, title=f"{model.kind.upper()} on {ds.name}")
+    written = []
+    for name, make in figs.items():
+        make().savefig(os.path.join(out, name), dpi=110)
+        written.append(name)
+    return written
+
+
+# --------------------------------------------------------------------------------------------
+# tinyvae eval / sample
+
+def _load_run(run_dir, data=None):
+    ck = checkpoint.read(run_dir)
+    run = ck.run or {}
+    name = data if data is not None else run.get("data")
+    return ck, run, name
+
+
+def cmd_eval(args):
+    k = positive_int("--k", args.k)
+    n_max = None if args.n is None else positive_int("--n", args.n)
+    seed = nonneg_int("--seed", args.seed)
+    threads = positive_int("--threads", args.threads)
+    ck, run, data = _load_run(args.run_dir, args.data)
+    if data is None:
+        raise TinyVAEError(f"{ck.path} does not name its dataset; pass --data NAME_OR_PATH")
+    from .data import load_dataset
+    from .train import check_data
+    binarize = run.get("binarize", "none")
+    ds = load_dataset(data, binarize=None if binarize in ("none", "dynamic") else binarize,
+                      seed=run.get("seed", 0), progress=sys.stderr.isatty())
+    model = ck.model
+    x = check_data(model, _test_data(ds, binarize, run.get("seed", 0)), f"the test images of {ds.name}")
+    t0 = time.perf_counter()
+    print(f"{model!r}\ntest set: {ds.name}, {x.shape[0]} images")
+    with blas_threads(threads):
+        if model.kind != "vae":
+            r = model.evaluate(x)
+            unit = "nats" if model.loss == "bce" else "(1/2 squared error)"
+            print(f"  reconstruction loss {r['rec']:.4f} {unit} per image; total loss {r['loss']:.4f}")
+            return 0
+        elbo = model.elbo(x, rng=np.random.default_rng(seed))
+        r = model.evaluate(x, rng=np.random.default_rng(seed))
+        n = min(x.shape[0], n_max if n_max is not None else 1000)
+        ll = model.log_likelihood(x[:n], k=k, seed=seed)
+    dt = time.perf_counter() - t0
+    subset = "" if n == x.shape[0] else f" (the first {n} of {x.shape[0]} images; --n to change)"
+    print(f"  negative ELBO, 1 sample per image : {-elbo.mean():9.3f} nats per image "
+          f"(reconstruction {r['rec']:.3f} + KL {r['kl']:.3f})")
+    print(f"  -log p(x), importance-weighted k={k:<5}: {-ll.mean():9.3f} nats per image{subset}")
+    print(f"  (the second is a tighter bound: -log p(x) <= it <= the negative ELBO on average; {dt:.1f} s)")
+    return 0
+
+
+def _free_name(path):
+    stem, ext = os.path.splitext(path)
+    i = 1
+    while os.path.exists(path):
+        i += 1
+        path = f"{stem}-{i}{ext}"
+    return path
+
+
+def cmd_sample(args):
+    n = positive_int("--n", args.n)
+    seed = nonneg_int("--seed", args.seed)
+    if args.out is not None:
+        if os.path.isdir(args.out):
+            raise TinyVAEError(f"--out {args.out} is a directory; give an image file name such as samples.png")
+        if not args.out.lower().endswith(IMAGE_EXTENSIONS):
+            raise TinyVAEError(f"--out {args.out}: give an image file ending in {', '.join(IMAGE_EXTENSIONS)}")
+        if os.path.exists(args.out) and not args.force:
+            raise TinyVAEError(f"--out {args.out} exists; pass --force to overwrite it or choose another name")
+    ck, run, _ = _load_run(args.run_dir)
+    model = ck.model
+    if model.kind != "vae":
+        raise TinyVAEError(f"{ck.path} holds an autoencoder, which has no prior to sample from; "
+                           "sample from a VAE run (tinyvae train --model vae)")
+    out = args.out
+    if out is None:
+        out = _free_name(os.path.join(os.path.dirname(ck.path), f"sample-seed{seed}.png"))
+    from . import plots
+    fig = plots.plot_samples(model, _image_shape(run, model), n=n, seed=seed)
+    try:
+        fig.savefig(out, dpi=110)
+    except OSError as e:
+        raise TinyVAEError(f"cannot write {out}: {e.strerror or e}; choose another --out") from None
+    print(f"{n} samples from the prior (seed {seed}) -> {out}")
+    return 0

@@ -1,0 +1,201 @@
+"""Figures: image grids, reconstructions, samples, the latent space, loss curves.
+
+Each function returns a ``matplotlib.figure.Figure`` built without pyplot (so no display and
+no global figure state are needed; Agg renders it), with a title and labelled axes. Save one
+with ``fig.savefig("name.png", dpi=120)``; in a notebook it shows inline.
+"""
+from statistics import NormalDist
+
+import numpy as np
+from matplotlib.figure import Figure
+
+PAD_VALUE = 1.0          # the white lines between the images of a grid
+
+
+def montage(images, image_shape, ncols, pad=1):
+    """Tile rows of pixels into one 2-D picture: (n, h*w) -> (rows*(h+pad)-pad, ncols*(w+pad)-pad)."""
+    images = np.asarray(images, dtype=np.float64)
+    h, w = image_shape
+    n = images.shape[0]
+    nrows = -(-n // ncols)
+    canvas = np.full((nrows * (h + pad) - pad, ncols * (w + pad) - pad), PAD_VALUE)
+    for i in range(n):
+        r, c = divmod(i, ncols)
+        canvas[r * (h + pad):r * (h + pad) + h, c * (w + pad):c * (w + pad) + w] = images[i].reshape(h, w)
+    return canvas
+
+
+def _new_figure(width, height):
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def _show_grid(ax, canvas, image_shape, ncols, pad):
+    ax.imshow(canvas, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    h, w = image_shape
+    ax.set_xticks([c * (w + pad) + (w - 1) / 2 for c in range(ncols)])
+    ax.set_xticklabels([str(c + 1) for c in range(ncols)], fontsize=7)
+    ax.tick_params(length=0)
+
+
+def image_grid(images, image_shape, ncols=None, title="Images", xlabel="column", ylabel="row", pad=1):
+    """A grid of images. Inputs: images (n, h*w) in [0, 1], image_shape (h, w). Returns: Figure."""
+    images = np.asarray(images)
+    n = images.shape[0]
+    ncols = ncols or int(np.ceil(np.sqrt(n)))
+    nrows = -(-n // ncols)
+    h, w = image_shape
+    canvas = montage(images, image_shape, ncols, pad)
+    fig = _new_figure(min(10, 0.6 + ncols * 0.5 * max(1, w / 10)), min(10, 0.9 + nrows * 0.5 * max(1, h / 10)))
+    ax = fig.add_subplot()
+    _show_grid(ax, canvas, image_shape, ncols, pad)
+    ax.set_yticks([r * (h + pad) + (h - 1) / 2 for r in range(nrows)])
+    ax.set_yticklabels([str(r + 1) for r in range(nrows)], fontsize=7)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    return fig
+
+
+def reconstruct(model, x):
+    """The model's reconstruction of x: the decoded mean at z = mu(x) (VAE) or g(f(x)) (autoencoder)."""
+    if getattr(model, "kind", None) == "vae":
+        mu, _ = model.encode(x)
+        return model.decode(mu)
+    return model.reconstruct(x)
+
+
+def plot_reconstructions(model, x, image_shape, n=10, rows=2):
+    """Inputs above their reconstructions: ``rows`` pairs of rows of ``n`` images from x's first rows.
+
+    For a VAE the reconstruction is the mean of p(x|z) at z = mu(x), the posterior mean."""
+    x = np.asarray(x)[:n * rows]
+    x_hat = reconstruct(model, x)
+    ncols = min(n, x.shape[0])
+    pairs = []
+    for r in range(0, x.shape[0], ncols):
+        block_x, block_r = x[r:r + ncols], x_hat[r:r + ncols]
+        fill = ncols - block_x.shape[0]
+        if fill:
+            blank = np.full((fill, x.shape[1]), PAD_VALUE)
+            block_x, block_r = np.vstack([block_x, blank]), np.vstack([block_r, blank])
+        pairs += [block_x, block_r]
+    images = np.vstack(pairs)
+    h, w = image_shape
+    pad = 1
+    canvas = montage(images, image_shape, ncols, pad)
+    nrows = images.shape[0] // ncols
+    fig = _new_figure(min(10, 0.8 + ncols * 0.5 * max(1, w / 10)), min(10, 1.0 + nrows * 0.5 * max(1, h / 10)))
+    ax = fig.add_subplot()
+    _show_grid(ax, canvas, image_shape, ncols, pad)
+    ax.set_yticks([r * (h + pad) + (h - 1) / 2 for r in range(nrows)])
+    ax.set_yticklabels(["input x", "reconstruction"] * (nrows // 2), fontsize=7)
+    what = "decoded mean at z = mu(x)" if getattr(model, "kind", None) == "vae" else "g(f(x))"
+    ax.set_title(f"Reconstructions: test inputs above, {what} below")
+    ax.set_xlabel("example")
+    return fig
+
+
+def plot_samples(vae, image_shape, n=64, seed=0):
+    """New images from the prior: z ~ N(0, I), shown as the decoder's mean, in a square grid."""
+    x = vae.sample(n, seed=seed)
+    return image_grid(x, image_shape, title=f"Samples from the prior: z ~ N(0, I), mean of p(x|z) (seed {seed})",
+                      xlabel="sample", ylabel="sample row")
+
+
+def encode_mean(model, x):
+    """mu(x) for a VAE, the code h = f(x) for an autoencoder, (N, Z)."""
+    if getattr(model, "kind", None) == "vae":
+        return model.encode(x)[0]
+    return model.encode(x)
+
+
+def plot_latent_space(model, x, y=None, max_points=5000):
+    """The posterior means mu(x) (a VAE) or codes h (an autoencoder) of x, first two dimensions,
+    coloured by label y when given (a legend for up to 10 classes, else a colorbar)."""
+    x = np.asarray(x)[:max_points]
+    z = np.asarray(encode_mean(model, x), dtype=np.float64)
+    name = "mu" if getattr(model, "kind", None) == "vae" else "h"
+    fig = _new_figure(6.4, 5.4)
+    ax = fig.add_subplot()
+    z1 = z[:, 0]
+    z2 = z[:, 1] if z.shape[1] > 1 else np.zeros_like(z1)
+    if y is None:
+        ax.scatter(z1, z2, s=6, alpha=0.6, color="tab:blue")
+    else:
+        y = np.asarray(y)[:len(z1)]
+        classes = np.unique(y)
+        if len(classes) <= 10:
+            for i, c in enumerate(classes):
+                sel = y == c
+                ax.scatter(z1[sel], z2[sel], s=6, alpha=0.7, color=f"C{i}", label=str(c))
+            ax.legend(title="label", markerscale=2.5, fontsize=8, loc="best")
+        else:
+            sc = ax.scatter(z1, z2, s=6, alpha=0.7, c=y, cmap="viridis")
+            fig.colorbar(sc, ax=ax, label="label")
+    ax.set_xlabel(f"{name}_1")
+    ax.set_ylabel(f"{name}_2" if z.shape[1] > 1 else "(one latent dimension)")
+    kind = "posterior means mu(x)" if name == "mu" else "codes h = f(x)"
+    extra = f" (first 2 of {z.shape[1]} dimensions)" if z.shape[1] > 2 else ""
+    ax.set_title(f"Latent space: {kind} of the test set{extra}")
+    return fig
+
+
+def normal_quantiles(n, lo=0.05, hi=0.95):
+    """n evenly spaced probabilities in [lo, hi] mapped through the inverse normal CDF: a grid of
+    z values spaced like the N(0, 1) prior (Kingma & Welling 2013, fig. 4)."""
+    return np.array([NormalDist().inv_cdf(p) for p in np.linspace(lo, hi, n)])
+
+
+def plot_latent_manifold(vae, image_shape, n=15):
+    """Decoded means on an n x n grid of z = (z_1, z_2) through the prior's quantiles.
+
+    Needs a 2-D latent space. z_2 grows upwards, as in a scatter plot of the latent space."""
+    if vae.latent_dim != 2:
+        raise ValueError(f"the latent manifold plot needs latent_dim=2, this model has {vae.latent_dim}")
+    q = normal_quantiles(n)                                      # (n,)
+    z1, z2 = np.meshgrid(q, q[::-1])                             # row 0 at the top: largest z_2
+    z = np.stack([z1.ravel(), z2.ravel()], axis=1)               # (n*n, 2)
+    x = vae.decode(z)                                            # (n*n, D)
+    h, w = image_shape
+    pad = 0
+    canvas = montage(x, image_shape, n, pad)
+    fig = _new_figure(7, 7)
+    ax = fig.add_subplot()
+    ax.imshow(canvas, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ticks = np.arange(0, n, max(1, n // 5))
+    ax.set_xticks(ticks * w + (w - 1) / 2)
+    ax.set_xticklabels([f"{q[i]:.2f}" for i in ticks], fontsize=8)
+    ax.set_yticks(ticks * h + (h - 1) / 2)
+    ax.set_yticklabels([f"{q[::-1][i]:.2f}" for i in ticks], fontsize=8)
+    ax.set_xlabel("z_1 (prior quantiles 5% .. 95%)")
+    ax.set_ylabel("z_2")
+    ax.set_title("The learned manifold: mean of p(x|z) on a grid of z")
+    return fig
+
+
+TERM_LABELS = {"loss": "training loss: rec + beta KL (nats/example)",
+               "rec": "reconstruction: -log p(x|z)",
+               "kl": "KL(q(z|x) || p(z)) (nats/example)",
+               "penalty": "penalty Omega"}
+
+
+def plot_history(history, title="Loss curves"):
+    """One panel per history term (the loss, then e.g. the reconstruction and KL terms apart),
+    training as a solid line and validation dashed when present."""
+    keys = ["loss"] + [k for k in history if k not in ("epoch", "loss") and not k.startswith("val_")]
+    if "penalty" in keys and not any(history["penalty"]):
+        keys.remove("penalty")                    # an autoencoder without a regularizer
+    epochs = history.get("epoch") or list(range(1, len(history["loss"]) + 1))
+    fig = _new_figure(4.2 * len(keys), 3.6)
+    axes = fig.subplots(1, len(keys), squeeze=False)[0]
+    for ax, k in zip(axes, keys):
+        ax.plot(epochs, history[k], color="C0", label="train")
+        if f"val_{k}" in history:
+            ax.plot(epochs, history[f"val_{k}"], color="C1", ls="--", label="validation")
+        ax.set_title(TERM_LABELS.get(k, k), fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("nats per example" if k in ("loss", "rec", "kl") else k)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    return fig
