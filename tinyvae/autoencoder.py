@@ -241,7 +241,8 @@ class Autoencoder(Model):
         N, dt = x.shape[0], self.dtype
         if self.loss == "bce":            # o are logits l; dL/dl = sigmoid(l) - x
             return kernels.bernoulli_nll_grad(o, x, scale, rows=scratch(ws, "ae.rec", (N,), dt),
-                                              dlogits=scratch(ws, "ae.do", o.shape, dt))
+                                              dlogits=scratch(ws, "ae.do", o.shape, dt),
+                                              work=scratch(ws, "ae.rec_terms", o.shape, dt))
         r_minus_x = np.subtract(o, x, out=scratch(ws, "ae.do", o.shape, dt))   # (N, D)
         rec = 0.5 * np.einsum("nd,nd->n", r_minus_x, r_minus_x)                # 1/2 ||r - x||^2
         return rec, np.multiply(r_minus_x, scale, out=r_minus_x)               # dL/dr = r - x

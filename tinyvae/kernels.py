@@ -26,7 +26,9 @@ import math
 import os
 
 import numpy as np
-from numba import njit
+from llvmlite import ir as llvm_ir
+from numba import njit, types
+from numba.extending import intrinsic, overload
 
 # --------------------------------------------------------------------------------------------
 # backend selection
@@ -197,26 +199,108 @@ def sgd_np(theta, g, velocity, lr, momentum):
 
 # --------------------------------------------------------------------------------------------
 # numba kernels: the same arithmetic as the twins above, one fused pass, no temporaries
+#
+# Every kernel is compiled with the options in JIT, set in this one place: cached on disk;
+# NumPy's error model (a division by zero gives inf, as in NumPy, instead of raising, which is
+# what lets LLVM turn loops that divide into SIMD code); fastmath off, because every kernel
+# sits on a gradient-checked path. Constants are made in the arrays' own precision
+# (``real = a.dtype.type``) so float32 kernels compute in float32 throughout.
 
-@njit(cache=True)
+JIT = dict(cache=True, error_model="numpy", fastmath=False)
+
+
+def exp_nonpositive(x):
+    """exp(x) for x <= 0, a number in (0, 1]. Compiled: libm's exp for float64; for float32,
+    a polynomial that LLVM can vectorize (below)."""
+    return math.exp(x)
+
+
+def log1p_unit(e):
+    """log(1 + e) for e in [0, 1]. Compiled: libm's log1p for float64; for float32, a series
+    that LLVM can vectorize (below)."""
+    return math.log1p(e)
+
+
+@intrinsic
+def _float32_from_bits(typingctx, bits):
+    """The float32 whose IEEE-754 bit pattern is the int32 ``bits`` (a C union, in LLVM)."""
+    if not isinstance(bits, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], llvm_ir.FloatType())
+    return types.float32(types.int32), codegen
+
+
+@overload(exp_nonpositive, jit_options=JIT)
+def _exp_nonpositive(x):
+    if x != types.float32:
+        return lambda x: math.exp(x)
+
+    def exp_float32(x):
+        # exp(x) = 2^n exp(r), n = round(x / ln 2), |r| <= ln(2)/2, with ln 2 split in a short
+        # high part and a low part so n ln 2 is exact (Cody & Waite); exp(r) by its Taylor
+        # polynomial to r^7 (truncation error < 6e-9, below float32's 6e-8 rounding); 2^n built
+        # from its exponent bits. Below -87 the result would be subnormal: it is flushed to 0.
+        f = np.float32
+        n = np.floor(x * f(1.4426950408889634) + f(0.5))
+        r = (x - n * f(0.693359375)) - n * f(-2.12194440e-4)
+        p = f(1 / 5040)
+        p = p * r + f(1 / 720)
+        p = p * r + f(1 / 120)
+        p = p * r + f(1 / 24)
+        p = p * r + f(1 / 6)
+        p = p * r + f(1 / 2)
+        p = p * r + f(1)
+        p = p * r + f(1)
+        two_n = _float32_from_bits((np.int32(max(n, f(-126))) + np.int32(127)) << 23)
+        return p * two_n if x >= f(-87) else f(0)
+    return exp_float32
+
+
+@overload(log1p_unit, jit_options=JIT)
+def _log1p_unit(e):
+    if e != types.float32:
+        return lambda e: math.log1p(e)
+
+    def log1p_float32(e):
+        # log(1 + e) = 2 atanh(t), t = e / (2 + e) in [0, 1/3]; atanh(t) = t + t^3/3 + t^5/5 + ...
+        # to t^15/15: truncation error below 1e-9, under float32's rounding.
+        f = np.float32
+        t = e / (f(2) + e)
+        t2 = t * t
+        q = f(1 / 15)
+        q = q * t2 + f(1 / 13)
+        q = q * t2 + f(1 / 11)
+        q = q * t2 + f(1 / 9)
+        q = q * t2 + f(1 / 7)
+        q = q * t2 + f(1 / 5)
+        q = q * t2 + f(1 / 3)
+        q = q * t2 + f(1)
+        return f(2) * t * q
+    return log1p_float32
+
+
+@njit(**JIT)
 def _sigmoid(a):
-    if a >= 0:
-        return 1.0 / (1.0 + math.exp(-a))
-    e = math.exp(a)
-    return e / (1.0 + e)
+    one = type(a)(1)
+    e = exp_nonpositive(-abs(a))                # exp(-|a|) in (0, 1]: never overflows
+    return (one if a >= 0 else e) / (one + e)
 
 
-@njit(cache=True)
+@njit(**JIT)
 def _softplus(a):
-    return max(a, 0.0) + math.log1p(math.exp(-abs(a)))
+    zero = type(a)(0)
+    return max(a, zero) + log1p_unit(exp_nonpositive(-abs(a)))
 
 
-@njit(cache=True)
+@njit(**JIT)
 def _act(a, code):
+    zero = type(a)(0)
     if code == 0:
-        return a if a > 0 else 0.0
+        return a if a > zero else zero
     if code == 1:
-        return a if a > 0 else LEAKY_SLOPE * a
+        return a if a > zero else type(a)(LEAKY_SLOPE) * a
     if code == 2:
         return math.tanh(a)
     if code == 3:
@@ -226,34 +310,36 @@ def _act(a, code):
     return a
 
 
-@njit(cache=True)
+@njit(**JIT)
 def _act_deriv(h, code):
+    one, zero = type(h)(1), type(h)(0)
     if code == 0:
-        return 1.0 if h > 0 else 0.0
+        return one if h > zero else zero
     if code == 1:
-        return 1.0 if h > 0 else LEAKY_SLOPE
+        return one if h > zero else type(h)(LEAKY_SLOPE)
     if code == 2:
-        return 1.0 - h * h
+        return one - h * h
     if code == 3:
-        return h * (1.0 - h)
+        return h * (one - h)
     if code == 4:
         return -math.expm1(-h)
-    return 1.0
+    return one
 
 
-@njit(cache=True)
+@njit(**JIT)
 def _act_second(h, code):
+    one, two = type(h)(1), type(h)(2)
     if code == 2:
-        return -2.0 * h * (1.0 - h * h)
+        return -two * h * (one - h * h)
     if code == 3:
-        return h * (1.0 - h) * (1.0 - 2.0 * h)
+        return h * (one - h) * (one - two * h)
     if code == 4:
         s = -math.expm1(-h)
-        return s * (1.0 - s)
-    return 0.0
+        return s * (one - s)
+    return type(h)(0)
 
 
-@njit(cache=True)
+@njit(**JIT)
 def activation_nb(a, code, out):
     n, f = a.shape
     for i in range(n):
@@ -261,7 +347,7 @@ def activation_nb(a, code, out):
             out[i, j] = _act(a[i, j], code)
 
 
-@njit(cache=True)
+@njit(**JIT)
 def activation_deriv_nb(h, code, out):
     n, f = h.shape
     for i in range(n):
@@ -269,7 +355,7 @@ def activation_deriv_nb(h, code, out):
             out[i, j] = _act_deriv(h[i, j], code)
 
 
-@njit(cache=True)
+@njit(**JIT)
 def activation_second_nb(h, code, out):
     n, f = h.shape
     for i in range(n):
@@ -277,7 +363,7 @@ def activation_second_nb(h, code, out):
             out[i, j] = _act_second(h[i, j], code)
 
 
-@njit(cache=True)
+@njit(**JIT)
 def bias_activation_nb(a, b, code, out):
     n, f = a.shape
     for i in range(n):
@@ -285,11 +371,10 @@ def bias_activation_nb(a, b, code, out):
             out[i, j] = _act(a[i, j] + b[j], code)
 
 
-@njit(cache=True)
+@njit(**JIT)
 def activation_backward_nb(dh, h, code, da, db):
     n, f = dh.shape
-    for j in range(f):
-        db[j] = 0.0
+    db[:] = 0
     for i in range(n):
         for j in range(f):
             g = dh[i, j] * _act_deriv(h[i, j], code)
@@ -297,21 +382,23 @@ def activation_backward_nb(dh, h, code, da, db):
             db[j] += g
 
 
-@njit(cache=True)
-def bernoulli_nll_grad_nb(logits, x, scale, rows, dlogits):
+@njit(**JIT)
+def bernoulli_nll_terms_nb(logits, x, scale, terms, dlogits):
+    """terms = softplus(l) - x l elementwise (rows are summed by the caller, in SIMD-friendly
+    NumPy), and dlogits = scale * (sigmoid(l) - x): one pass, one exp and one log1p each."""
     n, d = logits.shape
+    real = logits.dtype.type
+    zero, one = real(0), real(1)
     for i in range(n):
-        total = 0.0
         for j in range(d):
             l = logits[i, j]
-            e = math.exp(-abs(l))                      # in (0, 1]: never overflows
-            total += max(l, 0.0) + math.log1p(e) - x[i, j] * l
-            s = 1.0 / (1.0 + e) if l >= 0 else e / (1.0 + e)
+            e = exp_nonpositive(-abs(l))                     # in (0, 1]: never overflows
+            terms[i, j] = max(l, zero) + log1p_unit(e) - x[i, j] * l
+            s = (one if l >= zero else e) / (one + e)       # sigmoid(l)
             dlogits[i, j] = scale * (s - x[i, j])
-        rows[i] = total
 
 
-@njit(cache=True)
+@njit(**JIT)
 def bernoulli_nll_nb(logits, x, rows):
     n, d = logits.shape
     for i in range(n):
@@ -322,7 +409,7 @@ def bernoulli_nll_nb(logits, x, rows):
         rows[i] = total
 
 
-@njit(cache=True)
+@njit(**JIT)
 def gaussian_nll_grad_nb(mean, x, sigma2, scale, rows, dmean):
     n, d = mean.shape
     half_log = 0.5 * math.log(2.0 * math.pi * sigma2)
@@ -335,7 +422,7 @@ def gaussian_nll_grad_nb(mean, x, sigma2, scale, rows, dmean):
         rows[i] = total
 
 
-@njit(cache=True)
+@njit(**JIT)
 def gaussian_nll_nb(mean, x, sigma2, rows):
     n, d = mean.shape
     half_log = 0.5 * math.log(2.0 * math.pi * sigma2)
@@ -347,7 +434,7 @@ def gaussian_nll_nb(mean, x, sigma2, rows):
         rows[i] = total
 
 
-@njit(cache=True)
+@njit(**JIT)
 def reparameterize_nb(mu, logvar, eps, z, kl):
     n, k = mu.shape
     for i in range(n):
@@ -359,7 +446,7 @@ def reparameterize_nb(mu, logvar, eps, z, kl):
         kl[i] = total
 
 
-@njit(cache=True)
+@njit(**JIT)
 def reparameterize_backward_nb(dz, mu, logvar, eps, kl_scale, dmu, dlogvar):
     n, k = mu.shape
     for i in range(n):
@@ -369,25 +456,30 @@ def reparameterize_backward_nb(dz, mu, logvar, eps, kl_scale, dmu, dlogvar):
             dlogvar[i, j] = dz[i, j] * eps[i, j] * 0.5 * math.exp(0.5 * lv) + kl_scale * 0.5 * (math.exp(lv) - 1.0)
 
 
-@njit(cache=True)
+@njit(**JIT)
 def adam_nb(theta, g, m, v, lr, beta1, beta2, eps, t):
-    c1 = 1.0 / (1.0 - beta1**t)
-    c2 = 1.0 / (1.0 - beta2**t)
+    # every scalar in the parameters' precision, the bias corrections 1/(1 - beta^t) once
+    real = theta.dtype.type
+    one = real(1)
+    b1, b2, step, e = real(beta1), real(beta2), real(lr), real(eps)
+    c1, c2 = real(1.0 / (1.0 - beta1**t)), real(1.0 / (1.0 - beta2**t))
     for i in range(theta.shape[0]):
         gi = g[i]
-        mi = beta1 * m[i] + (1.0 - beta1) * gi
-        vi = beta2 * v[i] + (1.0 - beta2) * gi * gi
+        mi = b1 * m[i] + (one - b1) * gi
+        vi = b2 * v[i] + (one - b2) * gi * gi
         m[i] = mi
         v[i] = vi
-        theta[i] = theta[i] - lr * (mi * c1) / (math.sqrt(vi * c2) + eps)
+        theta[i] -= step * (mi * c1) / (math.sqrt(vi * c2) + e)
 
 
-@njit(cache=True)
+@njit(**JIT)
 def sgd_nb(theta, g, velocity, lr, momentum):
+    real = theta.dtype.type
+    step, mom = real(lr), real(momentum)
     for i in range(theta.shape[0]):
-        vi = momentum * velocity[i] - lr * g[i]
+        vi = mom * velocity[i] - step * g[i]
         velocity[i] = vi
-        theta[i] = theta[i] + vi
+        theta[i] += vi
 
 
 # --------------------------------------------------------------------------------------------
@@ -461,12 +553,16 @@ def bernoulli_nll(logits, x, rows=None):
     return rows
 
 
-def bernoulli_nll_grad(logits, x, scale, rows=None, dlogits=None):
-    """Per-example Bernoulli -log p(x|z) (N,) and scale * (sigmoid(l) - x) (N, D), in one pass."""
+def bernoulli_nll_grad(logits, x, scale, rows=None, dlogits=None, work=None):
+    """Per-example Bernoulli -log p(x|z) (N,) and scale * (sigmoid(l) - x) (N, D), in one pass.
+
+    ``work`` (N, D) is scratch space for the elementwise terms, summed per row afterwards."""
     rows = _empty(logits, rows, shape=logits.shape[:1])
     dlogits = _empty(logits, dlogits)
     if _backend == "numba":
-        bernoulli_nll_grad_nb(logits, x, scale, rows, dlogits)
+        work = _empty(logits, work)
+        bernoulli_nll_terms_nb(logits, x, logits.dtype.type(scale), work, dlogits)
+        np.sum(work, axis=1, out=rows)
     else:
         rows_, d_ = bernoulli_nll_grad_np(logits, x, scale)
         rows[...], dlogits[...] = rows_, d_

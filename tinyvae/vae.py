@@ -109,10 +109,10 @@ class VAE(Model):
         """z = mu + exp(logvar/2) * eps, eq. (3); all (N, Z)."""
         return kernels.reparameterize(mu, logvar, eps)[0]
 
-    def _reconstruction(self, o, x, scale, rows=None, do=None):
+    def _reconstruction(self, o, x, scale, rows=None, do=None, work=None):
         """rec = -log p(x|z) per example (N,) and scale * d rec / d o (N, D), in one pass."""
         if self.likelihood == "bernoulli":
-            return kernels.bernoulli_nll_grad(o, x, scale, rows=rows, dlogits=do)
+            return kernels.bernoulli_nll_grad(o, x, scale, rows=rows, dlogits=do, work=work)
         return kernels.gaussian_nll_grad(o, x, self.sigma2, scale, rows=rows, dmean=do)
 
     def _nll(self, o, x):
@@ -149,7 +149,8 @@ class VAE(Model):
                                        z=scratch(ws, "z", (N, Z), dt), kl=scratch(ws, "kl", (N,), dt))
         o, dec_cache = self.decoder.forward(z, ws)             # (N, D) logits or means
         rec, do = self._reconstruction(o, x, 1.0 / N,          # do = d loss / d o   (N, D)
-                                       rows=scratch(ws, "rec", (N,), dt), do=scratch(ws, "do", o.shape, dt))
+                                       rows=scratch(ws, "rec", (N,), dt), do=scratch(ws, "do", o.shape, dt),
+                                       work=scratch(ws, "rec_terms", o.shape, dt))
         rec_mean, kl_mean = float(np.mean(rec, dtype=np.float64)), float(np.mean(kl, dtype=np.float64))
         loss = rec_mean + self.beta * kl_mean
 
