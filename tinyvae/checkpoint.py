@@ -83,6 +83,9 @@ def _atomic_savez(path, arrays):
     except OSError as e:
         raise TinyVAEError(f"cannot write {path}: {e.strerror or e}; choose a writable location") from None
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)          # mkstemp makes 0600; a checkpoint is an ordinary file
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
             f.flush()

@@ -302,7 +302,7 @@ def _load_data(opts):
 
 def cmd_train(args):
     t0 = time.perf_counter()
-    from .train import Trainer, check_data
+    from .train import Trainer, check_data, defer_sigint
 
     if args.resume is not None:
         model, trainer, opts, ds, out = _resume(args)
@@ -356,14 +356,18 @@ def cmd_train(args):
             trainer.run(x_train, opts["epochs"], x_val=x_test, progress=show_bar, epoch_callback=on_epoch,
                         checked=True)
         except KeyboardInterrupt:
-            save_state()
-            print(f"interrupted at epoch {trainer.epoch + 1}, minibatch {trainer.step}: the exact state is saved "
-                  f"in {ckpt_path}; continue with: tinyvae train --resume {out}", file=sys.stderr, flush=True)
+            with defer_sigint():               # a second Ctrl-C does not cut the save short
+                save_state()
+            where = (f"after minibatch {trainer.step} of epoch {trainer.epoch + 1}" if trainer.step
+                     else f"after epoch {trainer.epoch}")
+            print(f"interrupted {where}: the exact state is saved in {ckpt_path}; continue with: "
+                  f"tinyvae train --resume {out}", file=sys.stderr, flush=True)
             return 130
         except TinyVAEError as e:
             raise TinyVAEError(f"{e}; the last good checkpoint (epoch {_saved_epoch(ckpt_path)}) is kept "
                                f"in {ckpt_path}") from None
-        save_state()
+        with defer_sigint():
+            save_state()
         figures = [] if args.no_figures else write_figures(model, ds, x_test, trainer.history, out)
     elapsed = time.perf_counter() - t0
     last = {k: v[-1] for k, v in trainer.history.items()}

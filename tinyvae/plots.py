@@ -50,7 +50,7 @@ def image_grid(images, image_shape, ncols=None, title="Images", xlabel="column",
     _show_grid(ax, canvas, image_shape, ncols, pad)
     ax.set_yticks([r * (h + pad) + (h - 1) / 2 for r in range(nrows)])
     ax.set_yticklabels([str(r + 1) for r in range(nrows)], fontsize=7)
-    ax.set_title(title)
+    ax.set_title(title, fontsize=10)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     return fig
@@ -90,7 +90,7 @@ def plot_reconstructions(model, x, image_shape, n=10, rows=2):
     ax.set_yticks([r * (h + pad) + (h - 1) / 2 for r in range(nrows)])
     ax.set_yticklabels(["input x", "reconstruction"] * (nrows // 2), fontsize=7)
     what = "decoded mean at z = mu(x)" if getattr(model, "kind", None) == "vae" else "g(f(x))"
-    ax.set_title(f"Reconstructions: test inputs above, {what} below")
+    ax.set_title(f"Reconstructions\ntest inputs above, {what} below", fontsize=10)
     ax.set_xlabel("example")
     return fig
 
@@ -98,7 +98,7 @@ def plot_reconstructions(model, x, image_shape, n=10, rows=2):
 def plot_samples(vae, image_shape, n=64, seed=0):
     """New images from the prior: z ~ N(0, I), shown as the decoder's mean, in a square grid."""
     x = vae.sample(n, seed=seed)
-    return image_grid(x, image_shape, title=f"Samples from the prior: z ~ N(0, I), mean of p(x|z) (seed {seed})",
+    return image_grid(x, image_shape, title=f"Samples from the prior\nz ~ N(0, I), mean of p(x|z) (seed {seed})",
                       xlabel="sample", ylabel="sample row")
 
 
@@ -136,11 +136,11 @@ def plot_latent_space(model, x, y=None, max_points=5000):
     ax.set_ylabel(f"{name}_2" if z.shape[1] > 1 else "(one latent dimension)")
     kind = "posterior means mu(x)" if name == "mu" else "codes h = f(x)"
     extra = f" (first 2 of {z.shape[1]} dimensions)" if z.shape[1] > 2 else ""
-    ax.set_title(f"Latent space: {kind} of the test set{extra}")
+    ax.set_title(f"Latent space\n{kind} of the test set{extra}", fontsize=10)
     return fig
 
 
-def normal_quantiles(n, lo=0.05, hi=0.95):
+def normal_quantiles(n, lo=0.02, hi=0.98):
     """n evenly spaced probabilities in [lo, hi] mapped through the inverse normal CDF: a grid of
     z values spaced like the N(0, 1) prior (Kingma & Welling 2013, fig. 4)."""
     return np.array([NormalDist().inv_cdf(p) for p in np.linspace(lo, hi, n)])
@@ -157,26 +157,28 @@ def plot_latent_manifold(vae, image_shape, n=15):
     z = np.stack([z1.ravel(), z2.ravel()], axis=1)               # (n*n, 2)
     x = vae.decode(z)                                            # (n*n, D)
     h, w = image_shape
-    pad = 0
+    pad = 1
     canvas = montage(x, image_shape, n, pad)
-    fig = _new_figure(7, 7)
+    fig = _new_figure(7, 7.3)
     ax = fig.add_subplot()
     ax.imshow(canvas, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ticks = np.arange(0, n, max(1, n // 5))
-    ax.set_xticks(ticks * w + (w - 1) / 2)
+    ax.set_xticks(ticks * (w + pad) + (w - 1) / 2)
     ax.set_xticklabels([f"{q[i]:.2f}" for i in ticks], fontsize=8)
-    ax.set_yticks(ticks * h + (h - 1) / 2)
+    ax.set_yticks(ticks * (h + pad) + (h - 1) / 2)
     ax.set_yticklabels([f"{q[::-1][i]:.2f}" for i in ticks], fontsize=8)
-    ax.set_xlabel("z_1 (prior quantiles 5% .. 95%)")
+    ax.set_xlabel("z_1 (prior quantiles 2% .. 98%)")
     ax.set_ylabel("z_2")
-    ax.set_title("The learned manifold: mean of p(x|z) on a grid of z")
+    ax.set_title("The learned manifold\nmean of p(x|z) on a grid of z through the prior's quantiles", fontsize=10)
     return fig
 
 
-TERM_LABELS = {"loss": "training loss: rec + beta KL (nats/example)",
-               "rec": "reconstruction: -log p(x|z)",
-               "kl": "KL(q(z|x) || p(z)) (nats/example)",
-               "penalty": "penalty Omega"}
+VAE_LABELS = {"loss": "loss = rec + beta KL (-ELBO when beta = 1)",
+              "rec": "reconstruction: -log p(x|z)",
+              "kl": "KL(q(z|x) || p(z))"}
+AE_LABELS = {"loss": "loss = L(x, g(f(x))) + Omega",
+             "rec": "reconstruction L(x, g(f(x)))",
+             "penalty": "penalty Omega(h)"}
 
 
 def plot_history(history, title="Loss curves"):
@@ -185,6 +187,8 @@ def plot_history(history, title="Loss curves"):
     keys = ["loss"] + [k for k in history if k not in ("epoch", "loss") and not k.startswith("val_")]
     if "penalty" in keys and not any(history["penalty"]):
         keys.remove("penalty")                    # an autoencoder without a regularizer
+    vae = "kl" in history
+    labels, unit = (VAE_LABELS, "nats per example") if vae else (AE_LABELS, "loss per example")
     epochs = history.get("epoch") or list(range(1, len(history["loss"]) + 1))
     fig = _new_figure(4.2 * len(keys), 3.6)
     axes = fig.subplots(1, len(keys), squeeze=False)[0]
@@ -192,9 +196,9 @@ def plot_history(history, title="Loss curves"):
         ax.plot(epochs, history[k], color="C0", label="train")
         if f"val_{k}" in history:
             ax.plot(epochs, history[f"val_{k}"], color="C1", ls="--", label="validation")
-        ax.set_title(TERM_LABELS.get(k, k), fontsize=10)
+        ax.set_title(labels.get(k, k), fontsize=10)
         ax.set_xlabel("epoch")
-        ax.set_ylabel("nats per example" if k in ("loss", "rec", "kl") else k)
+        ax.set_ylabel(unit)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(title)

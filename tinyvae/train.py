@@ -183,8 +183,10 @@ class Trainer:
         bits = ({b: np.empty((b, D), model.dtype) for b in gather} if self.binarize == "dynamic" else None)
 
         remaining = max(0, until_epoch - self.epoch) * steps_per_epoch - (self.step if until_epoch > self.epoch else 0)
-        with defer_sigint() as sigint, tqdm(total=remaining, unit="batch", leave=False, dynamic_ncols=True,
-                                            disable=None if progress else True) as bar:
+        # overflow on the way to a NaN is reported below as one clear error, not as warnings
+        with defer_sigint() as sigint, np.errstate(over="ignore", invalid="ignore", divide="ignore"), \
+                tqdm(total=remaining, unit="batch", leave=False, dynamic_ncols=True,
+                     disable=None if progress else True) as bar:
             while self.epoch < until_epoch:
                 perm = self.permutation(N)                                 # (N,)
                 while self.step < steps_per_epoch:

@@ -1,0 +1,233 @@
+"""Checkpoints: round trips, no pickles, atomic writes, and every kind of bad file refused clearly."""
+import json
+import os
+import zipfile
+
+import numpy as np
+import pytest
+
+import tinyvae as tv
+from tinyvae import checkpoint
+from tinyvae.errors import TinyVAEError
+
+
+@pytest.fixture(scope="module")
+def x():
+    return tv.load_dataset("digits").x_train[:200]
+
+
+def trained_vae(x, epochs=2, **kw):
+    vae = tv.VAE(input_dim=64, hidden_dims=(16,), latent_dim=3, **kw)
+    tv.fit(vae, x, epochs=epochs, batch_size=64, x_val=x[:50], progress=False)
+    return vae
+
+
+def trained_ae(x):
+    ae = tv.Autoencoder(input_dim=64, hidden_dims=(16, 8), code_dim=4, loss="bce", noise_std=0.1,
+                        activation="tanh", seed=3)
+    tv.fit(ae, x, epochs=2, batch_size=64, optimizer="sgd", lr=0.05, seed=7, progress=False)
+    return ae
+
+
+def assert_same_training_state(a, b):
+    ta, tb = a.trainer, b.trainer
+    assert (ta.epoch, ta.step, ta.n_steps, ta.seed, ta.batch_size) == (tb.epoch, tb.step, tb.n_steps, tb.seed, tb.batch_size)
+    assert ta.history == tb.history and ta.sums == tb.sums
+    assert ta.noise_rng.bit_generator.state == tb.noise_rng.bit_generator.state
+    assert ta.binarize_rng.bit_generator.state == tb.binarize_rng.bit_generator.state
+    sa, sb = ta.optimizer.state_dict(), tb.optimizer.state_dict()
+    assert ta.optimizer.name == tb.optimizer.name and ta.optimizer.lr == tb.optimizer.lr
+    assert sa.keys() == sb.keys() and all(np.array_equal(sa[k], sb[k]) for k in sa)
+
+
+# ---------------------------------------------------------------------------------------------
+# round trips
+
+@pytest.mark.parametrize("make", [trained_vae, trained_ae], ids=["vae", "ae"])
+def test_round_trip_restores_model_optimizer_and_generators(make, x, tmp_path):
+    model = make(x)
+    path = model.save(tmp_path / "m.npz")
+    back = tv.load(path)
+    assert type(back) is type(model) and back.kind == model.kind
+    assert back.config == model.config
+    assert back.flat.dtype == model.flat.dtype and np.array_equal(back.flat, model.flat)
+    for name in model.params:                                # the named views see the loaded values
+        assert np.array_equal(back.params[name], model.params[name])
+    assert_same_training_state(model, back)
+    # continuing from the file gives what continuing in memory gives
+    tv.fit(model, x, epochs=1, batch_size=64, progress=False, **({} if model.kind == "vae" else
+                                                                 dict(optimizer="sgd", lr=0.05, seed=7)))
+    tv.fit(back, x, epochs=1, batch_size=64, progress=False, **({} if back.kind == "vae" else
+                                                               dict(optimizer="sgd", lr=0.05, seed=7)))
+    assert np.array_equal(model.flat, back.flat)
+
+
+def test_an_untrained_model_round_trips_without_a_trainer(tmp_path):
+    vae = tv.VAE(input_dim=5, hidden_dims=(), latent_dim=2, likelihood="gaussian", learn_sigma2=True,
+                 sigma2=0.3, dtype="float64", seed=4)
+    back = tv.load(vae.save(tmp_path / "plain.npz"))
+    assert back.config == vae.config and np.array_equal(back.flat, vae.flat)
+    assert back.flat.dtype == np.float64 and back.sigma2 == pytest.approx(0.3)
+    assert getattr(back, "trainer", None) is None
+
+
+def test_load_takes_a_run_directory_and_save_a_directory(x, tmp_path):
+    vae = trained_vae(x, epochs=1)
+    run = tmp_path / "run"
+    run.mkdir()
+    written = vae.save(run)
+    assert written == str(run / "model.npz")
+    assert np.array_equal(tv.load(run).flat, vae.flat)
+
+
+def test_the_file_is_plain_arrays_readable_without_pickle(x, tmp_path):
+    path = trained_vae(x).save(tmp_path / "m.npz")
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    assert all(a.dtype != object for a in arrays.values())
+    assert str(arrays["format"]) == "tinyvae-checkpoint" and str(arrays["kind"]) == "vae"
+    assert int(arrays["epoch"]) == 2 and int(arrays["step"]) == 0
+    assert json.loads(str(arrays["config"]))["latent_dim"] == 3
+    meta = json.loads(str(arrays["trainer"]))
+    assert meta["noise_rng"]["bit_generator"] == "PCG64"
+    assert arrays["optim.m"].shape == arrays["params"].shape
+    assert os.stat(path).st_mode & 0o044                     # readable like any other file
+
+
+# ---------------------------------------------------------------------------------------------
+# atomic writes
+
+def test_a_failed_rename_leaves_the_old_checkpoint_and_no_temporary_file(x, tmp_path, monkeypatch):
+    path = tmp_path / "m.npz"
+    vae = trained_vae(x, epochs=1)
+    vae.save(path)
+    before = path.read_bytes()
+    tv.fit(vae, x, epochs=1, batch_size=64, progress=False)
+
+    def broken_replace(src, dst):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(checkpoint.os, "replace", broken_replace)
+    with pytest.raises(TinyVAEError, match="No space left"):
+        vae.save(path)
+    assert path.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["m.npz"]
+
+
+def test_a_kill_in_the_middle_of_writing_leaves_the_old_checkpoint(x, tmp_path, monkeypatch):
+    path = tmp_path / "m.npz"
+    vae = trained_vae(x, epochs=1)
+    vae.save(path)
+    before = path.read_bytes()
+    real_savez = np.savez
+
+    def interrupted_savez(f, **arrays):            # half an archive, then Ctrl-C
+        real_savez(f, **{k: arrays[k] for k in list(arrays)[:3]})
+        raise KeyboardInterrupt
+    monkeypatch.setattr(checkpoint.np, "savez", interrupted_savez)
+    with pytest.raises(KeyboardInterrupt):
+        vae.save(path)
+    assert path.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["m.npz"]
+    monkeypatch.undo()
+    assert np.array_equal(tv.load(path).flat, checkpoint.read(path).model.flat)
+
+
+def test_non_finite_parameters_are_not_saved_over_a_good_checkpoint(x, tmp_path):
+    path = tmp_path / "m.npz"
+    vae = trained_vae(x, epochs=1)
+    vae.save(path)
+    before = path.read_bytes()
+    vae.flat[3] = np.nan
+    with pytest.raises(TinyVAEError, match="NaN"):
+        vae.save(path)
+    assert path.read_bytes() == before
+
+
+# ---------------------------------------------------------------------------------------------
+# bad files
+
+@pytest.fixture
+def good(x, tmp_path):
+    path = trained_vae(x, epochs=1).save(tmp_path / "good.npz")
+    with np.load(path) as z:
+        return path, {k: z[k] for k in z.files}
+
+
+def rewrite(tmp_path, arrays, name="bad.npz"):
+    path = tmp_path / name
+    np.savez(path, **arrays)
+    return path
+
+
+def test_missing_file_and_a_directory_without_a_checkpoint(tmp_path):
+    with pytest.raises(TinyVAEError, match="no such checkpoint"):
+        tv.load(tmp_path / "nothing.npz")
+    with pytest.raises(TinyVAEError, match="not a tinyvae run directory"):
+        tv.load(tmp_path)
+
+
+def test_truncated_checkpoint(good, tmp_path):
+    path, _ = good
+    data = open(path, "rb").read()
+    for cut in (len(data) // 2, len(data) - 30, 100):
+        bad = tmp_path / f"cut{cut}.npz"
+        bad.write_bytes(data[:cut])
+        with pytest.raises(TinyVAEError, match="damaged or truncated|not an .npz"):
+            tv.load(bad)
+
+
+def test_a_flipped_byte_in_the_parameters_is_caught(good, tmp_path):
+    path, arrays = good
+    data = bytearray(open(path, "rb").read())
+    with zipfile.ZipFile(path) as z:
+        info = z.getinfo("params.npy")
+    data[info.header_offset + 30 + len(info.filename) + 200] ^= 0xFF    # inside the stored params
+    bad = tmp_path / "flipped.npz"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(TinyVAEError, match="damaged"):                 # the zip's CRC-32 disagrees
+        tv.load(bad)
+
+
+def test_not_an_archive(tmp_path):
+    bad = tmp_path / "notes.npz"
+    bad.write_text("these are my notes, not a model\n")
+    with pytest.raises(TinyVAEError, match="not an .npz"):
+        tv.load(bad)
+    single = tmp_path / "array.npy"
+    np.save(single, np.zeros(5))
+    with pytest.raises(TinyVAEError, match="single NumPy array"):
+        tv.load(single)
+
+
+def test_foreign_archives(good, tmp_path):
+    _, arrays = good
+    with pytest.raises(TinyVAEError, match="not a tinyvae checkpoint"):
+        tv.load(rewrite(tmp_path, {"W": np.ones((3, 3)), "b": np.zeros(3)}))
+    with pytest.raises(TinyVAEError, match="not a tinyvae checkpoint"):
+        tv.load(rewrite(tmp_path, dict(arrays, format=np.array("someone-else"))))
+    pickled = tmp_path / "pickled.npz"
+    np.savez(pickled, format=np.array("tinyvae-checkpoint"), config=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(TinyVAEError, match="pickled"):
+        tv.load(pickled)
+
+
+def test_mismatched_and_corrupt_contents(good, tmp_path):
+    _, arrays = good
+    config = json.loads(str(arrays["config"]))
+    wider = json.dumps(dict(config, hidden_dims=[17], decoder_hidden_dims=[17]))
+    cases = {
+        "params for another config": (dict(arrays, config=np.array(wider)), "corrupt or mismatched.*parameters"),
+        "params cut short": (dict(arrays, params=arrays["params"][:-1]), "corrupt or mismatched"),
+        "NaN params": (dict(arrays, params=np.full_like(arrays["params"], np.nan)), "NaN"),
+        "config not JSON": (dict(arrays, config=np.array("{not json")), "corrupt or mismatched"),
+        "config of nonsense": (dict(arrays, config=np.array(json.dumps(dict(config, latent_dim=-2)))),
+                               "does not describe"),
+        "unknown kind": (dict(arrays, kind=np.array("gan")), "unknown kind"),
+        "newer format": (dict(arrays, version=np.array(99)), "newer tinyvae"),
+        "no params": ({k: v for k, v in arrays.items() if k != "params"}, "missing"),
+        "optimizer of another size": (dict(arrays, **{"optim.m": np.zeros(7)}), "optimizer state"),
+        "damaged trainer": (dict(arrays, trainer=np.array(json.dumps({"epoch": 1}))), "training state"),
+    }
+    for name, (contents, match) in cases.items():
+        with pytest.raises(TinyVAEError, match=match):
+            tv.load(rewrite(tmp_path, contents, name.replace(" ", "_") + ".npz"))

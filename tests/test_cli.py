@@ -1,0 +1,333 @@
+"""The command line: the main job, eval, sample, Ctrl-C and --resume, and bad input of every kind.
+
+Bad input must give exit status 2, exactly one line ``error: ...`` on stderr, no traceback, and
+leave every existing file as it was. Most of those tests call ``tinyvae.cli.main`` in-process
+(the same code path as the console script, and fast); a few run the real command.
+"""
+import gzip
+import os
+import re
+import signal
+import struct
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import tinyvae as tv
+from tinyvae.cli import main
+
+SMALL = ["--hidden", "32", "--no-progress"]
+
+
+def tinyvae_cmd(*args, cwd=None, timeout=180):
+    return subprocess.run([sys.executable, "-m", "tinyvae", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, timeout=timeout)
+
+
+def snapshot(root):
+    """Every file under root with its bytes: to prove nothing was created or overwritten."""
+    out = {}
+    for d, _, files in os.walk(root):
+        for f in files:
+            p = os.path.join(d, f)
+            with open(p, "rb") as fh:
+                out[os.path.relpath(p, root)] = fh.read()
+    return out
+
+
+def assert_one_error_line(rc, err, match=None):
+    assert rc == 2, err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ")
+    if match:
+        assert re.search(match, lines[0]), lines[0]
+
+
+@pytest.fixture
+def rejected(capsys, tmp_path, monkeypatch):
+    """rejected(args, match): run in tmp_path, expect the error, check that no file changed."""
+    monkeypatch.chdir(tmp_path)
+
+    def check(args, match=None):
+        before = snapshot(tmp_path)
+        rc = main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        assert_one_error_line(rc, err, match)
+        assert snapshot(tmp_path) == before, "a file was created or changed"
+        return err
+    return check
+
+
+# ---------------------------------------------------------------------------------------------
+# the main job, eval, sample
+
+@pytest.fixture(scope="module")
+def main_run(tmp_path_factory):
+    """`tinyvae train` as the README runs it, kept small by options: few epochs, a small layer."""
+    root = tmp_path_factory.mktemp("main")
+    r = tinyvae_cmd("train", "--epochs", "4", "--hidden", "32", "--out", "run", cwd=root)
+    return root / "run", r
+
+
+def test_train_writes_the_run_directory_with_its_figures(main_run):
+    run, r = main_run
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr
+    assert str(run.name) in r.stdout and "done in" in r.stdout
+    names = set(os.listdir(run))
+    figures = {"reconstructions.png", "samples.png", "latent_space.png", "latent_manifold.png", "loss_curves.png"}
+    assert {"model.npz", "history.csv"} | figures <= names
+    for f in figures:
+        data = (run / f).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, f
+    rows = (run / "history.csv").read_text().strip().splitlines()
+    assert rows[0].split(",") == ["epoch", "loss", "rec", "kl", "val_loss", "val_rec", "val_kl"]
+    assert [int(row.split(",")[0]) for row in rows[1:]] == [1, 2, 3, 4]
+    losses = [float(row.split(",")[1]) for row in rows[1:]]
+    assert losses[-1] < losses[0]
+    model = tv.load(run)
+    assert model.kind == "vae" and model.latent_dim == 2 and model.trainer.epoch == 4
+
+
+def test_no_options_mean_a_vae_with_a_2d_latent_space_on_digits():
+    from tinyvae.cli import build_parser
+    from tinyvae.commands import _train_options
+    opts = _train_options(build_parser().parse_args(["train"]))
+    assert (opts["model"], opts["data"], opts["latent"], opts["likelihood"]) == ("vae", "digits", 2, "bernoulli")
+
+
+def test_default_run_directories_are_fresh(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    for _ in range(2):
+        assert main(["train", "--epochs", "1", "--hidden", "8", "--no-figures", "--no-progress"]) == 0
+    assert sorted(os.listdir(tmp_path / "runs")) == ["vae-digits", "vae-digits-2"]
+    out = capsys.readouterr().out
+    assert "runs/vae-digits-2" in out
+
+
+def test_eval_reports_the_negative_elbo_and_a_tighter_iwae_bound(main_run):
+    run, _ = main_run
+    r = tinyvae_cmd("eval", run, "--k", "200")
+    assert r.returncode == 0, r.stderr
+    elbo = float(re.search(r"negative ELBO.*?:\s+([\d.]+) nats", r.stdout).group(1))
+    iwae = float(re.search(r"importance-weighted k=200\s*:\s+([\d.]+) nats", r.stdout).group(1))
+    assert 5 < iwae < elbo < 80                        # log p(x) >= IWAE_k >= ELBO, in nats per 8x8 image
+
+
+def test_eval_of_an_autoencoder_prints_its_reconstruction_loss(tmp_path, capsys):
+    assert main(["train", "--model", "ae", "--epochs", "2", "--latent", "3", "--no-figures",
+                 "--out", str(tmp_path / "ae"), *SMALL]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "ae")]) == 0
+    assert re.search(r"reconstruction loss [\d.]+ nats", capsys.readouterr().out)
+
+
+def test_sample_writes_a_grid_and_never_overwrites_unless_forced(main_run, tmp_path, capsys):
+    run, _ = main_run
+    r = tinyvae_cmd("sample", run, "--n", "16", "--seed", "3")
+    assert r.returncode == 0, r.stderr
+    first = run / "sample-seed3.png"
+    assert first.read_bytes()[:4] == b"\x89PNG"
+    assert main(["sample", str(run), "--n", "16", "--seed", "3"]) == 0      # the name is taken: a new one
+    assert first.read_bytes()[:4] == b"\x89PNG" and (run / "sample-seed3-2.png").exists()
+    mine = tmp_path / "mine.png"
+    mine.write_text("my own picture")
+    capsys.readouterr()
+    rc = main(["sample", str(run), "--out", str(mine)])
+    assert_one_error_line(rc, capsys.readouterr().err, "--force")
+    assert mine.read_text() == "my own picture"
+    assert main(["sample", str(run), "--out", str(mine), "--force"]) == 0
+    assert mine.read_bytes()[:4] == b"\x89PNG"
+
+
+# ---------------------------------------------------------------------------------------------
+# Ctrl-C and --resume
+
+def test_sigint_saves_the_exact_state_and_resume_finishes_bit_identical(tmp_path):
+    args = ["train", "--epochs", "40", "--batch-size", "8", "--hidden", "24", "--no-figures", "--no-progress",
+            "--checkpoint-every", "1000"]
+    p = subprocess.Popen([sys.executable, "-m", "tinyvae", *args, "--out", "a"], cwd=tmp_path,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in p.stdout:                     # wait until training is under way: epoch 1 is done
+        if line.startswith("epoch"):
+            p.send_signal(signal.SIGINT)
+            break
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err
+    assert f"tinyvae train --resume a" in err and "Traceback" not in err
+    stopped = tv.load(tmp_path / "a")
+    position = (stopped.trainer.epoch, stopped.trainer.step)
+    assert 1 <= position[0] < 40, position    # interrupted in the middle of the run
+    print("interrupted at (epochs done, minibatches into the next):", position)
+
+    r = tinyvae_cmd("train", "--resume", "a", "--no-progress", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    r = tinyvae_cmd(*args, "--out", "b", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    resumed, straight = tv.load(tmp_path / "a"), tv.load(tmp_path / "b")
+    assert resumed.trainer.epoch == straight.trainer.epoch == 40
+    assert np.array_equal(resumed.flat, straight.flat)
+    assert (tmp_path / "a" / "history.csv").read_text() == (tmp_path / "b" / "history.csv").read_text()
+
+
+def test_resume_keeps_the_run_options_and_refuses_a_finished_run(main_run, rejected):
+    run, _ = main_run
+    rejected(["train", "--resume", run, "--hidden", "64"], "drop --hidden")
+    rejected(["train", "--resume", run], "finished its 4 epochs")
+    rejected(["train", "--resume", run / "model.npz"], "run directory")
+
+
+# ---------------------------------------------------------------------------------------------
+# bad input, one test per category
+
+def idx_bytes(array, dims):
+    return bytes([0, 0, 0x08, dims]) + struct.pack(">" + "I" * dims, *array.shape) + array.tobytes()
+
+
+def idx_dir(root, n_train=20, n_train_labels=20, images=None):
+    """A directory of the four IDX files (the test images gzipped), optionally with one file replaced."""
+    d = root / "idx"
+    d.mkdir()
+    rng = np.random.default_rng(0)
+    files = {
+        "train-images-idx3-ubyte": idx_bytes(rng.integers(0, 256, (n_train, 4, 4), dtype=np.uint8), 3),
+        "train-labels-idx1-ubyte": idx_bytes(rng.integers(0, 10, n_train_labels, dtype=np.uint8), 1),
+        "t10k-images-idx3-ubyte.gz": gzip.compress(idx_bytes(rng.integers(0, 256, (5, 4, 4), dtype=np.uint8), 3)),
+        "t10k-labels-idx1-ubyte": idx_bytes(rng.integers(0, 10, 5, dtype=np.uint8), 1),
+    }
+    if images is not None:
+        files["train-images-idx3-ubyte"] = images
+    for name, data in files.items():
+        (d / name).write_bytes(data)
+    return d
+
+
+def test_the_idx_fixture_itself_trains(tmp_path, capsys):
+    """The bad-IDX tests below differ from a good directory in one file only."""
+    assert main(["train", "--data", str(idx_dir(tmp_path)), "--epochs", "1", "--no-figures",
+                 "--out", str(tmp_path / "ok"), *SMALL]) == 0
+
+
+def test_unreadable_idx_file(tmp_path, rejected):
+    d = idx_dir(tmp_path, images=b"\x1f\x8b" + b"not really gzip" * 10)
+    rejected(["train", "--data", d], "damaged or truncated gzip")
+
+
+def test_truncated_idx_file(tmp_path, rejected):
+    good = idx_bytes(np.zeros((20, 4, 4), np.uint8), 3)
+    d = idx_dir(tmp_path, images=good[:-7])
+    rejected(["train", "--data", d], "truncated")
+
+
+def test_wrongly_headed_idx_file(tmp_path, rejected):
+    d = idx_dir(tmp_path, images=b"\x50\x4b\x03\x04" + bytes(400))
+    rejected(["train", "--data", d], "not an IDX file")
+
+
+def test_image_and_label_counts_disagree(tmp_path, rejected):
+    d = idx_dir(tmp_path, n_train=20, n_train_labels=19)
+    rejected(["train", "--data", d], "20 images but .* 19 labels")
+
+
+def test_array_with_nan_or_inf(tmp_path, rejected):
+    x = np.random.default_rng(0).uniform(size=(30, 16)).astype(np.float32)
+    x[4, 2], x[7, 1] = np.nan, np.inf
+    np.save(tmp_path / "x.npy", x)
+    rejected(["train", "--data", tmp_path / "x.npy"], "NaN or infinite")
+
+
+def test_array_of_the_wrong_dimensionality(tmp_path, rejected):
+    np.save(tmp_path / "flat.npy", np.linspace(0, 1, 40))
+    rejected(["train", "--data", tmp_path / "flat.npy"], "shape")
+
+
+def test_values_outside_the_unit_interval_for_a_bernoulli_decoder(tmp_path, rejected):
+    np.save(tmp_path / "big.npy", np.random.default_rng(0).uniform(0, 3, size=(30, 16)))
+    rejected(["train", "--data", tmp_path / "big.npy"], r"outside \[0, 1\]|\[0, 1\]")
+
+
+def test_pickled_object_array(tmp_path, rejected):
+    np.save(tmp_path / "obj.npy", np.array([[1.0, "a"], [0.5, None]], dtype=object), allow_pickle=True)
+    rejected(["train", "--data", tmp_path / "obj.npy"], "pickle")
+
+
+def test_non_positive_or_non_finite_hyperparameters(rejected):
+    for option, value in [("--lr", "0"), ("--lr", "-1e-3"), ("--lr", "nan"), ("--lr", "inf"),
+                          ("--epochs", "0"), ("--batch-size", "-5"), ("--beta", "-1"), ("--latent", "0")]:
+        rejected(["train", option, value], re.escape(option))
+
+
+def test_malformed_option_values(rejected):
+    for args, match in [(["--hidden", "4x"], "--hidden"), (["--hidden", "64,,32"], "--hidden"),
+                        (["--latent", "two"], "--latent"), (["--epochs", "1.5"], "--epochs"),
+                        (["--model", "gan"], "--model"), (["--likelihood", "poisson"], "--likelihood"),
+                        (["--binarize", "yes"], "--binarize"), (["--beta", "1", "--model", "ae"], "VAE only"),
+                        (["--frobnicate"], "unrecognized")]:
+        rejected(["train", *args], match)
+
+
+def test_unknown_dataset_name(rejected):
+    rejected(["train", "--data", "cifar-100"], "unknown dataset 'cifar-100'")
+
+
+def test_output_path_that_is_a_file_or_a_full_directory(tmp_path, rejected):
+    (tmp_path / "taken.txt").write_text("keep me")
+    rejected(["train", "--out", tmp_path / "taken.txt"], "is an existing file")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "notes.txt").write_text("keep me too")
+    rejected(["train", "--out", tmp_path / "full"], "not empty")
+    rejected(["train", "--out", tmp_path / "taken.txt" / "sub"], "is a file")
+
+
+def test_corrupt_checkpoint(main_run, tmp_path, rejected):
+    run, _ = main_run
+    bad = tmp_path / "badrun"
+    bad.mkdir()
+    data = (run / "model.npz").read_bytes()
+    (bad / "model.npz").write_bytes(data[: len(data) // 2])
+    for cmd in (["eval", bad], ["sample", bad], ["train", "--resume", bad]):
+        rejected(cmd, "damaged or truncated")
+
+
+def test_foreign_checkpoint(tmp_path, rejected):
+    np.savez(tmp_path / "weights.npz", W=np.ones((4, 4)), b=np.zeros(4))
+    (tmp_path / "notes.npz").write_text("hello")
+    rejected(["eval", tmp_path / "weights.npz"], "not a tinyvae checkpoint")
+    rejected(["sample", tmp_path / "notes.npz"], "not a tinyvae checkpoint")
+    rejected(["eval", tmp_path], "not a tinyvae run directory")
+
+
+def test_mismatched_checkpoint(main_run, tmp_path, rejected):
+    import json
+    run, _ = main_run
+    with np.load(run / "model.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    config = json.loads(str(arrays["config"]))
+    arrays["config"] = np.array(json.dumps(dict(config, latent_dim=3)))
+    (tmp_path / "mixed").mkdir()
+    np.savez(tmp_path / "mixed" / "model.npz", **arrays)
+    rejected(["eval", tmp_path / "mixed"], "corrupt or mismatched")
+    rejected(["train", "--resume", tmp_path / "mixed"], "corrupt or mismatched")
+
+
+def test_a_loss_that_becomes_nan_stops_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
+    out = tmp_path / "nan"
+    rc = main(["train", "--optimizer", "sgd", "--lr", "1e4", "--epochs", "5", "--no-figures",
+               "--out", str(out), *SMALL])
+    err = capsys.readouterr().err
+    assert_one_error_line(rc, err, "lower the learning rate.*last good checkpoint")
+    model = tv.load(out)
+    assert np.all(np.isfinite(model.flat)) and model.trainer.epoch == 0
+
+
+def test_the_real_command_prints_one_line_and_no_traceback(tmp_path):
+    """End to end through the console entry point (python -m tinyvae), not just main()."""
+    (tmp_path / "notes.npz").write_text("hello")
+    for args in (["train", "--lr", "-1"], ["eval", tmp_path / "notes.npz"], ["train", "--data", "nosuch"]):
+        r = tinyvae_cmd(*args, cwd=tmp_path)
+        assert_one_error_line(r.returncode, r.stderr)
+    assert sorted(os.listdir(tmp_path)) == ["notes.npz"]

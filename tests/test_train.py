@@ -1,0 +1,317 @@
+"""fit and the Trainer: same seed same bits, continuation, history, Ctrl-C mid-epoch, NaN stops."""
+import os
+import signal
+
+import numpy as np
+import pytest
+
+import tinyvae as tv
+from tinyvae.errors import TinyVAEError
+from tinyvae.train import Trainer, check_data
+
+
+@pytest.fixture(scope="module")
+def digits():
+    ds = tv.load_dataset("digits")
+    return ds.x_train[:300], ds.x_test[:100]
+
+
+def small_vae(seed=0, **kw):
+    return tv.VAE(input_dim=64, hidden_dims=(32,), latent_dim=2, seed=seed, **kw)
+
+
+def small_ae(**kw):
+    return tv.Autoencoder(input_dim=64, hidden_dims=(32,), code_dim=4, **kw)
+
+
+# ---------------------------------------------------------------------------------------------
+# reproducibility and continuation
+
+def test_same_seed_gives_the_same_bits_and_another_seed_does_not(digits):
+    x, xv = digits
+    runs = []
+    for seed in (0, 0, 1):
+        vae = small_vae()
+        h = tv.fit(vae, x, epochs=3, batch_size=64, seed=seed, x_val=xv, progress=False)
+        runs.append((vae.flat.copy(), h))
+    assert np.array_equal(runs[0][0], runs[1][0])
+    assert runs[0][1] == runs[1][1]
+    assert not np.array_equal(runs[0][0], runs[2][0])            # the seed reaches the noise and order
+
+
+def test_fit_again_continues_the_optimizer_and_streams(digits):
+    x, xv = digits
+    once = small_vae()
+    h_once = tv.fit(once, x, epochs=5, batch_size=64, x_val=xv, progress=False)
+    twice = small_vae()
+    tv.fit(twice, x, epochs=3, batch_size=64, x_val=xv, progress=False)
+    t_mid = twice.trainer.optimizer.t
+    h_twice = tv.fit(twice, x, epochs=2, batch_size=64, x_val=xv, progress=False)
+    assert t_mid == 3 * 5                                        # 300 examples / 64 -> 5 steps per epoch
+    assert twice.trainer.optimizer.t == 5 * 5                    # Adam's step count carried on
+    assert np.array_equal(once.flat, twice.flat)
+    assert np.array_equal(once.trainer.optimizer.m, twice.trainer.optimizer.m)
+    assert h_twice == h_once and h_twice["epoch"] == [1, 2, 3, 4, 5]
+
+
+def test_a_fresh_optimizer_does_not_match_a_continued_one(digits):
+    """The continuation test above can fail: restarting Adam's moments changes the result."""
+    x, _ = digits
+    cont = small_vae()
+    tv.fit(cont, x, epochs=2, batch_size=64, progress=False)
+    tv.fit(cont, x, epochs=1, batch_size=64, progress=False)
+    restarted = small_vae()
+    tv.fit(restarted, x, epochs=2, batch_size=64, progress=False)
+    tv.fit(restarted, x, epochs=1, batch_size=64, optimizer="sgd", lr=1e-3, progress=False)
+    assert restarted.trainer.optimizer.name == "sgd"
+    assert not np.array_equal(cont.flat, restarted.flat)
+
+
+def test_numpy_and_numba_backends_train_alike(digits, backend):
+    x, _ = digits
+    flats = []
+    for name in ("numpy", "numba"):
+        backend(name)
+        vae = small_vae(dtype="float64")
+        tv.fit(vae, x, epochs=2, batch_size=64, progress=False)
+        flats.append(vae.flat.copy())
+    np.testing.assert_allclose(flats[0], flats[1], rtol=1e-9, atol=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------
+# the history
+
+def test_history_keys_lengths_and_terms(digits):
+    x, xv = digits
+    vae = small_vae(beta=0.5)
+    h = tv.fit(vae, x, epochs=4, batch_size=100, x_val=xv, progress=False)
+    assert set(h) == {"epoch", "loss", "rec", "kl", "val_loss", "val_rec", "val_kl"}
+    assert all(len(v) == 4 for v in h.values())
+    for i in range(4):                       # the loss is rec + beta KL, train and validation
+        assert h["loss"][i] == pytest.approx(h["rec"][i] + 0.5 * h["kl"][i], rel=1e-9)
+        assert h["val_loss"][i] == pytest.approx(h["val_rec"][i] + 0.5 * h["val_kl"][i], rel=1e-9)
+    assert h["loss"][-1] < h["loss"][0] - 3                       # it learns
+    assert min(h["kl"]) > 0
+
+    ae = small_ae(sparse_l1=0.01)
+    h = tv.fit(ae, x, epochs=2, batch_size=100, progress=False)
+    assert set(h) == {"epoch", "loss", "rec", "penalty"} and len(h["loss"]) == 2
+
+
+def test_epoch_loss_weights_the_smaller_last_batch(digits):
+    """300 examples in batches of 128: 128 + 128 + 44; the epoch mean weights by batch size."""
+    x, _ = digits
+    losses = []
+    vae = small_vae()
+    h = tv.fit(vae, x, epochs=1, batch_size=128, progress=False,
+               callback=lambda t: losses.append(t.sums["loss"]))
+    assert vae.trainer.n_steps == 3
+    assert h["loss"][0] == pytest.approx(losses[-1] / 300)
+
+
+def test_progress_bar_shows_the_running_loss(digits, capsys):
+    x, _ = digits
+    tv.fit(small_vae(), x, epochs=1, batch_size=100, progress=False)
+    assert capsys.readouterr().err == ""
+    from tqdm import tqdm
+    seen = []
+
+    class Spy(tqdm):                          # tqdm off a terminal is disabled; force it on
+        def __init__(self, *a, **k):
+            k["disable"] = False
+            super().__init__(*a, **k)
+            seen.append(self)
+    import tqdm as tqdm_module
+    old = tqdm_module.tqdm
+    tqdm_module.tqdm = Spy
+    try:
+        tv.fit(small_vae(), x, epochs=2, batch_size=100, progress=True)
+    finally:
+        tqdm_module.tqdm = old
+    assert seen and seen[0].total == 6 and "loss" in seen[0].postfix
+
+
+# ---------------------------------------------------------------------------------------------
+# Ctrl-C in the middle of an epoch, and the exact resume
+
+def test_sigint_mid_epoch_saves_a_state_that_resumes_to_the_same_bits(digits, tmp_path):
+    x, xv = digits
+    ref = small_vae()
+    h_ref = tv.fit(ref, x, epochs=3, batch_size=32, x_val=xv, progress=False)
+
+    path = tmp_path / "model.npz"
+
+    def interrupt(t):                          # a real SIGINT, in epoch 2 after minibatch 4
+        if t.epoch == 1 and t.step == 4:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    vae = small_vae()
+    with pytest.raises(KeyboardInterrupt):
+        tv.fit(vae, x, epochs=3, batch_size=32, x_val=xv, progress=False, callback=interrupt,
+               checkpoint=path)
+    assert (vae.trainer.epoch, vae.trainer.step) == (1, 4)       # stopped between two minibatches
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+    loaded = tv.load(path)
+    assert (loaded.trainer.epoch, loaded.trainer.step) == (1, 4)
+    h = tv.fit(loaded, x, epochs=2, batch_size=32, x_val=xv, progress=False)   # finish 2, then 3
+    assert np.array_equal(loaded.flat, ref.flat)
+    assert h == h_ref
+
+
+def test_resuming_mid_epoch_on_other_data_is_refused(digits, tmp_path):
+    x, _ = digits
+    vae = small_vae()
+
+    def stop(t):
+        if t.step == 2:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        tv.fit(vae, x, epochs=1, batch_size=32, progress=False, callback=stop)
+    with pytest.raises(TinyVAEError, match="same data"):
+        tv.fit(vae, x[:-1], epochs=1, batch_size=32, progress=False)
+    with pytest.raises(TinyVAEError, match="batch size"):
+        tv.fit(vae, x, epochs=1, batch_size=16, progress=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# a loss that becomes NaN
+
+def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(digits, tmp_path, monkeypatch):
+    x, _ = digits
+    vae = small_vae()
+    path = tmp_path / "model.npz"
+    snapshots = {}
+
+    def remember(t):
+        snapshots[(t.epoch, t.step)] = t.model.flat.copy()
+
+    real = vae.training_loss_and_grads
+    calls = []
+
+    def poisoned(xb, rng):                     # the 13th minibatch (epoch 3, minibatch 3) is NaN
+        calls.append(1)
+        loss, grads, terms = real(xb, rng)
+        return (float("nan") if len(calls) == 13 else loss), grads, terms
+
+    monkeypatch.setattr(vae, "training_loss_and_grads", poisoned)
+    with pytest.raises(TinyVAEError) as err:
+        tv.fit(vae, x, epochs=5, batch_size=60, progress=False, callback=remember,
+               epoch_callback=remember, checkpoint=path)
+    msg = str(err.value)
+    assert "epoch 3" in msg and "minibatch 3" in msg and "learning rate" in msg
+    assert np.array_equal(vae.flat, snapshots[(2, 2)])           # the bad step was not applied
+    saved = tv.load(path)
+    assert saved.trainer.epoch == 2 and saved.trainer.step == 0  # the end of epoch 2 is intact
+    assert np.array_equal(saved.flat, snapshots[(2, 0)])
+
+
+def test_an_absurd_learning_rate_is_caught(digits, tmp_path):
+    x, _ = digits
+    path = tmp_path / "m.npz"
+    vae = small_vae()
+    tv.fit(vae, x, epochs=1, batch_size=30, progress=False, checkpoint=path)
+    good, good_bytes = vae.flat.copy(), path.read_bytes()
+    with _no_warnings():
+        with pytest.raises(TinyVAEError, match="lower the learning rate"):
+            tv.fit(vae, x, epochs=20, batch_size=30, optimizer="sgd", lr=1e4, progress=False,
+                   checkpoint=path)
+    assert path.read_bytes() == good_bytes
+    assert np.array_equal(tv.load(path).flat, good)
+
+
+class _no_warnings:
+    """The blow-up is one clear error, without NumPy's overflow warnings before it."""
+    def __enter__(self):
+        import warnings
+        self._w = warnings.catch_warnings(record=True)
+        self.caught = self._w.__enter__()
+        warnings.simplefilter("always")
+        return self
+
+    def __exit__(self, *exc):
+        self._w.__exit__(*exc)
+        assert not [w for w in self.caught if issubclass(w.category, RuntimeWarning)], self.caught
+        return False
+
+
+# ---------------------------------------------------------------------------------------------
+# input checks, once per array
+
+@pytest.mark.parametrize("bad, match", [
+    (np.full((5, 64), np.nan, dtype=np.float32), "NaN or infinite"),
+    (np.ones(64), "2-D"),
+    (np.ones((5, 63)), "input_dim=64"),
+    (np.full((5, 64), 2.0), r"\[0, 1\]"),
+    (np.array([[object()] * 64] * 2), "dtype object"),
+    (np.ones((0, 64)), "no examples"),
+])
+def test_training_data_is_checked_with_clear_messages(bad, match):
+    with pytest.raises(TinyVAEError, match=match):
+        tv.fit(small_vae(), bad, epochs=1, progress=False)
+
+
+def test_gaussian_and_mse_models_accept_data_outside_the_unit_interval():
+    x = np.random.default_rng(0).normal(size=(40, 64)) * 3
+    assert check_data(small_vae(likelihood="gaussian"), x).dtype == np.float32
+    tv.fit(small_ae(loss="mse"), x, epochs=1, progress=False)
+    with pytest.raises(TinyVAEError, match="loss='mse'"):
+        tv.fit(small_ae(loss="bce"), x, epochs=1, progress=False)
+
+
+def test_bad_hyperparameters_are_errors(digits):
+    x, _ = digits
+    for kw in (dict(epochs=0), dict(batch_size=-1), dict(lr=-1.0), dict(lr=float("nan")),
+               dict(optimizer="rmsprop"), dict(binarize="sometimes"), dict(seed=-3)):
+        with pytest.raises(TinyVAEError):
+            tv.fit(small_vae(), x, progress=False, **kw)
+
+
+def test_dynamic_binarization_trains_on_fresh_bits(digits):
+    x, _ = digits
+    vae = small_vae()
+    seen = []
+    real = vae.training_loss_and_grads
+
+    def spy(xb, rng):
+        seen.append(xb.copy())
+        return real(xb, rng)
+    vae.training_loss_and_grads = spy
+    tv.fit(vae, x, epochs=2, batch_size=300, binarize="dynamic", progress=False)
+    assert all(set(np.unique(b)) <= {0.0, 1.0} for b in seen)
+    assert not np.array_equal(np.sort(seen[0], axis=0), np.sort(seen[1], axis=0))   # a new draw
+    # each bit is a draw with mean equal to the gray value
+    assert abs(float(np.mean(seen[0])) - float(np.mean(x))) < 0.01
+
+
+def test_the_hot_loop_reuses_its_minibatch_buffers(digits):
+    x, _ = digits
+    vae = small_vae()
+    addresses = set()
+    real = vae.training_loss_and_grads
+
+    def spy(xb, rng):
+        addresses.add(xb.__array_interface__["data"][0])
+        return real(xb, rng)
+    vae.training_loss_and_grads = spy
+    tv.fit(vae, x, epochs=4, batch_size=128, progress=False)       # 3 minibatches per epoch, 12 in all
+    assert len(addresses) <= 2                                      # the full batch and the last one
+
+
+def test_trainer_state_round_trips_through_json(digits):
+    import json
+    x, _ = digits
+    vae = small_ae(noise_std=0.2)
+    t = Trainer(vae, batch_size=50, lr=3e-3, optimizer="sgd", seed=5)
+
+    def stop(tr):
+        if tr.epoch == 1 and tr.step == 3:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        t.run(x, 3, progress=False, callback=stop)
+    meta, arrays = t.state_dict()
+    back = Trainer.from_state(vae, json.loads(json.dumps(meta)), arrays)
+    assert back.noise_rng.bit_generator.state == t.noise_rng.bit_generator.state
+    assert (back.epoch, back.step, back.sums, back.history) == (t.epoch, t.step, t.sums, t.history)
+    assert back.optimizer.name == "sgd" and back.optimizer.lr == 3e-3 and back.optimizer.t == t.optimizer.t
+    assert np.array_equal(back.optimizer.velocity, t.optimizer.velocity)
