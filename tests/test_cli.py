@@ -11,6 +11,7 @@ import signal
 import struct
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -147,31 +148,66 @@ def test_sample_writes_a_grid_and_never_overwrites_unless_forced(main_run, tmp_p
 # ---------------------------------------------------------------------------------------------
 # Ctrl-C and --resume
 
-def test_sigint_saves_the_exact_state_and_resume_finishes_bit_identical(tmp_path):
-    args = ["train", "--epochs", "40", "--batch-size", "8", "--hidden", "24", "--no-figures", "--no-progress",
-            "--checkpoint-every", "1000"]
-    p = subprocess.Popen([sys.executable, "-m", "tinyvae", *args, "--out", "a"], cwd=tmp_path,
+# a run with many small minibatches (750 per epoch), so an interrupt lands inside an epoch
+SIGINT_RUN = ["train", "--epochs", "3", "--batch-size", "2", "--hidden", "16", "--no-figures", "--no-progress",
+              "--checkpoint-every", "1000"]
+
+
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory):
+    """The uninterrupted run that interrupted-and-resumed runs must reproduce bit for bit."""
+    root = tmp_path_factory.mktemp("straight")
+    r = tinyvae_cmd(*SIGINT_RUN, "--out", "b", cwd=root)
+    assert r.returncode == 0, r.stderr
+    return root / "b"
+
+
+def assert_same_run(a, b):
+    resumed, straight = tv.load(a), tv.load(b)
+    assert resumed.trainer.epoch == straight.trainer.epoch == 3
+    assert np.array_equal(resumed.flat, straight.flat)
+    assert np.array_equal(resumed.trainer.optimizer.m, straight.trainer.optimizer.m)
+    assert (a / "history.csv").read_text() == (b / "history.csv").read_text()
+
+
+def test_sigint_to_the_real_command_saves_the_state_and_resume_is_bit_identical(tmp_path, straight_run):
+    p = subprocess.Popen([sys.executable, "-m", "tinyvae", *SIGINT_RUN, "--out", "a"], cwd=tmp_path,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    for line in p.stdout:                     # wait until training is under way: epoch 1 is done
-        if line.startswith("epoch"):
+    for line in p.stdout:                     # wait until training is under way: epoch 1 is done,
+        if line.startswith("epoch"):          # then a little longer, to land inside epoch 2
+            time.sleep(0.15)
             p.send_signal(signal.SIGINT)
             break
     out, err = p.communicate(timeout=120)
     assert p.returncode == 130, err
-    assert f"tinyvae train --resume a" in err and "Traceback" not in err
+    assert "tinyvae train --resume a" in err and "Traceback" not in err
     stopped = tv.load(tmp_path / "a")
     position = (stopped.trainer.epoch, stopped.trainer.step)
-    assert 1 <= position[0] < 40, position    # interrupted in the middle of the run
+    assert position >= (1, 0) and position[0] < 3, position        # stopped inside the run
     print("interrupted at (epochs done, minibatches into the next):", position)
 
     r = tinyvae_cmd("train", "--resume", "a", "--no-progress", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    r = tinyvae_cmd(*args, "--out", "b", cwd=tmp_path)
-    assert r.returncode == 0, r.stderr
-    resumed, straight = tv.load(tmp_path / "a"), tv.load(tmp_path / "b")
-    assert resumed.trainer.epoch == straight.trainer.epoch == 40
-    assert np.array_equal(resumed.flat, straight.flat)
-    assert (tmp_path / "a" / "history.csv").read_text() == (tmp_path / "b" / "history.csv").read_text()
+    assert_same_run(tmp_path / "a", straight_run)
+
+
+def test_sigint_in_the_middle_of_an_epoch_resumes_bit_identical(tmp_path, straight_run, monkeypatch, capsys):
+    """A real SIGINT at a chosen minibatch (the 300th of epoch 2), in-process, then --resume."""
+    from tinyvae.train import Trainer
+    real = Trainer._accumulate
+
+    def accumulate_then_interrupt(self, *args):
+        real(self, *args)
+        if (self.epoch, self.step) == (1, 300):
+            os.kill(os.getpid(), signal.SIGINT)
+    monkeypatch.setattr(Trainer, "_accumulate", accumulate_then_interrupt)
+    assert main([*SIGINT_RUN, "--out", str(tmp_path / "a")]) == 130
+    assert "after minibatch 300 of epoch 2" in capsys.readouterr().err
+    stopped = tv.load(tmp_path / "a")
+    assert (stopped.trainer.epoch, stopped.trainer.step) == (1, 300)
+    monkeypatch.undo()
+    assert main(["train", "--resume", str(tmp_path / "a"), "--no-progress"]) == 0
+    assert_same_run(tmp_path / "a", straight_run)
 
 
 def test_resume_keeps_the_run_options_and_refuses_a_finished_run(main_run, rejected):

@@ -317,7 +317,8 @@ def cmd_train(args):
         from .data import ALIASES
         if key not in ALIASES and os.path.exists(opts["data"]):
             opts["data"] = os.path.abspath(opts["data"])          # resumable from anywhere
-        opts.update(data_name=ds.name, image_shape=list(ds.image_shape), out=os.path.abspath(out))
+        opts.update(data_name=ds.name, image_shape=list(ds.image_shape), out=os.path.abspath(out),
+                    figures=not args.no_figures)
         trainer = Trainer(model, opts["batch_size"], opts["lr"], opts["optimizer"], opts["seed"],
                           "dynamic" if opts["binarize"] == "dynamic" else None)
     x_train = check_data(model, ds.x_train, f"the training images of {ds.name}")
@@ -368,7 +369,7 @@ def cmd_train(args):
                                f"in {ckpt_path}") from None
         with defer_sigint():
             save_state()
-        figures = [] if args.no_figures else write_figures(model, ds, x_test, trainer.history, out)
+        figures = [] if args.no_figures or not opts.get("figures", True) else write_figures(model, ds, x_test, trainer.history, out)
     elapsed = time.perf_counter() - t0
     last = {k: v[-1] for k, v in trainer.history.items()}
     print(f"done in {elapsed:.1f} s: {_summary(model, last)}")
