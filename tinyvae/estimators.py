@@ -1,0 +1,316 @@
+"""Monte Carlo estimators of the VAE lessons (5-7): log p(x), the ELBO's terms, gradients.
+
+Lesson 5, the marginal likelihood p(x) = int p(x|z) p(z) dz, three ways:
+
+    naive Monte Carlo     p(x) ~= 1/k sum_i p(x|z_i),                 z_i ~ p(z)          (1)
+    importance sampling   p(x) ~= 1/k sum_i p(x|z_i) p(z_i) / q(z_i|x), z_i ~ q(z|x)        (2)
+    quadrature (Z <= 2)   p(x) ~= sum_g p(x|z_g) p(z_g) dA  on a grid of z_g                (3)
+
+(2) is ``VAE.log_likelihood`` (Burda et al. 2015); (1) and (3) are here. Both (1) and (2) are
+unbiased for p(x), but (1) wastes almost every sample where p(x|z) is negligible: its
+*effective sample size* (sum w)^2 / sum w^2, w_i = p(x|z_i), stays near 1.
+
+Lesson 6, the ELBO in its correct form (the slides drop the logs):
+
+    ELBO = E_q[log p(x|z)] + E_q[log p(z)] - E_q[log q(z|x)]                               (4)
+    KL(q(z|x) || p(z)) = E_q[log q(z|x) - log p(z)]                                         (5)
+
+:func:`elbo_terms` returns the three log densities at samples z = mu + sigma * eps, so each
+expectation of (4) and the KL of (5) is a sample mean.
+
+Lesson 7, two unbiased estimators of the gradient of E_q[f(z)], q = N(mu, diag(sigma^2)),
+sigma^2 = exp(logvar), with respect to theta = (mu, logvar), for samples eps ~ N(0, I):
+
+    reparameterization    z = mu + sigma eps,   g_mu = f'(z),   g_logvar = f'(z) eps sigma / 2   (6)
+    score function        g = f(z) d/dtheta log q(z):
+                          g_mu = (f(z) - b) eps / sigma,   g_logvar = (f(z) - b) (eps^2 - 1) / 2 (7)
+
+(Williams 1992, REINFORCE; Kingma & Welling 2013 sec. 2.4). (7) only needs values of f, (6)
+needs its gradient. A baseline b that does not depend on z leaves (7) unbiased, because
+E_q[d log q / d theta] = 0; here b = f(mu) when asked for. Objectives are small classes with
+``value(z) -> (S,)`` and ``grad(z) -> (S, Z)``: :class:`Quadratic` (exact gradient known) and
+:class:`DecoderLogLikelihood` (f(z) = log p(x|z) under a VAE's decoder).
+
+Everything returns float64.
+"""
+import numpy as np
+
+from . import kernels
+from .errors import TinyVAEError
+
+LOG_2PI = np.log(2 * np.pi)
+
+
+# --------------------------------------------------------------------------------------------
+# log densities and log-mean-exp
+
+def log_normal(z, mu, logvar):
+    """log N(z; mu, diag(exp(logvar))), summed over the last axis (broadcasting)."""
+    return -0.5 * np.sum(LOG_2PI + logvar + (z - mu) ** 2 * np.exp(-logvar), axis=-1)
+
+
+def log_standard_normal(z):
+    """log N(z; 0, I), summed over the last axis: the prior log p(z)."""
+    return -0.5 * np.sum(LOG_2PI + z**2, axis=-1)
+
+
+def log_mean_exp(a, axis=0):
+    """log(mean(exp(a))) along ``axis``, without overflow (the max is factored out)."""
+    a = np.asarray(a, dtype=np.float64)
+    m = np.max(a, axis=axis, keepdims=True)
+    return np.squeeze(m, axis=axis) + np.log(np.mean(np.exp(a - m), axis=axis))
+
+
+def effective_sample_size(log_w, axis=0):
+    """(sum w)^2 / sum w^2 for weights w = exp(log_w): between 1 (one weight dominates) and k."""
+    log_w = np.asarray(log_w, dtype=np.float64)
+    w = np.exp(log_w - np.max(log_w, axis=axis, keepdims=True))
+    return np.sum(w, axis=axis) ** 2 / np.sum(w * w, axis=axis)
+
+
+def log_px_given_z(vae, x, z):
+    """log p(x|z) under ``vae``'s decoder for matching rows: x (N, D), z (N, Z) -> (N,)."""
+    z = np.ascontiguousarray(z, dtype=vae.dtype)
+    x = np.ascontiguousarray(x, dtype=vae.dtype)
+    o = vae.decoder(z)                                          # (N, D) logits or means
+    if vae.likelihood == "bernoulli":
+        return -kernels.bernoulli_nll(o, x).astype(np.float64)
+    return -kernels.gaussian_nll(o, x, vae.sigma2).astype(np.float64)
+
+
+def _check_x(vae, x):
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim == 1:
+        x = x[None, :]
+    if x.ndim != 2 or x.shape[1] != vae.input_dim:
+        raise TinyVAEError(f"x must have shape (N, {vae.input_dim}), got {x.shape}")
+    return x
+
+
+# --------------------------------------------------------------------------------------------
+# lesson 5: log p(x) by naive Monte Carlo and by quadrature
+
+def naive_log_likelihood(vae, x, k=1000, seed=0, chunk=None, return_ess=False):
+    """Naive Monte Carlo estimate of log p(x), eq. (1): samples from the prior, not from q.
+
+        log p(x) ~= log (1/k) sum_i p(x|z_i),   z_i ~ p(z) = N(0, I)
+
+    Inputs: x (N, D), k samples per example (the same z_i serve every example).
+    Returns: (N,) estimates, and with ``return_ess`` also the effective sample sizes (N,).
+    Memory stays bounded: the k samples go through the decoder ``chunk`` at a time."""
+    x = _check_x(vae, x)
+    if int(k) < 1:
+        raise TinyVAEError(f"k must be a positive integer, got {k!r}")
+    k, N = int(k), x.shape[0]
+    rng = np.random.default_rng(seed)
+    chunk = chunk or max(1, (1 << 20) // max(1, N * vae.input_dim))
+    log_sum_w = np.full(N, -np.inf)                             # log sum_i w_i
+    log_sum_w2 = np.full(N, -np.inf)                            # log sum_i w_i^2
+    for done in range(0, k, chunk):
+        kc = min(chunk, k - done)
+        z = rng.standard_normal((kc, vae.latent_dim))           # z_i ~ p(z)   (kc, Z)
+        zz = np.repeat(z, N, axis=0)                            # (kc N, Z): each z with each x
+        log_w = log_px_given_z(vae, np.tile(x, (kc, 1)), zz).reshape(kc, N)   # log p(x|z_i)
+        log_sum_w = np.logaddexp(log_sum_w, _log_sum_exp(log_w))
+        log_sum_w2 = np.logaddexp(log_sum_w2, _log_sum_exp(2 * log_w))
+    estimate = log_sum_w - np.log(k)
+    if return_ess:
+        return estimate, np.exp(2 * log_sum_w - log_sum_w2)
+    return estimate
+
+
+def estimates_versus_k(vae, x, ks, seed=0):
+    """Naive (1) and importance-sampled (2) estimates of log p(x) for each sample count k.
+
+    Returns a dict of (len(ks), N) arrays: ``naive``, ``naive_ess`` (the effective sample
+    size of the naive weights) and ``importance`` (``VAE.log_likelihood``), plus ``k``."""
+    naive, ess, importance = [], [], []
+    for i, k in enumerate(ks):
+        est, n_eff = naive_log_likelihood(vae, x, k=int(k), seed=[seed, 0, i], return_ess=True)
+        naive.append(est)
+        ess.append(n_eff)
+        importance.append(vae.log_likelihood(x, k=int(k), seed=[seed, 1, i]))
+    return {"k": np.asarray(ks), "naive": np.array(naive), "naive_ess": np.array(ess),
+            "importance": np.array(importance)}
+
+
+def _log_sum_exp(a):
+    m = np.max(a, axis=0)
+    return m + np.log(np.sum(np.exp(a - m), axis=0))
+
+
+def grid_log_likelihood(vae, x, n=201, limit=6.0):
+    """log p(x) by the midpoint rule, eq. (3), on an n x n grid over [-limit, limit]^2.
+
+    Only for latent_dim <= 2: the grid has n^Z points, which is the point of lesson 5 -- an
+    integral over z by brute force costs exponentially many decoder calls in Z.
+    Returns: (N,) estimates."""
+    x = _check_x(vae, x)
+    Z = vae.latent_dim
+    if Z > 2:
+        raise TinyVAEError(f"a quadrature grid over z needs latent_dim <= 2 (n^Z points); this VAE has {Z}")
+    edges = np.linspace(-limit, limit, n + 1)
+    centres = (edges[:-1] + edges[1:]) / 2                      # (n,)
+    cell = (edges[1] - edges[0]) ** Z                           # the area dA of one cell
+    grid = np.stack(np.meshgrid(*[centres] * Z, indexing="ij"), axis=-1).reshape(-1, Z)   # (n^Z, Z)
+    log_pz = log_standard_normal(grid)                          # (G,)
+    out = np.empty(x.shape[0])
+    for i, xi in enumerate(x):
+        log_px_z = log_px_given_z(vae, np.broadcast_to(xi, (grid.shape[0], xi.size)), grid)   # (G,)
+        out[i] = _log_sum_exp(log_px_z + log_pz) + np.log(cell)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# lesson 6: the three terms of the ELBO at samples from q
+
+def elbo_terms(vae, x, eps):
+    """The log densities inside the ELBO's three expectations, eq. (4), at z = mu + sigma eps.
+
+    Inputs: x (N, D); eps (S, N, Z) standard normal: S samples of z for each example.
+    Returns: dict of (S, N) float64 arrays ``log_px_z`` = log p(x|z), ``log_pz`` = log p(z),
+    ``log_qz`` = log q(z|x). Their means over S estimate the three expectations;
+    ``log_qz - log_pz`` averages to KL(q || p(z)), eq. (5)."""
+    x = _check_x(vae, x)
+    eps = np.asarray(eps, dtype=np.float64)
+    N, Z = x.shape[0], vae.latent_dim
+    if eps.ndim != 3 or eps.shape[1:] != (N, Z):
+        raise TinyVAEError(f"eps must have shape (S, {N}, {Z}), got {eps.shape}")
+    S = eps.shape[0]
+    mu, logvar = (a.astype(np.float64) for a in vae.encode(x))  # (N, Z) each
+    z = mu + np.exp(0.5 * logvar) * eps                         # (S, N, Z)
+    log_px_z = log_px_given_z(vae, np.tile(x, (S, 1)), z.reshape(S * N, Z)).reshape(S, N)
+    return {"log_px_z": log_px_z, "log_pz": log_standard_normal(z), "log_qz": log_normal(z, mu, logvar)}
+
+
+def mean_and_standard_error(samples, axis=0):
+    """The sample mean and its standard error std / sqrt(S) along ``axis``."""
+    samples = np.asarray(samples, dtype=np.float64)
+    S = samples.shape[axis]
+    return samples.mean(axis=axis), samples.std(axis=axis, ddof=1) / np.sqrt(S)
+
+
+# --------------------------------------------------------------------------------------------
+# lesson 7: objectives f(z) and the two gradient estimators
+
+class Quadratic:
+    """f(z) = -1/2 sum_j c_j (z_j - a_j)^2, whose expected gradient under q is known exactly:
+
+        E_q[f] = -1/2 sum_j c_j ((mu_j - a_j)^2 + sigma_j^2)
+        dE/dmu = -c (mu - a),    dE/dlogvar = -c sigma^2 / 2."""
+
+    def __init__(self, a, c=1.0):
+        self.a = np.atleast_1d(np.asarray(a, dtype=np.float64))
+        self.c = np.broadcast_to(np.asarray(c, dtype=np.float64), self.a.shape).copy()
+
+    def value(self, z):
+        return -0.5 * np.sum(self.c * (z - self.a) ** 2, axis=-1)          # (S,)
+
+    def grad(self, z):
+        return -self.c * (z - self.a)                                       # (S, Z)
+
+    def expected_gradient(self, mu, logvar):
+        """The exact gradient of E_q[f] with respect to (mu, logvar): two (Z,) arrays."""
+        return -self.c * (mu - self.a), -self.c * np.exp(logvar) / 2
+
+
+class DecoderLogLikelihood:
+    """f(z) = log p(x|z) for one fixed example x under a VAE's decoder, with df/dz by backprop.
+
+    ``grad`` runs the decoder's backward pass, which overwrites the VAE's gradient buffers
+    (``vae.grads``), never its parameters."""
+
+    def __init__(self, vae, x):
+        self.vae = vae
+        self.x = _check_x(vae, x)[0].astype(vae.dtype)                     # (D,)
+
+    def value(self, z):
+        z = np.atleast_2d(z)
+        return log_px_given_z(self.vae, np.broadcast_to(self.x, (z.shape[0], self.x.size)), z)
+
+    def grad(self, z):
+        vae = self.vae
+        z = np.ascontiguousarray(np.atleast_2d(z), dtype=vae.dtype)         # (S, Z)
+        o, cache = vae.decoder.forward(z)                                   # (S, D)
+        xs = np.ascontiguousarray(np.broadcast_to(self.x, o.shape))
+        if vae.likelihood == "bernoulli":                                   # d log p / d o = x - sigmoid(l)
+            _, do = kernels.bernoulli_nll_grad(o, xs, -1.0)
+        else:                                                               # = (x - o) / sigma2
+            _, do = kernels.gaussian_nll_grad(o, xs, vae.sigma2, -1.0)
+        return np.asarray(vae.decoder.backward(do, cache), dtype=np.float64)
+
+
+ESTIMATORS = ("reparameterization", "score", "score_baseline")
+
+
+def reparameterization_gradient(f, mu, logvar, eps):
+    """Per-sample reparameterization estimates of d E_q[f] / d(mu, logvar), eq. (6).
+
+    Inputs: f with ``grad(z)``; mu, logvar (Z,); eps (S, Z).
+    Returns: g_mu, g_logvar, both (S, Z); their means over S are the S-sample estimates."""
+    sigma = np.exp(0.5 * logvar)
+    z = mu + sigma * eps                                        # (S, Z)
+    dz = f.grad(z)                                              # f'(z)  (S, Z)
+    return dz, dz * eps * sigma / 2                             # dz/dmu = 1, dz/dlogvar = eps sigma / 2
+
+
+def score_function_gradient(f, mu, logvar, eps, baseline=0.0):
+    """Per-sample score-function (REINFORCE) estimates of d E_q[f] / d(mu, logvar), eq. (7).
+
+    d log q(z) / d mu = (z - mu) / sigma^2 = eps / sigma;  d log q / d logvar = (eps^2 - 1) / 2.
+    ``baseline`` b is subtracted from f(z): any b independent of z keeps the estimate unbiased.
+    Returns: g_mu, g_logvar, both (S, Z)."""
+    sigma = np.exp(0.5 * logvar)
+    z = mu + sigma * eps                                        # (S, Z)
+    w = (f.value(z) - baseline)[:, None]                        # (S, 1)
+    return w * eps / sigma, w * (eps**2 - 1) / 2
+
+
+def per_sample_gradients(f, mu, logvar, eps, method="reparameterization"):
+    """One-sample gradient estimates by ``method`` (see ESTIMATORS) as (S, 2Z): [g_mu, g_logvar].
+
+    ``score_baseline`` is the score function with the baseline b = f(mu)."""
+    mu = np.atleast_1d(np.asarray(mu, dtype=np.float64))
+    logvar = np.atleast_1d(np.asarray(logvar, dtype=np.float64))
+    eps = np.asarray(eps, dtype=np.float64)
+    if method == "reparameterization":
+        g = reparameterization_gradient(f, mu, logvar, eps)
+    elif method == "score":
+        g = score_function_gradient(f, mu, logvar, eps)
+    elif method == "score_baseline":
+        g = score_function_gradient(f, mu, logvar, eps, baseline=float(f.value(mu[None, :])[0]))
+    else:
+        raise TinyVAEError(f"unknown gradient estimator {method!r}: expected one of {', '.join(ESTIMATORS)}")
+    return np.concatenate(g, axis=1)
+
+
+def gradient_estimates(f, mu, logvar, n, repeats, method="reparameterization", seed=0):
+    """``repeats`` independent n-sample estimates of the gradient, (repeats, 2Z).
+
+    Each row is the mean of n one-sample estimates; the spread of the rows over repeats is
+    the estimator's standard deviation at n samples (it falls like 1/sqrt(n))."""
+    mu = np.atleast_1d(np.asarray(mu, dtype=np.float64))
+    eps = np.random.default_rng(seed).standard_normal((repeats * n, mu.size))
+    g = per_sample_gradients(f, mu, logvar, eps, method)          # (repeats n, 2Z)
+    return g.reshape(repeats, n, -1).mean(axis=1)
+
+
+def gradient_std_curve(f, mu, logvar, ns, repeats=200, methods=ESTIMATORS, seed=0):
+    """For each method and each n in ``ns``: the mean and the per-coordinate standard deviation
+    of ``repeats`` n-sample estimates. Returns {method: {"mean": (len(ns), 2Z), "std": (len(ns), 2Z)}}."""
+    out = {}
+    for m, method in enumerate(methods):
+        means, stds = [], []
+        for i, n in enumerate(ns):
+            est = gradient_estimates(f, mu, logvar, int(n), repeats, method, seed=[seed, m, i])
+            means.append(est.mean(axis=0))
+            stds.append(est.std(axis=0, ddof=1))
+        out[method] = {"mean": np.array(means), "std": np.array(stds)}
+    return out
+
+
+__all__ = ["log_normal", "log_standard_normal", "log_mean_exp", "effective_sample_size",
+           "log_px_given_z", "naive_log_likelihood", "estimates_versus_k", "grid_log_likelihood", "elbo_terms",
+           "mean_and_standard_error", "Quadratic", "DecoderLogLikelihood", "ESTIMATORS",
+           "reparameterization_gradient", "score_function_gradient", "per_sample_gradients",
+           "gradient_estimates", "gradient_std_curve"]
