@@ -11,7 +11,6 @@ import signal
 import struct
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -148,8 +147,10 @@ def test_sample_writes_a_grid_and_never_overwrites_unless_forced(main_run, tmp_p
 # ---------------------------------------------------------------------------------------------
 # Ctrl-C and --resume
 
-# a run with many small minibatches (750 per epoch), so an interrupt lands inside an epoch
-SIGINT_RUN = ["train", "--epochs", "3", "--batch-size", "2", "--hidden", "16", "--no-figures", "--no-progress",
+# a run with many small minibatches (750 per epoch) and enough epochs that an interrupt sent
+# just after the first epoch lands inside the run, even on a fast, quiet machine
+SIGINT_EPOCHS = 8
+SIGINT_RUN = ["train", "--epochs", str(SIGINT_EPOCHS), "--batch-size", "2", "--hidden", "16", "--no-figures", "--no-progress",
               "--checkpoint-every", "1000"]
 
 
@@ -164,7 +165,7 @@ def straight_run(tmp_path_factory):
 
 def assert_same_run(a, b):
     resumed, straight = tv.load(a), tv.load(b)
-    assert resumed.trainer.epoch == straight.trainer.epoch == 3
+    assert resumed.trainer.epoch == straight.trainer.epoch == SIGINT_EPOCHS
     assert np.array_equal(resumed.flat, straight.flat)
     assert np.array_equal(resumed.trainer.optimizer.m, straight.trainer.optimizer.m)
     assert (a / "history.csv").read_text() == (b / "history.csv").read_text()
@@ -174,8 +175,7 @@ def test_sigint_to_the_real_command_saves_the_state_and_resume_is_bit_identical(
     p = subprocess.Popen([sys.executable, "-m", "tinyvae", *SIGINT_RUN, "--out", "a"], cwd=tmp_path,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     for line in p.stdout:                     # wait until training is under way: epoch 1 is done,
-        if line.startswith("epoch"):          # then a little longer, to land inside epoch 2
-            time.sleep(0.15)
+        if line.startswith("epoch"):          # then interrupt, landing inside epoch 2
             p.send_signal(signal.SIGINT)
             break
     out, err = p.communicate(timeout=120)
@@ -183,7 +183,7 @@ def test_sigint_to_the_real_command_saves_the_state_and_resume_is_bit_identical(
     assert "tinyvae train --resume a" in err and "Traceback" not in err
     stopped = tv.load(tmp_path / "a")
     position = (stopped.trainer.epoch, stopped.trainer.step)
-    assert position >= (1, 0) and position[0] < 3, position        # stopped inside the run
+    assert position >= (1, 0) and position[0] < SIGINT_EPOCHS, position        # stopped inside the run
     print("interrupted at (epochs done, minibatches into the next):", position)
 
     r = tinyvae_cmd("train", "--resume", "a", "--no-progress", cwd=tmp_path)
