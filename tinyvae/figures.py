@@ -47,11 +47,15 @@ def figure(name, caption):
 
 
 # ==============================================================================================
-# chapter 14: autoencoders (lessons 1-4)
+# The figures themselves live beside the lessons they illustrate; importing a module registers
+# its figures, in this order (the order of the chapter).
+#
+#   figures_backprop   lessons 1-2: backprop by hand, gradient checking
+#   figures_ae         lessons 3-4: undercomplete and regularized autoencoders
+#   figures_elbo       lessons 5-7: latent-variable model, ELBO, reparameterization
+#   figures_vae        lesson 8:    training a VAE (reconstructions, samples, latents, beta)
 
-
-# ==============================================================================================
-# the variational autoencoder (lessons 5-8)
+from . import figures_backprop, figures_ae, figures_elbo, figures_vae  # noqa: E402,F401
 
 
 # ==============================================================================================
