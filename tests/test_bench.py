@@ -1,0 +1,67 @@
+"""`tinyvae bench`: the flop count, the BLAS-bound timer and the command on a small run."""
+import numpy as np
+import pytest
+
+import tinyvae as tv
+from tinyvae import bench
+from tinyvae.cli import main
+
+
+def recipe_vae():
+    return tv.VAE(**bench.RECIPE)
+
+
+def test_eleven_products_per_step_and_their_flops():
+    vae = recipe_vae()
+    products = bench.step_products(vae.encoder.sizes, vae.decoder.sizes, 128)
+    assert len(products) == 11                      # 4 forward, 4 dW, 3 dx (none into the data)
+    assert sorted(kind for *_, kind in products).count("dx") == 3
+    b, D, H, Z = 128, 784, 400, 20
+    forward = 2 * b * (D * H + H * 2 * Z + Z * H + H * D)
+    # backward: every layer's dW costs what its forward costs, and so does every dx but the first
+    assert bench.epoch_flops(vae, 128, 128) == 3 * forward - 2 * b * D * H
+    # 60000 = 468 full batches and one of 96
+    per = lambda n: bench.epoch_flops(vae, n, n)   # noqa: E731
+    assert bench.epoch_flops(vae, 60000, 128) == 468 * per(128) + per(96)
+
+
+@pytest.mark.parametrize("kind", ["forward", "dW", "dx"])
+def test_timed_products_have_the_shapes_and_layouts_of_the_step(kind):
+    a, w, out = bench._product_operands(5, 7, 3, kind, np.random.default_rng(0))
+    assert a.shape == (5, 7) and w.shape == (7, 3) and out.shape == (5, 3)
+    assert a.flags.c_contiguous == (kind != "dW") and w.flags.c_contiguous == (kind != "dx")
+
+
+def test_blas_bound_is_a_positive_time():
+    vae = tv.VAE(784, hidden_dims=(16,), latent_dim=2)
+    assert 0 < bench.blas_bound(vae, 300, 128, repeats=1) < 10
+
+
+def test_bench_command_small_run(capsys):
+    assert main(["bench", "--epochs", "2", "--n-train", "256", "--no-cold-start", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "tinyvae/numba" in out and "tinyvae/numpy" in out and "of BLAS bound" in out
+
+
+def test_bench_says_when_the_data_are_synthetic(monkeypatch, capsys):
+    import tinyvae.data
+
+    def absent(*args, **kwargs):
+        raise tv.TinyVAEError("fashion-mnist: no IDX files found")
+
+    monkeypatch.setattr(tinyvae.data, "load_dataset", absent)
+    x_train, x_test, what = bench.load_bench_data("fashion-mnist", n_train=256, log=print)
+    assert x_train.shape == (256, 784) and x_train.dtype == np.float32
+    assert "SYNTHETIC" in what and "SYNTHETIC" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--epochs", "1"], "warm-up"),
+    (["--backends", "cuda"], "unknown backend"),
+    (["--data", "digits"], "784"),
+    (["--torch", "--torch-ref", "/nonexistent/ref.py"], "does not exist"),
+])
+def test_bench_bad_options(argv, says, capsys):
+    assert main(["bench", "--n-train", "256", "--no-cold-start", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and says in err and len(err.strip().splitlines()) == 1
