@@ -9,6 +9,10 @@ model the same way and report the same numbers.
 * :func:`beta_sweep`: one VAE per beta (Higgins et al. 2017's beta-VAE loss rec + beta KL),
   measured by the KL of each latent dimension and the number of active units: as beta grows,
   more dimensions collapse to the prior, q(z_j|x) = p(z_j) (posterior collapse).
+* :func:`refit_encoder`: lesson 6's gap closing -- a fresh encoder fitted by the ELBO to a
+  frozen linear-Gaussian decoder, with the exact log p(x), ELBO and KL(q || p(z|x)) recorded.
+* :func:`small_vae`: the small Bernoulli VAE on digits whose decoder gives lesson 7 a real
+  objective f(z) = log p(x|z) for the gradient estimators.
 """
 import contextlib
 
@@ -76,4 +80,66 @@ def beta_sweep(x_train, betas, x_eval=None, latent_dim=8, hidden_dims=(128,), ep
     return result
 
 
-__all__ = ["one_blas_thread", "linear_gaussian_vae", "beta_sweep"]
+def refit_encoder(vae, x_train, x_eval=None, steps=600, batch_size=64, lr=3e-2, seed=1, every=10):
+    """Fit a fresh encoder to the frozen decoder of a linear-Gaussian VAE by maximising the ELBO.
+
+    A copy of ``vae`` gets a newly initialised encoder (init seed ``seed``); its decoder and
+    sigma2 stay fixed, so log p(x) stays fixed, and only q(z|x) moves. Adam runs ``steps``
+    steps on the one-sample loss -ELBO of minibatches of x_train (eps ~ N(0, I) fresh each
+    step), its step size decaying linearly from ``lr`` to lr/100 (with a constant step the
+    noise of the one-sample gradient keeps q jittering around the optimum). Before the first step and every ``every`` steps, the exact means over x_eval
+    (default x_train) of log p(x), the ELBO and KL(q(z|x) || p(z|x)) are recorded
+    (:mod:`tinyvae.linear_gaussian`): the ELBO climbs towards log p(x) and the KL gap shrinks.
+
+    Returns (student, history): the VAE with the fitted encoder, and a dict of (T,) arrays
+    ``step``, ``log_px``, ``elbo``, ``kl``."""
+    from . import linear_gaussian as lg
+    from .optim import Adam
+
+    x_train = np.asarray(x_train, dtype=np.float64)
+    x_eval = x_train if x_eval is None else np.asarray(x_eval, dtype=np.float64)
+    student = VAE(**{**vae.config, "seed": int(seed)})          # a fresh encoder ...
+    for name, value in vae.params.items():                     # ... under the same decoder
+        if not name.startswith("enc."):
+            student.params[name][...] = value
+    frozen = [g for name, g in student.grads.items() if not name.startswith("enc.")]
+    rng = np.random.default_rng([int(seed), 4])
+    opt = Adam(lr)
+    log_px = lg.log_marginal_likelihood(student, x_eval).mean()
+    history = {"step": [], "log_px": [], "elbo": [], "kl": []}
+
+    def record(step):
+        history["step"].append(step)
+        history["log_px"].append(log_px)
+        history["elbo"].append(lg.expected_elbo(student, x_eval).mean())
+        history["kl"].append(lg.kl_to_posterior(student, x_eval).mean())
+
+    with one_blas_thread():
+        record(0)
+        for step in range(1, int(steps) + 1):
+            batch = x_train[rng.integers(0, len(x_train), size=batch_size)]        # (B, D)
+            eps = rng.standard_normal((batch_size, student.latent_dim))             # (B, Z)
+            student.loss_and_grads(batch, eps)
+            opt.lr = lr * max(0.01, 1 - (step - 1) / steps)
+            for g in frozen:                                   # Adam never moves a parameter
+                g[...] = 0                                     # whose gradient is always zero
+            opt.step(student)
+            if step % every == 0 or step == steps:
+                record(step)
+    return student, {k: np.asarray(v, dtype=np.float64) for k, v in history.items()}
+
+
+def small_vae(x, latent_dim=2, hidden_dims=(64,), epochs=30, batch_size=64, lr=3e-3, seed=0,
+              activation="tanh"):
+    """A small Bernoulli VAE (float64) trained on x in [0, 1], e.g. the 8x8 digits.
+
+    Lesson 7 uses its decoder as the objective f(z) = log p(x|z) of the gradient estimators
+    (:class:`tinyvae.estimators.DecoderLogLikelihood`); float64 so the gradient checks apply."""
+    vae = VAE(x.shape[1], hidden_dims=hidden_dims, latent_dim=latent_dim, activation=activation,
+              seed=seed, dtype="float64")
+    with one_blas_thread():
+        fit(vae, x, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, progress=False)
+    return vae
+
+
+__all__ = ["one_blas_thread", "linear_gaussian_vae", "beta_sweep", "refit_encoder", "small_vae"]
