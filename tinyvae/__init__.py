@@ -23,4 +23,5 @@ from .autoencoder import Autoencoder
 __version__ = "0.1.0"
 
 __all__ = ["gradcheck", "kernels", "layers", "TinyVAEError", "check_gradients", "check_model",
-           "get_backend", "set_backend", "MLP", "SGD", "Adam", "fit", "load", "VAE", "Autoencoder"]
+           "get_backend", "set_backend", "MLP", "SGD", "Adam", "fit", "load", "VAE", "Autoencoder",
+           "Dataset", "load_dataset", "binarize_batch"]

@@ -5,6 +5,7 @@ and turns errors into the promised behaviour: bad input prints one line ``error:
 exits with status 2, Ctrl-C exits with status 130.
 """
 import argparse
+import importlib
 import sys
 
 from .errors import TinyVAEError
@@ -30,24 +31,9 @@ def build_parser():
     g.add_argument("--model", default="all", help="layers | vae | ae | all (default: all)")
     g.add_argument("--quiet", action="store_true", help="print only the summary")
     g.set_defaults(func=_cmd_gradcheck)
-    for register in _extensions():
-        register(sub)
+    for module in ("commands", "lessons", "figures", "bench"):   # train/eval/sample, lesson, figures, bench
+        importlib.import_module(f"tinyvae.{module}").register(sub)
     return p
-
-
-def _extensions():
-    """Subcommands defined by other modules (train, eval, sample, figures, lesson, bench)."""
-    regs = []
-    for mod, name in (("commands", "register"), ("lessons", "register"), ("figures", "register"),
-                      ("bench", "register")):
-        try:
-            module = __import__(f"tinyvae.{mod}", fromlist=[name])
-        except ModuleNotFoundError as e:
-            if e.name != f"tinyvae.{mod}":
-                raise
-            continue
-        regs.append(getattr(module, name))
-    return regs
 
 
 def main(argv=None):
