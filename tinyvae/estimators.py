@@ -309,8 +309,25 @@ def gradient_std_curve(f, mu, logvar, ns, repeats=200, methods=ESTIMATORS, seed=
     return out
 
 
+def gradient_variance_setting(name, f, mu, logvar, ns, repeats=200, n_one_sample=20000,
+                              methods=ESTIMATORS, exact=None, seed=0):
+    """Everything :func:`tinyvae.vae_plots.plot_gradient_variance` draws for one objective f.
+
+    ``curve`` is :func:`gradient_std_curve` over the sample counts ``ns``; ``one_sample`` holds
+    n_one_sample one-sample estimates (S, 2Z) per method, all at the same eps (so the methods
+    are compared on the same draws of z); ``exact`` is the true gradient (2Z,) if known.
+    Lesson 7 and the ``gradient_variance`` figure both call this, so they show the same numbers."""
+    mu = np.atleast_1d(np.asarray(mu, dtype=np.float64))
+    logvar = np.atleast_1d(np.asarray(logvar, dtype=np.float64))
+    eps = np.random.default_rng([seed, 7]).standard_normal((int(n_one_sample), mu.size))   # (S, Z)
+    return {"name": name, "ns": np.asarray(ns),
+            "curve": gradient_std_curve(f, mu, logvar, ns, repeats, methods, seed=seed),
+            "one_sample": {m: per_sample_gradients(f, mu, logvar, eps, m) for m in methods},
+            "exact": None if exact is None else np.asarray(exact, dtype=np.float64)}
+
+
 __all__ = ["log_normal", "log_standard_normal", "log_mean_exp", "effective_sample_size",
            "log_px_given_z", "naive_log_likelihood", "estimates_versus_k", "grid_log_likelihood", "elbo_terms",
            "mean_and_standard_error", "Quadratic", "DecoderLogLikelihood", "ESTIMATORS",
            "reparameterization_gradient", "score_function_gradient", "per_sample_gradients",
-           "gradient_estimates", "gradient_std_curve"]
+           "gradient_estimates", "gradient_std_curve", "gradient_variance_setting"]

@@ -13,6 +13,8 @@ model the same way and report the same numbers.
   frozen linear-Gaussian decoder, with the exact log p(x), ELBO and KL(q || p(z|x)) recorded.
 * :func:`small_vae`: the small Bernoulli VAE on digits whose decoder gives lesson 7 a real
   objective f(z) = log p(x|z) for the gradient estimators.
+* :func:`elbo_gap_study`, :func:`gradient_variance_study`: the numbers lessons 6 and 7 plot, the
+  same in the lesson and in its figure.
 """
 import contextlib
 
@@ -80,10 +82,19 @@ def beta_sweep(x_train, betas, x_eval=None, latent_dim=8, hidden_dims=(128,), ep
     return result
 
 
+def fresh_encoder(vae, seed=1):
+    """A copy of ``vae`` with the same decoder (and sigma2) and a newly initialised encoder."""
+    student = VAE(**{**vae.config, "seed": int(seed)})          # a fresh encoder ...
+    for name, value in vae.params.items():                     # ... under the same decoder
+        if not name.startswith("enc."):
+            student.params[name][...] = value
+    return student
+
+
 def refit_encoder(vae, x_train, x_eval=None, steps=600, batch_size=64, lr=3e-2, seed=1, every=10):
     """Fit a fresh encoder to the frozen decoder of a linear-Gaussian VAE by maximising the ELBO.
 
-    A copy of ``vae`` gets a newly initialised encoder (init seed ``seed``); its decoder and
+    A copy of ``vae`` gets a newly initialised encoder (:func:`fresh_encoder`); its decoder and
     sigma2 stay fixed, so log p(x) stays fixed, and only q(z|x) moves. Adam runs ``steps``
     steps on the one-sample loss -ELBO of minibatches of x_train (eps ~ N(0, I) fresh each
     step), its step size decaying linearly from ``lr`` to lr/100 (with a constant step the
@@ -98,10 +109,7 @@ def refit_encoder(vae, x_train, x_eval=None, steps=600, batch_size=64, lr=3e-2, 
 
     x_train = np.asarray(x_train, dtype=np.float64)
     x_eval = x_train if x_eval is None else np.asarray(x_eval, dtype=np.float64)
-    student = VAE(**{**vae.config, "seed": int(seed)})          # a fresh encoder ...
-    for name, value in vae.params.items():                     # ... under the same decoder
-        if not name.startswith("enc."):
-            student.params[name][...] = value
+    student = fresh_encoder(vae, seed)
     frozen = [g for name, g in student.grads.items() if not name.startswith("enc.")]
     rng = np.random.default_rng([int(seed), 4])
     opt = Adam(lr)
@@ -142,4 +150,67 @@ def small_vae(x, latent_dim=2, hidden_dims=(64,), epochs=30, batch_size=64, lr=3
     return vae
 
 
-__all__ = ["one_blas_thread", "linear_gaussian_vae", "beta_sweep", "refit_encoder", "small_vae"]
+def copy_vae(vae):
+    """A new VAE with the same configuration and a copy of ``vae``'s parameters."""
+    twin = VAE(**vae.config)
+    twin.flat[...] = vae.flat
+    return twin
+
+
+def elbo_gap_study(vae, x_train, x, n_kl_samples=2000, refit_steps=300, seed=0):
+    """Lesson 6's numbers (and the ``elbo_gap`` figure's) for a linear-Gaussian VAE and images x.
+
+    Returns a dict: the exact ``log_px`` (N,) and ``elbo``, {"trained encoder": (N,), "fresh
+    encoder": (N,)} (the latter the untrained encoder :func:`refit_encoder` starts from, its gap
+    wide); ``kl_samples`` (S,), the values
+    log q(z|x) - log p(z) at z ~ q(z|x) for the first image, whose mean estimates KL(q || p(z)),
+    and ``kl_closed``, that KL in closed form; ``history`` from :func:`refit_encoder` (a fresh
+    encoder fitted for ``refit_steps`` steps); ``best_kl``, the mean KL(q || p(z|x)) of the best
+    diagonal q (:func:`tinyvae.linear_gaussian.fit_encoder_to_posterior`)."""
+    from . import estimators
+    from . import linear_gaussian as lg
+
+    x = np.asarray(x, dtype=np.float64)
+    eps = np.random.default_rng(seed).standard_normal((int(n_kl_samples), 1, vae.latent_dim))   # (S, 1, Z)
+    terms = estimators.elbo_terms(vae, x[:1], eps)                        # (S, 1) each
+    mu, logvar = vae.encode(x[:1])                                        # (1, Z) each
+    _, history = refit_encoder(vae, x_train, x, steps=refit_steps, seed=seed + 1)
+    best = lg.fit_encoder_to_posterior(copy_vae(vae), x)
+    elbo = {"trained encoder": lg.expected_elbo(vae, x),
+            "fresh encoder": lg.expected_elbo(fresh_encoder(vae, seed + 1), x)}
+    return {"log_px": lg.log_marginal_likelihood(vae, x), "elbo": elbo,
+            "kl_samples": (terms["log_qz"] - terms["log_pz"])[:, 0],
+            "kl_closed": float(0.5 * np.sum(mu**2 + np.exp(logvar) - 1 - logvar)),
+            "history": history, "best_kl": float(lg.kl_to_posterior(best, x).mean())}
+
+
+# lesson 7's quadratic objective f(z) = -1/2 sum_j c_j (z_j - a_j)^2 and the q = N(mu, exp(logvar)) it is averaged under
+QUADRATIC = {"a": (2.0, -1.0), "c": (1.0, 4.0), "mu": (0.5, 0.0), "logvar": (float(np.log(0.5)), float(np.log(0.2)))}
+
+
+def gradient_variance_study(vae, x0, quick=False):
+    """Lesson 7's two objectives (and the ``gradient_variance`` figure's), each measured by
+    :func:`tinyvae.estimators.gradient_variance_setting`: the quadratic ``QUADRATIC`` (exact
+    gradient known) and f(z) = log p(x0|z) under ``vae``'s decoder at the encoder's q(z|x0).
+
+    Returns the list of two settings for :func:`tinyvae.vae_plots.plot_gradient_variance`."""
+    from . import estimators
+
+    ns = [1, 4, 16, 64] if quick else [1, 4, 16, 64, 256]
+    repeats, n_one = (400, 20000) if quick else (1000, 100000)     # one-sample score estimates are heavy-tailed
+    f = estimators.Quadratic(QUADRATIC["a"], QUADRATIC["c"])
+    mu, logvar = np.array(QUADRATIC["mu"]), np.array(QUADRATIC["logvar"])
+    exact = np.concatenate(f.expected_gradient(mu, logvar))               # (2Z,)
+    with one_blas_thread():
+        quad = estimators.gradient_variance_setting("quadratic f(z)", f, mu, logvar, ns, repeats, n_one,
+                                                    exact=exact, seed=1)
+        mu, logvar = (a[0].astype(np.float64) for a in vae.encode(x0[:1]))    # (Z,) each
+        dec = estimators.gradient_variance_setting("f(z) = log p(x|z), trained decoder",
+                                                   estimators.DecoderLogLikelihood(vae, x0[:1]),
+                                                   mu, logvar, ns, repeats, n_one, seed=2)
+    return [quad, dec]
+
+
+__all__ = ["one_blas_thread", "linear_gaussian_vae", "beta_sweep", "fresh_encoder", "refit_encoder", "small_vae",
+           "copy_vae",
+           "elbo_gap_study", "QUADRATIC", "gradient_variance_study"]

@@ -19,6 +19,9 @@ METHOD_STYLE = {   # gradient estimator -> (label, colour)
     "score_baseline": ("score function, baseline b = f(mu)", "C1"),
 }
 
+SHORT_LABEL = {"reparameterization": "reparameterization", "score": "score function",
+               "score_baseline": "score function + baseline"}
+
 
 def _figure(width, height):
     return Figure(figsize=(width, height), layout="constrained")
@@ -70,22 +73,34 @@ def plot_likelihood_estimates(results, title="Estimating log p(x) = log ∫ p(x|
 # --------------------------------------------------------------------------------------------
 # lesson 6
 
-def plot_elbo_gap(log_px, elbo, kl_samples=None, kl_closed=None,
+def plot_elbo_gap(log_px, elbo, kl_samples=None, kl_closed=None, history=None, best_kl=None,
                   title="log p(x) = ELBO + KL(q(z|x) || p(z|x)) on the linear-Gaussian VAE"):
     """Left: for each example (sorted by log p(x)), the exact log p(x), the exact ELBO below it
-    and the gap between them, KL(q || p(z|x)). Right (when ``kl_samples`` is given): the running
+    and the gap between them, KL(q || p(z|x)); ``elbo`` is an (N,) array or a dict
+    {encoder label: (N,) ELBOs} to compare encoders. Next (when ``kl_samples`` is given): the running
     Monte Carlo mean of log q(z|x) - log p(z) for one example against the closed form of
-    KL(q || p(z)), with a band of +-2 standard errors."""
-    log_px, elbo = np.asarray(log_px, dtype=np.float64), np.asarray(elbo, dtype=np.float64)
+    KL(q || p(z)), with a band of +-2 standard errors. Last (when ``history`` is given, the dict
+    of :func:`tinyvae.recipes.refit_encoder`): the gap log p(x) - ELBO and KL(q || p(z|x)) as a
+    fresh encoder is fitted, on a log axis, with ``best_kl`` (the best diagonal q) marked."""
+    log_px = np.asarray(log_px, dtype=np.float64)
+    elbos = elbo if isinstance(elbo, dict) else {"": elbo}
     two = kl_samples is not None
-    fig = _figure(13 if two else 7.5, 4.6)
-    axes = fig.subplots(1, 2 if two else 1, squeeze=False)[0]
+    n_panels = 1 + two + (history is not None)
+    fig = _figure({1: 7.5, 2: 13, 3: 19}[n_panels], 4.8)
+    axes = fig.subplots(1, n_panels, squeeze=False)[0]
     ax = axes[0]
     order = np.argsort(log_px)
     n = np.arange(1, len(order) + 1)
-    ax.vlines(n, elbo[order], log_px[order], color="C3", lw=3, alpha=0.6, label="gap = KL(q(z|x) || p(z|x))")
-    ax.plot(n, log_px[order], "o", color="C0", label="log p(x), exact")
-    ax.plot(n, elbo[order], "s", color="C2", ms=5, label="ELBO, exact expectation")
+    width = 0.5 / len(elbos)
+    for i, (label, e) in enumerate(elbos.items()):
+        e = np.asarray(e, dtype=np.float64)[order]
+        at = n + (i - (len(elbos) - 1) / 2) * width                  # side by side per image
+        colour = ("C2", "C1", "C4", "C5")[i % 4]
+        which = f" ({label})" if label else ""
+        ax.vlines(at, e, log_px[order], color="C3", lw=2.5, alpha=0.55,
+                  label="gap = KL(q(z|x) || p(z|x))" if i == 0 else None)
+        ax.plot(at, e, "s", color=colour, ms=5, label=f"ELBO{which}, exact expectation")
+    ax.plot(n, log_px[order], "_", color="C0", ms=22, mew=2.5, label="log p(x), exact")
     ax.set_xlabel("test image (sorted by log p(x))")
     ax.set_ylabel("nats")
     ax.set_title("the ELBO is below log p(x) by the KL to the true posterior", fontsize=11)
@@ -106,6 +121,23 @@ def plot_elbo_gap(log_px, elbo, kl_samples=None, kl_closed=None,
         ax.set_ylabel("KL(q(z|x) || p(z))  (nats)")
         ax.set_title("KL to the prior: Monte Carlo vs closed form (one image)", fontsize=11)
         ax.grid(alpha=0.3)
+        ax.legend(fontsize=9)
+    if history is not None:
+        ax = axes[-1]
+        step = np.asarray(history["step"])
+        gap = np.asarray(history["log_px"]) - np.asarray(history["elbo"])
+        ax.plot(step, gap, color="C3", lw=2, label="log p(x) - ELBO")
+        every = max(1, len(step) // 25)
+        ax.plot(step[::every], np.asarray(history["kl"])[::every], "o", color="black", ms=3.5,
+                label="KL(q(z|x) || p(z|x)), exact")
+        if best_kl is not None:
+            ax.axhline(best_kl, color="C2", ls="--", label=f"best diagonal q (closed form): {best_kl:.1e}")
+        ax.set_yscale("log")
+        ax.set_xlabel("Adam steps on the encoder (decoder frozen)")
+        ax.set_ylabel("mean gap over test images (nats, log scale)")
+        ax.set_title(f"a fresh encoder fitted by the ELBO; log p(x) = {history['log_px'][0]:.2f} fixed",
+                     fontsize=11)
+        ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=9)
     fig.suptitle(title, fontsize=13)
     return fig
@@ -150,7 +182,7 @@ def plot_gradient_variance(settings, title="Gradient of E_q[f(z)] w.r.t. (mu, lo
             label, colour = METHOD_STYLE[method]
             v = samples[method]
             ax_hist.hist(v, bins=bins, density=True, color=colour, alpha=0.45,
-                         label=f"{label.split(',')[0]}: std {np.std(v):.3g}")
+                         label=f"{SHORT_LABEL[method]}: std {np.std(v):.3g}")
         if s.get("exact") is not None:
             ax_hist.axvline(s["exact"][0], color="black", ls="--", label=f"exact: {s['exact'][0]:.3g}")
         ax_hist.set_yscale("log")
