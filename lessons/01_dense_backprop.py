@@ -174,8 +174,8 @@ for i, h in enumerate(mlp_cache):
 for name, p in mlp.params.items():
     print(f"  param {name}: {p.shape}")
 assert [h.shape for h in mlp_cache] == [(n_batch, 64), (n_batch, 32), (n_batch, 16), (n_batch, 8)]
-fig = plot_mlp_graph(mlp, batch="N", title=f"Backprop through {mlp.sizes} MLP (N = {n_batch}): "
-                                             "every node's shape and the formula for its gradient")
+fig = plot_mlp_graph(mlp, batch="N", title=f"Backprop through the {'-'.join(map(str, mlp.sizes))} tanh MLP "
+                                             f"(N = {n_batch}): every node's shape, and its gradient's formula")
 tv.lessons.save_figure(fig, "backprop_graph", __file__)
 
 # %% [markdown]
