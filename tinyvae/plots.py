@@ -64,10 +64,11 @@ def reconstruct(model, x):
     return model.reconstruct(x)
 
 
-def plot_reconstructions(model, x, image_shape, n=10, rows=2):
+def plot_reconstructions(model, x, image_shape, n=10, rows=2, *, title=None):
     """Inputs above their reconstructions: ``rows`` pairs of rows of ``n`` images from x's first rows.
 
-    For a VAE the reconstruction is the mean of p(x|z) at z = mu(x), the posterior mean."""
+    For a VAE the reconstruction is the mean of p(x|z) at z = mu(x), the posterior mean.
+    ``title`` replaces the default first line of the title."""
     x = np.asarray(x)[:n * rows]
     x_hat = reconstruct(model, x)
     ncols = min(n, x.shape[0])
@@ -90,15 +91,17 @@ def plot_reconstructions(model, x, image_shape, n=10, rows=2):
     ax.set_yticks([r * (h + pad) + (h - 1) / 2 for r in range(nrows)])
     ax.set_yticklabels(["input x", "reconstruction"] * (nrows // 2), fontsize=7)
     what = "decoded mean at z = mu(x)" if getattr(model, "kind", None) == "vae" else "g(f(x))"
-    ax.set_title(f"Reconstructions\ntest inputs above, {what} below", fontsize=10)
+    ax.set_title(f"{title or 'Reconstructions'}\ntest inputs above, {what} below", fontsize=10)
     ax.set_xlabel("example")
     return fig
 
 
-def plot_samples(vae, image_shape, n=64, seed=0):
-    """New images from the prior: z ~ N(0, I), shown as the decoder's mean, in a square grid."""
+def plot_samples(vae, image_shape, n=64, seed=0, *, title=None):
+    """New images from the prior: z ~ N(0, I), shown as the decoder's mean, in a square grid.
+    ``title`` replaces the default first line of the title."""
     x = vae.sample(n, seed=seed)
-    return image_grid(x, image_shape, title=f"Samples from the prior\nz ~ N(0, I), mean of p(x|z) (seed {seed})",
+    return image_grid(x, image_shape, title=f"{title or 'Samples from the prior'}\n"
+                                            f"z ~ N(0, I), mean of p(x|z) (seed {seed})",
                       xlabel="sample", ylabel="sample row")
 
 
@@ -109,14 +112,18 @@ def encode_mean(model, x):
     return model.encode(x)
 
 
-def plot_latent_space(model, x, y=None, max_points=5000):
+def plot_latent_space(model, x, y=None, max_points=5000, *, class_names=None, title=None):
     """The posterior means mu(x) (a VAE) or codes h (an autoencoder) of x, first two dimensions,
-    coloured by label y when given (a legend for up to 10 classes, else a colorbar)."""
+    coloured by label y when given (a legend for up to 10 classes, else a colorbar).
+
+    ``class_names`` (a sequence indexed by label) names the classes in the legend; ``title``
+    replaces the default first line of the title."""
     x = np.asarray(x)[:max_points]
     z = np.asarray(encode_mean(model, x), dtype=np.float64)
     name = "mu" if getattr(model, "kind", None) == "vae" else "h"
-    fig = _new_figure(6.4, 5.4)
+    fig = _new_figure(7.4 if y is not None else 6.4, 5.4)
     ax = fig.add_subplot()
+    ax.set_aspect("equal", adjustable="datalim")
     z1 = z[:, 0]
     z2 = z[:, 1] if z.shape[1] > 1 else np.zeros_like(z1)
     if y is None:
@@ -127,8 +134,12 @@ def plot_latent_space(model, x, y=None, max_points=5000):
         if len(classes) <= 10:
             for i, c in enumerate(classes):
                 sel = y == c
-                ax.scatter(z1[sel], z2[sel], s=6, alpha=0.7, color=f"C{i}", label=str(c))
-            ax.legend(title="label", markerscale=2.5, fontsize=8, loc="best")
+                label = str(c) if class_names is None else f"{c}: {class_names[int(c)]}"
+                ax.scatter(z1[sel], z2[sel], s=5, alpha=0.6, color=f"C{i}", label=label, linewidths=0)
+            leg = ax.legend(title="label", markerscale=3, fontsize=8, loc="upper left",
+                            bbox_to_anchor=(1.01, 1.0), borderaxespad=0, frameon=False)
+            for handle in leg.legend_handles:
+                handle.set_alpha(1)
         else:
             sc = ax.scatter(z1, z2, s=6, alpha=0.7, c=y, cmap="viridis")
             fig.colorbar(sc, ax=ax, label="label")
@@ -136,7 +147,8 @@ def plot_latent_space(model, x, y=None, max_points=5000):
     ax.set_ylabel(f"{name}_2" if z.shape[1] > 1 else "(one latent dimension)")
     kind = "posterior means mu(x)" if name == "mu" else "codes h = f(x)"
     extra = f" (first 2 of {z.shape[1]} dimensions)" if z.shape[1] > 2 else ""
-    ax.set_title(f"Latent space\n{kind} of the test set{extra}", fontsize=10)
+    ax.grid(alpha=0.25)
+    ax.set_title(f"{title or 'Latent space'}\n{kind} of the test set{extra}", fontsize=10)
     return fig
 
 
@@ -146,10 +158,11 @@ def normal_quantiles(n, lo=0.02, hi=0.98):
     return np.array([NormalDist().inv_cdf(p) for p in np.linspace(lo, hi, n)])
 
 
-def plot_latent_manifold(vae, image_shape, n=15):
+def plot_latent_manifold(vae, image_shape, n=15, *, title=None):
     """Decoded means on an n x n grid of z = (z_1, z_2) through the prior's quantiles.
 
-    Needs a 2-D latent space. z_2 grows upwards, as in a scatter plot of the latent space."""
+    Needs a 2-D latent space. z_2 grows upwards, as in a scatter plot of the latent space.
+    ``title`` replaces the default first line of the title."""
     if vae.latent_dim != 2:
         raise ValueError(f"the latent manifold plot needs latent_dim=2, this model has {vae.latent_dim}")
     q = normal_quantiles(n)                                      # (n,)
@@ -162,14 +175,15 @@ def plot_latent_manifold(vae, image_shape, n=15):
     fig = _new_figure(7, 7.3)
     ax = fig.add_subplot()
     ax.imshow(canvas, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-    ticks = np.arange(0, n, max(1, n // 5))
+    ticks = np.unique(np.linspace(0, n - 1, min(n, 5)).round().astype(int))      # both ends labelled
     ax.set_xticks(ticks * (w + pad) + (w - 1) / 2)
     ax.set_xticklabels([f"{q[i]:.2f}" for i in ticks], fontsize=8)
     ax.set_yticks(ticks * (h + pad) + (h - 1) / 2)
     ax.set_yticklabels([f"{q[::-1][i]:.2f}" for i in ticks], fontsize=8)
     ax.set_xlabel("z_1 (prior quantiles 2% .. 98%)")
     ax.set_ylabel("z_2")
-    ax.set_title("The learned manifold\nmean of p(x|z) on a grid of z through the prior's quantiles", fontsize=10)
+    ax.set_title(f"{title or 'The learned manifold'}\nmean of p(x|z) on a grid of z through the prior's quantiles",
+                 fontsize=10)
     return fig
 
 
