@@ -100,7 +100,8 @@ def plot_elbo_gap(log_px, elbo, kl_samples=None, kl_closed=None, history=None, b
         ax.vlines(at, e, log_px[order], color="C3", lw=2.5, alpha=0.55,
                   label="gap = KL(q(z|x) || p(z|x))" if i == 0 else None)
         ax.plot(at, e, "s", color=colour, ms=5, label=f"ELBO{which}, exact expectation")
-    ax.plot(n, log_px[order], "_", color="C0", ms=22, mew=2.5, label="log p(x), exact")
+    ax.plot(n, log_px[order], "_", color="C0", ms=float(np.clip(220 / len(n), 6, 22)), mew=2.5,
+            label="log p(x), exact")
     ax.set_xlabel("test image (sorted by log p(x))")
     ax.set_ylabel("nats")
     ax.set_title("the ELBO is below log p(x) by the KL to the true posterior", fontsize=11)
