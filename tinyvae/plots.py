@@ -12,13 +12,13 @@ from matplotlib.figure import Figure
 PAD_VALUE = 1.0          # the white lines between the images of a grid
 
 
-def montage(images, image_shape, ncols, pad=1):
+def montage(images, image_shape, ncols, pad=1, pad_value=PAD_VALUE):
     """Tile rows of pixels into one 2-D picture: (n, h*w) -> (rows*(h+pad)-pad, ncols*(w+pad)-pad)."""
     images = np.asarray(images, dtype=np.float64)
     h, w = image_shape
     n = images.shape[0]
     nrows = -(-n // ncols)
-    canvas = np.full((nrows * (h + pad) - pad, ncols * (w + pad) - pad), PAD_VALUE)
+    canvas = np.full((nrows * (h + pad) - pad, ncols * (w + pad) - pad), pad_value)
     for i in range(n):
         r, c = divmod(i, ncols)
         canvas[r * (h + pad):r * (h + pad) + h, c * (w + pad):c * (w + pad) + w] = images[i].reshape(h, w)
@@ -171,7 +171,7 @@ def plot_latent_manifold(vae, image_shape, n=15, *, title=None):
     x = vae.decode(z)                                            # (n*n, D)
     h, w = image_shape
     pad = 1
-    canvas = montage(x, image_shape, n, pad)
+    canvas = montage(x, image_shape, n, pad, pad_value=0.3)     # thin dark lines: a continuous sheet
     fig = _new_figure(7, 7.3)
     ax = fig.add_subplot()
     ax.imshow(canvas, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
