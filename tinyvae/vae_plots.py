@@ -253,23 +253,45 @@ def plot_kl_per_dimension_beta(sweep, title=None):
 
 
 def plot_iwae_bound(ks, iwae, elbo, title="The importance-weighted bound tightens with k"):
-    """Mean IWAE estimate of log p(x) against k (log axis), with the mean one-sample ELBO.
+    """The IWAE estimate of log p(x) against k (log axis), beside the ELBO.
+
+    Left: the mean over images of IWAE_k, with the mean ELBO as a line. Right (when ``elbo``
+    is per image): the gain IWAE_k - ELBO of each image, its mean with +-2 standard errors
+    (paired, so the spread between images cancels) and a band holding 10-90% of the images.
 
     Inputs: ks (K,); iwae (K, N) estimates; elbo (N,) or a float: the mean ELBO."""
-    iwae = np.asarray(iwae, dtype=np.float64)
-    fig = _figure(6.8, 4.6)
-    ax = fig.add_subplot()
-    mean = iwae.mean(axis=1)
-    se = iwae.std(axis=1, ddof=1) / np.sqrt(iwae.shape[1])
-    ax.errorbar(ks, mean, yerr=2 * se, fmt="o-", color="C0", capsize=3,
-                label="IWAE: log 1/k sum p(x, z_i) / q(z_i|x)")
-    ax.axhline(float(np.mean(elbo)), color="C3", ls="--", label=f"ELBO (k = 1): {float(np.mean(elbo)):.2f}")
+    ks = np.asarray(ks)
+    iwae = np.asarray(iwae, dtype=np.float64)                                  # (K, N)
+    elbo = np.asarray(elbo, dtype=np.float64)
+    paired = elbo.ndim == 1 and elbo.shape[0] == iwae.shape[1]
+    fig = _figure(12.5 if paired else 6.8, 4.6)
+    axes = fig.subplots(1, 2 if paired else 1, squeeze=False)[0]
+    ax = axes[0]
+    mean_elbo = float(np.mean(elbo))
+    ax.plot(ks, iwae.mean(axis=1), "o-", color="C0", label="IWAE_k = log 1/k sum_i p(x, z_i) / q(z_i|x)")
+    ax.axhline(mean_elbo, color="C3", ls="--", label=f"ELBO = E_q[log p(x, z) / q(z|x)]: {mean_elbo:.2f}")
     ax.set_xscale("log")
-    ax.set_xlabel("importance samples k")
-    ax.set_ylabel("mean over test images (nats)")
-    ax.set_title(title, fontsize=12)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=9)
+    ax.set_xlabel("importance samples k  (z_i ~ q(z|x))")
+    ax.set_ylabel(f"mean over {iwae.shape[1]} test images (nats)")
+    ax.set_title("the bound on log p(x)", fontsize=11)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=9, loc="lower right")
+    if paired:
+        ax = axes[1]
+        gain = iwae - elbo                                                     # (K, N)
+        mean = gain.mean(axis=1)
+        se = gain.std(axis=1, ddof=1) / np.sqrt(gain.shape[1])
+        lo, hi = np.percentile(gain, [10, 90], axis=1)
+        ax.fill_between(ks, lo, hi, color="C0", alpha=0.15, lw=0, label="10-90% of the images")
+        ax.errorbar(ks, mean, yerr=2 * se, fmt="o-", color="C0", capsize=3, label="mean +- 2 standard errors")
+        ax.axhline(0, color="C3", ls="--", lw=1)
+        ax.set_xscale("log")
+        ax.set_xlabel("importance samples k")
+        ax.set_ylabel("IWAE_k - ELBO, per image (nats)")
+        ax.set_title("how much tighter than the ELBO", fontsize=11)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=9, loc="upper left")
+    fig.suptitle(title, fontsize=12)
     return fig
 
 
