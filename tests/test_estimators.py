@@ -1,0 +1,199 @@
+"""Monte Carlo estimators (lessons 5-7), the recipes of lessons 6-7 and their plots.
+
+Expected values come from independent sources: scipy's Gaussian densities, the closed forms of
+the linear-Gaussian model, expectations of a quadratic worked out by hand, finite differences."""
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+from scipy.stats import multivariate_normal
+
+import tinyvae as tv
+from tinyvae import estimators as est
+from tinyvae import linear_gaussian as lg
+from tinyvae import recipes
+from tinyvae.errors import TinyVAEError
+from tinyvae.vae_plots import plot_elbo_gap, plot_gradient_variance
+
+
+def linear_vae(D=8, Z=2, seed=0, sigma2=0.5):
+    """A linear-Gaussian VAE with random (untrained) parameters: every identity must hold anyway."""
+    return tv.VAE(D, hidden_dims=(), latent_dim=Z, likelihood="gaussian", learn_sigma2=True, sigma2=sigma2,
+                  dtype="float64", seed=seed)
+
+
+def ppca_data(n=300, D=8, Z=2, seed=0):
+    rng = np.random.default_rng(seed)
+    W = rng.normal(size=(Z, D))
+    return rng.standard_normal((n, Z)) @ W + 0.3 * rng.standard_normal((n, D)) + 0.5
+
+
+# ------------------------------------------------------------------------------------------
+# densities and log p(x)
+
+def test_log_densities_against_scipy(rng):
+    z, mu, logvar = rng.normal(size=(5, 3)), rng.normal(size=3), rng.normal(size=3)
+    want = multivariate_normal(mu, np.diag(np.exp(logvar))).logpdf(z)
+    assert np.allclose(est.log_normal(z, mu, logvar), want, rtol=1e-12)
+    assert np.allclose(est.log_standard_normal(z), multivariate_normal(np.zeros(3), np.eye(3)).logpdf(z))
+
+
+def test_log_mean_exp_and_effective_sample_size():
+    a = np.array([[1000.0, 1000.0], [1000.0 + np.log(3), 1000.0]])     # would overflow exp()
+    assert np.allclose(est.log_mean_exp(a, axis=0), [1000 + np.log(2), 1000.0])
+    assert est.effective_sample_size(np.zeros(50)) == pytest.approx(50)
+    assert est.effective_sample_size(np.array([0.0, -800.0, -900.0])) == pytest.approx(1)
+
+
+def test_linear_gaussian_log_px_against_scipy_and_the_estimators(rng):
+    vae = linear_vae()
+    x = ppca_data(n=4)
+    W, b, s2 = vae.params["dec.W0"], vae.params["dec.b0"], vae.sigma2
+    want = multivariate_normal(b, W.T @ W + s2 * np.eye(8)).logpdf(x)
+    assert np.allclose(lg.log_marginal_likelihood(vae, x), want, rtol=1e-10)
+    assert np.max(np.abs(est.grid_log_likelihood(vae, x, n=201) - want)) < 1e-6
+    naive = est.naive_log_likelihood(vae, x, k=20000, seed=0)
+    assert np.max(np.abs(naive - want)) < 0.05
+
+
+def test_grid_refuses_three_latent_dimensions():
+    with pytest.raises(TinyVAEError, match="latent_dim <= 2"):
+        est.grid_log_likelihood(linear_vae(Z=3), ppca_data(n=2, Z=3))
+
+
+# ------------------------------------------------------------------------------------------
+# lesson 6: the ELBO's terms
+
+def test_elbo_terms_average_to_the_exact_elbo_and_kl():
+    vae = linear_vae()
+    x = ppca_data(n=3)
+    eps = np.random.default_rng(0).standard_normal((20000, 3, 2))
+    t = est.elbo_terms(vae, x, eps)
+    assert set(t) == {"log_px_z", "log_pz", "log_qz"} and t["log_pz"].shape == (20000, 3)
+    mean, se = est.mean_and_standard_error(t["log_px_z"] + t["log_pz"] - t["log_qz"])
+    assert np.all(np.abs(mean - lg.expected_elbo(vae, x)) < 4 * se)
+    mu, logvar = vae.encode(x)
+    kl = 0.5 * np.sum(mu**2 + np.exp(logvar) - 1 - logvar, axis=1)                 # K&W app. B
+    mean, se = est.mean_and_standard_error(t["log_qz"] - t["log_pz"])
+    assert np.all(np.abs(mean - kl) < 4 * se)
+    with pytest.raises(TinyVAEError, match="eps must have shape"):
+        est.elbo_terms(vae, x, eps[:, :2])
+
+
+# ------------------------------------------------------------------------------------------
+# lesson 7: gradient estimators
+
+def quadratic_expectation(mu, logvar, a, c):
+    """E_q[-1/2 sum c (z - a)^2] for z ~ N(mu, exp(logvar)): E(z-a)^2 = (mu - a)^2 + sigma^2."""
+    return -0.5 * np.sum(c * ((mu - a) ** 2 + np.exp(logvar)))
+
+
+def test_quadratic_expected_gradient_by_finite_differences():
+    a, c = np.array([2.0, -1.0]), np.array([1.0, 4.0])
+    mu, logvar, h = np.array([0.5, 0.1]), np.array([-0.7, -1.6]), 1e-6
+    g_mu, g_logvar = est.Quadratic(a, c).expected_gradient(mu, logvar)
+    for j in range(2):
+        e = np.eye(2)[j] * h
+        assert g_mu[j] == pytest.approx((quadratic_expectation(mu + e, logvar, a, c)
+                                         - quadratic_expectation(mu - e, logvar, a, c)) / (2 * h), rel=1e-6)
+        assert g_logvar[j] == pytest.approx((quadratic_expectation(mu, logvar + e, a, c)
+                                             - quadratic_expectation(mu, logvar - e, a, c)) / (2 * h), rel=1e-6)
+
+
+@pytest.mark.parametrize("method", est.ESTIMATORS)
+def test_every_gradient_estimator_is_unbiased(method):
+    f = est.Quadratic([2.0, -1.0], [1.0, 4.0])
+    mu, logvar = np.array([0.5, 0.0]), np.log([0.5, 0.2])
+    exact = np.concatenate(f.expected_gradient(mu, logvar))
+    eps = np.random.default_rng(1).standard_normal((100000, 2))
+    mean, se = est.mean_and_standard_error(est.per_sample_gradients(f, mu, logvar, eps, method))
+    assert np.all(np.abs(mean - exact) < 4 * se)
+
+
+def test_reparameterization_spread_is_known_and_smaller():
+    # g_mu = -c (z - a) = -c (mu - a) - c sigma eps: its standard deviation is c sigma exactly
+    f = est.Quadratic([2.0, -1.0], [1.0, 4.0])
+    mu, logvar = np.array([0.5, 0.0]), np.log([0.5, 0.2])
+    curve = est.gradient_std_curve(f, mu, logvar, ns=[1, 16], repeats=800, seed=3)
+    want = np.array([1.0, 4.0]) * np.sqrt([0.5, 0.2])
+    std = curve["reparameterization"]["std"]                                  # (2, 2Z)
+    assert np.allclose(std[0, :2], want, rtol=0.1)
+    assert np.allclose(std[1, :2], want / 4, rtol=0.1)                         # 1/sqrt(16)
+    for m in ("score", "score_baseline"):
+        assert np.all(curve[m]["std"][:, :2] > 2 * std[:, :2])
+    with pytest.raises(TinyVAEError, match="unknown gradient estimator"):
+        est.per_sample_gradients(f, mu, logvar, np.zeros((3, 2)), "pathwise")
+
+
+def test_decoder_log_likelihood_gradient_by_finite_differences(rng):
+    vae = tv.VAE(6, hidden_dims=(5,), latent_dim=2, activation="tanh", dtype="float64", seed=0)
+    f = est.DecoderLogLikelihood(vae, (rng.uniform(size=6) > 0.5).astype(float))
+    z, h = rng.normal(size=(4, 2)), 1e-6
+    numeric = np.stack([(f.value(z + h * e) - f.value(z - h * e)) / (2 * h) for e in np.eye(2)], axis=1)
+    assert np.allclose(f.grad(z), numeric, rtol=1e-6, atol=1e-8)
+
+
+def test_gradient_variance_setting_holds_what_the_plot_needs():
+    f = est.Quadratic([1.0], [2.0])
+    s = est.gradient_variance_setting("q", f, [0.0], [0.0], ns=[1, 4], repeats=20, n_one_sample=50,
+                                      exact=[2.0, -1.0])
+    assert s["name"] == "q" and list(s["ns"]) == [1, 4] and list(s["exact"]) == [2.0, -1.0]
+    assert set(s["curve"]) == set(s["one_sample"]) == set(est.ESTIMATORS)
+    assert all(g.shape == (50, 2) for g in s["one_sample"].values())
+    assert s["curve"]["score"]["std"].shape == (2, 2)
+
+
+# ------------------------------------------------------------------------------------------
+# recipes of lessons 6 and 7
+
+def test_fresh_encoder_and_copy():
+    vae = linear_vae()
+    twin = recipes.copy_vae(vae)
+    assert np.array_equal(twin.flat, vae.flat)
+    twin.flat[0] += 1
+    assert twin.flat[0] != vae.flat[0]                                         # a copy, not a view
+    fresh = recipes.fresh_encoder(vae, seed=5)
+    assert not np.array_equal(fresh.params["enc.W0"], vae.params["enc.W0"])      # a new encoder ...
+    for name in vae.params:
+        if not name.startswith("enc."):                                          # ... the same decoder
+            assert np.array_equal(fresh.params[name], vae.params[name]), name
+
+
+def test_refit_encoder_closes_the_gap_and_leaves_the_decoder_alone():
+    vae = linear_vae()
+    x = ppca_data()
+    decoder = {k: v.copy() for k, v in vae.params.items() if not k.startswith("enc.")}
+    student, h = recipes.refit_encoder(vae, x, steps=200, every=50)
+    assert list(h["step"]) == [0, 50, 100, 150, 200]
+    assert np.max(np.abs(h["log_px"] - (h["elbo"] + h["kl"]))) < 1e-8         # log p(x) = ELBO + KL
+    assert np.all(h["kl"] >= 0) and h["kl"][-1] < 0.2 * h["kl"][0]
+    assert np.ptp(h["log_px"]) == 0
+    for k, v in decoder.items():
+        assert np.array_equal(student.params[k], v) and np.array_equal(vae.params[k], v)
+    best = lg.fit_encoder_to_posterior(recipes.copy_vae(vae), x)
+    assert lg.kl_to_posterior(best, x).mean() <= h["kl"].min()
+
+
+def test_elbo_gap_study_and_its_plot():
+    vae = linear_vae()
+    x = ppca_data(n=50)
+    d = recipes.elbo_gap_study(vae, x, x[:6], n_kl_samples=500, refit_steps=40)
+    assert np.allclose(d["log_px"], lg.log_marginal_likelihood(vae, x[:6]))
+    assert set(d["elbo"]) == {"trained encoder", "fresh encoder"}
+    assert all(np.all(e <= d["log_px"]) for e in d["elbo"].values())
+    assert d["kl_samples"].shape == (500,) and d["best_kl"] <= d["history"]["kl"].min()
+    fig = plot_elbo_gap(d["log_px"], d["elbo"], d["kl_samples"], d["kl_closed"],
+                        history=d["history"], best_kl=d["best_kl"])
+    assert isinstance(fig, Figure) and len(fig.axes) == 3
+    assert all(ax.get_title() and ax.get_xlabel() and ax.get_ylabel() for ax in fig.axes)
+    assert len(plot_elbo_gap(d["log_px"], d["elbo"]["trained encoder"]).axes) == 1
+
+
+def test_gradient_variance_study_and_its_plot():
+    ds = tv.load_dataset("digits")
+    vae = recipes.small_vae(ds.x_train[:200], epochs=1)
+    assert vae.dtype == np.float64 and vae.likelihood == "bernoulli"
+    settings = recipes.gradient_variance_study(vae, ds.x_test[:1], quick=True)
+    assert [s["exact"] is None for s in settings] == [False, True]
+    fig = plot_gradient_variance(settings)
+    assert isinstance(fig, Figure) and len(fig.axes) == 4
+    assert all(ax.get_title() and ax.get_xlabel() and ax.get_ylabel() for ax in fig.axes)
