@@ -1,0 +1,83 @@
+"""Lesson 8's helpers (tinyvae.figures_vae) and the plot options they use."""
+import numpy as np
+import pytest
+
+import tinyvae as tv
+from tinyvae import figures_vae, recipes
+from tinyvae import linear_gaussian as lg
+from tinyvae.errors import TinyVAEError
+from tinyvae.plots import plot_latent_space
+from tinyvae.vae_plots import plot_iwae_bound
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return tv.load_dataset("digits")
+
+
+@pytest.fixture(scope="module")
+def linear_vae(digits):
+    """Probabilistic PCA as a VAE: log p(x) and the expected ELBO are exact for it."""
+    return recipes.linear_gaussian_vae(digits.x_train, latent_dim=2, epochs=5)
+
+
+def test_architecture_lists_encoder_then_decoder_widths():
+    assert figures_vae.architecture(tv.VAE(64, hidden_dims=(128,), latent_dim=8)) == "64-128-8-128-64"
+    assert figures_vae.architecture(tv.VAE(784, hidden_dims=(400, 200), latent_dim=20)) == "784-400-200-20-200-400-784"
+    assert figures_vae.architecture(tv.VAE(64, hidden_dims=(), latent_dim=2)) == "64-2-64"
+    uneven = tv.VAE(64, hidden_dims=(32,), latent_dim=3, decoder_hidden_dims=(16, 48))
+    assert figures_vae.architecture(uneven) == "64-32-3-16-48-64"
+
+
+def test_class_names(digits):
+    names = figures_vae.FASHION_MNIST_CLASSES
+    assert len(names) == 10 and names[0] == "T-shirt/top" and names[9] == "Ankle boot"
+    assert figures_vae.class_names(digits) is None                   # a digit's label is its name
+    fake = tv.data.Dataset(digits.x_train, digits.y_train, digits.x_test, digits.y_test, (8, 8), "fashion-mnist")
+    assert figures_vae.class_names(fake) == names
+
+
+def test_pictures_dataset_falls_back_to_digits_and_says_so(monkeypatch):
+    real = figures_vae.load_dataset
+
+    def offline(name, **kw):
+        if name == "fashion-mnist":
+            raise TinyVAEError("cannot find fashion-mnist (offline)")
+        return real(name, **kw)
+
+    monkeypatch.setattr(figures_vae, "load_dataset", offline)
+    ds, note = figures_vae.pictures_dataset()
+    assert ds.name == "digits" and "digits" in note and "Fashion-MNIST" in note
+
+
+def test_iwae_versus_k_brackets_the_exact_log_likelihood(linear_vae, digits):
+    x = digits.x_test[:40]
+    exact = lg.log_marginal_likelihood(linear_vae, x)                # (N,) closed form
+    exact_elbo = lg.expected_elbo(linear_vae, x)                     # (N,) E_q of the one-sample ELBO
+    r = figures_vae.iwae_versus_k(linear_vae, x, (1, 10, 2000), seed=3, elbo_draws=50)
+    assert r["iwae"].shape == (3, 40) and r["elbo"].shape == (40,) and list(r["ks"]) == [1, 10, 2000]
+    # the ELBO estimate (analytic KL, 50 draws) is close to the exact expected ELBO
+    assert abs(r["elbo"].mean() - exact_elbo.mean()) < 0.1 * max(1.0, np.mean(exact - exact_elbo))
+    # the bound rises with k towards log p(x) and stays below it on average
+    means = r["iwae"].mean(axis=1)
+    assert means[0] < means[1] < means[2] <= exact.mean() + 1e-3
+    assert abs(means[2] - exact.mean()) < 0.05 * (exact.mean() - means[0])
+
+
+def test_plot_latent_space_names_the_classes_and_titles(digits, linear_vae):
+    names = [f"class {i}" for i in range(10)]
+    fig = plot_latent_space(linear_vae, digits.x_test, digits.y_test, class_names=names, title="My title")
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels[0] == "0: class 0" and labels[9] == "9: class 9"
+    assert ax.get_title().startswith("My title\n")
+    assert ax.get_xlabel() == "mu_1" and ax.get_ylabel() == "mu_2"
+    default = plot_latent_space(linear_vae, digits.x_test, digits.y_test).axes[0]
+    assert [t.get_text() for t in default.get_legend().get_texts()][:2] == ["0", "1"]
+
+
+def test_plot_iwae_bound_panels():
+    ks = np.array([1, 10, 100])
+    iwae = -20 + np.array([[0.0], [0.3], [0.4]]) + np.zeros((3, 5))
+    assert len(plot_iwae_bound(ks, iwae, np.full(5, -20.0)).axes) == 2       # per-image ELBO: the gain too
+    assert len(plot_iwae_bound(ks, iwae, -20.0).axes) == 1                     # only its mean
