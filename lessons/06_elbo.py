@@ -124,8 +124,8 @@ assert np.any(slides > np.exp(log_px))                 # and elsewhere above p(x
 
 # %% [markdown]
 # The log-free formula is dominated by E_q[p(x|z)], a density in 64 dimensions that can be 10^9
-# or 10^-8, minus E_q[q(z|x)], a number near 1: for some images it exceeds p(x) by orders of
-# magnitude, for others it is negative. The version with logs agrees with the exact ELBO to
+# or 10^-7, minus E_q[q(z|x)], a number near 1: for some images it exceeds p(x) more than
+# tenfold, for others it is negative. The version with logs agrees with the exact ELBO to
 # within its standard error, and lies below log p(x) for every image.
 #
 # ## The KL to the prior: closed form against Monte Carlo

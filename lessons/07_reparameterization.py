@@ -167,6 +167,7 @@ assert noisy.max_error > 0.5
 #     reparameterization   g_mu = f'(z),                g_logvar = f'(z) * eps * sigma / 2          (3)
 #     score function       g_mu = (f(z) - b) eps / sigma,   g_logvar = (f(z) - b) (eps^2 - 1) / 2     (4)
 #
+# These are eqs. (6) and (7) of `tinyvae.estimators`, the numbers in the figure's legend.
 # (3) is (2) and the chain rule. (4) comes from d/dphi ∫ q f dz = ∫ f q d(log q)/dphi dz
 # = E_q[f d(log q)/dphi]: it needs only *values* of f, never its derivative -- which is why it
 # also works for discrete z -- and any baseline b that does not depend on z keeps it unbiased,
