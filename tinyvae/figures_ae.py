@@ -39,6 +39,12 @@ def _figure(width, height):
     return Figure(figsize=(width, height), layout="constrained")
 
 
+def _plain_log_labels(axis):
+    """Label a log axis 0.1, 0.2, 0.5, 1, 2, 5, ... instead of 10^-1, 2x10^-1, ..."""
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "25" else ""))
+
+
 # ============================================================================================
 # lesson 3: the undercomplete autoencoder and PCA
 
@@ -200,6 +206,7 @@ def plot_linear_ae_vs_pca(result, image_shape, index=None):
     ax_e.set_xticks(dims)
     ax_e.set_xticklabels([str(d) for d in dims])
     ax_e.set_yscale("log")
+    _plain_log_labels(ax_e.yaxis)
     ax_e.set_xlabel("code size k")
     ax_e.set_ylabel("test error, mean 1/2 ||x - x_hat||^2")
     ax_e.set_title("reconstruction error on test digits", fontsize=10)
@@ -451,6 +458,7 @@ def contractive_sweep(x_train, x_test, lambdas, code_dim=16, epochs=60, batch_si
     result = {k: (v if k == "models" else np.array(v)) for k, v in out.items()}
     result["lambdas"] = np.asarray(lambdas, dtype=np.float64)
     result["variance"] = s ** 2 / max(len(centred) - 1, 1)
+    result["code_dim"] = code_dim
     return result
 
 
@@ -476,10 +484,9 @@ def plot_contractive_jacobian(result):
         ax_t.plot(result["rec"], result[key], style, label=label)
         for i, lam in enumerate(lambdas):
             ax_t.annotate(f"{lam:g}", (result["rec"][i], result[key][i]), fontsize=7,
-                          textcoords="offset points", xytext=(4, 3))
+                          textcoords="offset points", xytext=(4, 3) if i % 2 == 0 else (4, -10))
     ax_t.set_yscale("log")
-    ax_t.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    ax_t.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if str(v)[0] in "1235" else ""))
+    _plain_log_labels(ax_t.yaxis)
     ax_t.set_xlabel("test reconstruction error, mean 1/2 ||x - g(f(x))||^2")
     ax_t.set_ylabel("squared Frobenius norm (mean over test x)")
     ax_t.set_title("contraction against reconstruction (labels: lambda)", fontsize=10)
@@ -488,10 +495,19 @@ def plot_contractive_jacobian(result):
     for i, lam in enumerate(lambdas):
         gain = result["gain"][i]
         ax_g.plot(np.arange(1, len(gain) + 1), gain, "-", color=f"C{i}", label=f"lambda = {lam:g}")
+    C = result["code_dim"]
+    empty = int(np.argmax(result["variance"] < 1e-3)) + 1 if np.any(result["variance"] < 1e-3) else None
+    ax_g.axvline(C + 0.5, color="0.4", ls=":", lw=1)
+    ax_g.text(C + 1, 0.62, f"k > C = {C}: beyond the\ncode's rank", transform=ax_g.get_xaxis_transform(),
+              va="top", fontsize=7, color="0.3", bbox=dict(fc="white", ec="none", alpha=0.8, pad=1))
+    if empty is not None:
+        ax_g.axvspan(empty - 0.5, len(result["variance"]) + 0.5, color="0.9", zorder=0)
+        ax_g.text(empty, 0.6, "variance\n< 1e-3", transform=ax_g.get_xaxis_transform(), fontsize=7,
+                  color="0.3", bbox=dict(fc="0.9", ec="none", alpha=0.8, pad=1))
     ax_g.set_xlabel("principal direction v_k of the training digits (descending variance)")
     ax_g.set_ylabel("||d g(f(x))/dx v_k||  (mean over test x)")
-    ax_g.set_title("reconstruction follows the data's main directions,\nignores the others", fontsize=10)
-    ax_g.legend(fontsize=8)
+    ax_g.set_title("how far the reconstruction moves per unit step of x along v_k", fontsize=10)
+    ax_g.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.55, 1.0))
     ax_g.grid(alpha=0.3)
     fig.suptitle("Contractive autoencoder: Omega = lambda ||dh/dx||_F^2 (Goodfellow et al. eq. 14.18)",
                  fontsize=12)
@@ -554,7 +570,8 @@ def fig_sparse_codes(ctx):
 
 
 @figure("contractive_jacobian", "Contractive autoencoder on digits: the penalty shrinks the "
-        "encoder's Jacobian dh/dx (all singular values) at almost the same reconstruction error.")
+        "encoder's Jacobian dh/dx at almost the same reconstruction error; the reconstruction "
+        "still follows the data's main directions but no longer the ones the digits never vary in.")
 def fig_contractive_jacobian(ctx):
     ds = _digits(ctx)
     lambdas = (0.0, 0.01, 0.1) if ctx.quick else (0.0, 0.003, 0.01, 0.03, 0.1)
