@@ -49,7 +49,8 @@ def test_parse_cells_percent_format():
     cells = parse_cells(text)
     assert [c.kind for c in cells] == ["markdown", "code"]
     assert cells[0].source == "# Title\n\nSome *text*."
-    assert cells[1].source == "x = 1\nprint(x)" and cells[1].line == 6
+    assert cells[1].source == "x = 1\nprint(x)" and cells[1].line == 7        # the first line of code
+    assert parse_cells("# %%\n\n\ny = 2\n")[0].line == 4
 
 
 def fake_lessons(tmp_path):
@@ -87,7 +88,8 @@ def test_stepper_quits_on_q(tmp_path, capsys):
 def test_stepper_reports_a_failing_cell(tmp_path, capsys):
     folder = fake_lessons(tmp_path)
     assert step_through(folder / "02_broken.py", pause=False) == 1
-    assert "ZeroDivisionError" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "ZeroDivisionError" in out and "02_broken.py\", line 4" in out    # the file's own line
 
 
 def test_list_and_find(tmp_path):

@@ -52,7 +52,8 @@ def parse_cells(text):
             text = "\n".join(re.sub(r"^# ?", "", ln) for ln in c.source.splitlines())
             c = Cell("markdown", text.strip("\n"), c.line)
         else:
-            c = Cell("code", c.source.strip("\n"), c.line)
+            leading = len(c.source) - len(c.source.lstrip("\n"))     # blank lines after the marker
+            c = Cell("code", c.source.strip("\n"), c.line + leading)
         if c.source.strip():
             out.append(c)
     return out
@@ -154,7 +155,8 @@ def step_through(path, pause=True, read=input, write=print):
                 write(_rule("output"))
                 start = time.perf_counter()
                 try:
-                    exec(compile(cell.source + "\n", f"{path}:{cell.line}", "exec"), namespace)
+                    # padded so that a traceback names the line of the lesson file
+                    exec(compile("\n" * (cell.line - 1) + cell.source + "\n", str(path), "exec"), namespace)
                 except Exception:
                     write(traceback.format_exc())
                     write(f"error: cell at line {cell.line} of {path.name} failed")
