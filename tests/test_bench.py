@@ -65,3 +65,17 @@ def test_bench_bad_options(argv, says, capsys):
     assert main(["bench", "--n-train", "256", "--no-cold-start", *argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and says in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_reference_runs_in_a_child_process_and_reports_back(tmp_path):
+    """The plumbing of --torch, with a stand-in for the PyTorch reference (CI has no torch)."""
+    fake = tmp_path / "fake_ref.py"
+    fake.write_text("import os\n"
+                    "def train(xtr, xte, epochs=3, seed=0, threads=2, log=print):\n"
+                    "    log(f'pid {os.getpid()}')\n"
+                    "    return [0.5 + i for i in range(epochs)], float(xtr.shape[0] + 1000 * xte.shape[1])\n")
+    seconds, test = bench.time_torch(fake, "fashion-mnist", 256, epochs=3, threads=1)
+    assert seconds == [0.5, 1.5, 2.5] and test == 256 + 1000 * 784
+    fake.write_text("def train(*a, **k):\n    raise RuntimeError('no luck')\n")
+    with pytest.raises(tv.TinyVAEError, match="no luck"):
+        bench.time_torch(fake, "fashion-mnist", 256, epochs=2, threads=1)

@@ -153,26 +153,45 @@ def time_tinyvae(x_train, x_test, epochs, backend="numba", seed=0, log=None):
         kernels.set_backend(previous)
 
 
-def load_torch_reference(path=None):
-    """The PyTorch reference module, imported from its file (it is not part of tinyvae)."""
+def torch_reference_path(path=None):
+    """Where the PyTorch reference is (it is not part of tinyvae); an error if it or torch is missing."""
     path = Path(path or os.environ.get("TINYVAE_TORCH_REF") or TORCH_REF)
     if not path.is_file():
         raise TinyVAEError(f"the PyTorch reference {path} does not exist; pass --torch-ref PATH "
                            "or set TINYVAE_TORCH_REF")
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        raise TinyVAEError("--torch needs PyTorch: pip install torch==2.13.0 (a CPU build)") from None
-    spec = importlib.util.spec_from_file_location("torch_vae_ref", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    if importlib.util.find_spec("torch") is None:
+        raise TinyVAEError("--torch needs PyTorch: pip install torch==2.13.0 (a CPU build)")
+    return path
 
 
-def time_torch(ref, x_train, x_test, epochs, threads, seed=0, log=None):
-    times, test = ref.train(x_train.copy(), x_test.copy(), epochs=epochs, seed=seed, threads=threads,
-                            log=(lambda s: log("  pytorch " + s)) if log else (lambda s: None))
-    return list(times), float(test)
+# Run in a child process: PyTorch's own OpenMP threads, once started, kept slowing the
+# OpenBLAS threads of tinyvae runs in the same process (epochs 1.5x slower after the first
+# PyTorch run), so each PyTorch run gets a fresh interpreter and tinyvae never shares one with it.
+TORCH_RUNNER = """
+import importlib.util, json, sys
+from tinyvae.bench import load_bench_data
+path, data, epochs, threads, seed, n_train = sys.argv[1:7]
+spec = importlib.util.spec_from_file_location("torch_vae_ref", path)
+ref = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(ref)
+x_train, x_test, _ = load_bench_data(data, None if n_train == "all" else int(n_train), log=lambda s: None)
+times, test = ref.train(x_train, x_test, epochs=int(epochs), seed=int(seed), threads=int(threads),
+                        log=lambda s: print("  pytorch " + s, file=sys.stderr, flush=True))
+print(json.dumps({"times": list(times), "test": float(test)}))
+"""
+
+
+def time_torch(path, data, n_train, epochs, threads, seed=0, verbose=False):
+    """Train the PyTorch reference in a child process; returns (seconds of each epoch, test loss)."""
+    import json
+    r = subprocess.run([sys.executable, "-c", TORCH_RUNNER, str(path), data, str(epochs), str(threads),
+                        str(seed), "all" if n_train is None else str(n_train)],
+                       stdout=subprocess.PIPE, stderr=None if verbose else subprocess.PIPE, text=True)
+    if r.returncode != 0:
+        last = (r.stderr or "").strip().splitlines()[-1:] or ["(no output)"]
+        raise TinyVAEError(f"the PyTorch reference failed: {last[0]}")
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    return out["times"], out["test"]
 
 
 def _median_after_warmup(seconds):
@@ -215,7 +234,7 @@ def run_bench(epochs=3, backends=("numba", "numpy"), torch=False, rounds=1, thre
     from .vae import VAE
     if epochs < 2:
         raise TinyVAEError("--epochs must be at least 2: the first epoch is a warm-up and is not timed")
-    ref = load_torch_reference(torch_ref) if torch else None
+    ref = torch_reference_path(torch_ref) if torch else None
     x_train, x_test, what = load_bench_data(data, n_train, log)
     shape = VAE(**RECIPE)
     n = x_train.shape[0]
@@ -224,35 +243,42 @@ def run_bench(epochs=3, backends=("numba", "numpy"), torch=False, rounds=1, thre
     log(f"tinyvae bench: VAE 784-400-20-400-784, ReLU, Bernoulli, Adam lr {LR:g}, batch {BATCH}, float32")
     log(f"data: {what}")
     results = {"flops_per_epoch": flops, "data": what}
+    names = (*backends, *(("pytorch",) if torch else ()))
+    runs, tests, bounds = ({name: [] for name in names} for _ in range(3))
     with blas_threads(threads):
-        bound = blas_bound(shape, n, BATCH)
-        log(f"{len(step_products(shape.encoder.sizes, shape.decoder.sizes, BATCH))} matrix products per step, "
-            f"{steps} steps per epoch: {flops / 1e9:.1f} GFLOP per epoch; the products alone take "
-            f"{bound:.3f} s per epoch = {flops / bound / 1e9:.0f} GFLOP/s (BLAS bound, {threads} threads)")
-        results["blas_bound_s"] = bound
-        runs = {name: [] for name in (*backends, *(("pytorch",) if torch else ()))}
-        tests = {name: [] for name in runs}
         for r in range(rounds):
             if rounds > 1:
                 log(f"round {r + 1}/{rounds}")
-            for backend in backends:
-                seconds, test, _ = time_tinyvae(x_train, x_test, epochs, backend, log=log if verbose else None)
-                runs[backend].append(_median_after_warmup(seconds))
-                tests[backend].append(test)
-                log(f"  tinyvae/{backend}: {runs[backend][-1]:.3f} s/epoch, test -ELBO {test:.2f} after {epochs} epochs")
-            if ref is not None:
-                seconds, test = time_torch(ref, x_train, x_test, epochs, threads, log=log if verbose else None)
-                runs["pytorch"].append(_median_after_warmup(seconds))
-                tests["pytorch"].append(test)
-                log(f"  pytorch: {runs['pytorch'][-1]:.3f} s/epoch, test -ELBO {test:.2f} after {epochs} epochs")
+            # the bound is timed again beside every run: this machine's speed drifts by a third
+            # within minutes, and a fraction is only meaningful between neighbouring timings
+            for name in names:
+                bound = blas_bound(shape, n, BATCH, repeats=1)
+                if name == "pytorch":
+                    seconds, test = time_torch(ref, data, n_train, epochs, threads, verbose=verbose)
+                    label = "pytorch"
+                else:
+                    seconds, test, _ = time_tinyvae(x_train, x_test, epochs, name, log=log if verbose else None)
+                    label = f"tinyvae/{name}"
+                runs[name].append(_median_after_warmup(seconds))
+                tests[name].append(test)
+                bounds[name].append(bound)
+                log(f"  {label}: {runs[name][-1]:.3f} s/epoch (BLAS bound beside it {bound:.3f} s), "
+                    f"test -ELBO {test:.2f} after {epochs} epochs")
+    every = [b for name in names for b in bounds[name]]
+    log(f"{len(step_products(shape.encoder.sizes, shape.decoder.sizes, BATCH))} matrix products per step, "
+        f"{steps} steps per epoch: {flops / 1e9:.1f} GFLOP per epoch; the products alone take "
+        f"{statistics.median(every):.3f} s per epoch (median) = {flops / statistics.median(every) / 1e9:.0f} GFLOP/s "
+        f"with {threads} BLAS thread(s): the BLAS bound")
+    results["blas_bound_s"] = statistics.median(every)
     log("")
-    log(f"{'':14}{'s/epoch':>9}{'GFLOP/s':>9}{'of BLAS bound':>15}{'test -ELBO':>12}")
-    for name, secs in runs.items():
-        s = statistics.median(secs)
+    log(f"medians of {rounds} round(s)     s/epoch  GFLOP/s  of BLAS bound  test -ELBO")
+    for name in names:
+        s = statistics.median(runs[name])
+        frac = statistics.median([b / e for b, e in zip(bounds[name], runs[name])])
         label = name if name == "pytorch" else f"tinyvae/{name}"
-        log(f"{label:14}{s:9.3f}{flops / s / 1e9:9.0f}{bound / s:14.0%} {statistics.median(tests[name]):11.2f}")
-        results[name] = dict(seconds_per_epoch=s, gflops=flops / s / 1e9, of_bound=bound / s,
-                             test_loss=statistics.median(tests[name]), rounds=secs)
+        log(f"{label:28}{s:9.3f}{flops / s / 1e9:9.0f}{frac:14.0%} {statistics.median(tests[name]):11.2f}")
+        results[name] = dict(seconds_per_epoch=s, gflops=flops / s / 1e9, of_bound=frac,
+                             test_loss=statistics.median(tests[name]), rounds=runs[name], bounds=bounds[name])
     if ref is not None:
         for backend in backends:
             ratios = [a / b for a, b in zip(runs[backend], runs["pytorch"])]
