@@ -155,3 +155,17 @@ def test_mlp_backends_agree(kind, backend_name, backend):
     np.testing.assert_allclose(out, ref_out, rtol=1e-12)
     np.testing.assert_allclose(dx, ref_dx, rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(mlp.grad_flat, ref.grad_flat, rtol=1e-12, atol=1e-15)
+
+
+def test_uniform_init_is_pytorchs_linear_default():
+    mlp = MLP((50, 20, 3), "relu", init="uniform", seed=1)
+    for i, fan_in in enumerate((50, 20)):
+        for name in (f"W{i}", f"b{i}"):
+            p = mlp.params[name]
+            assert np.all(np.abs(p) <= 1 / np.sqrt(fan_in))
+            if p.size >= 20:                                           # spread over the whole interval
+                assert np.abs(p).max() > 0.8 / np.sqrt(fan_in)
+    he = MLP((50, 20, 3), "relu", seed=1)
+    assert np.all(he.params["b0"] == 0) and np.std(he.params["W0"]) > 2 * np.std(mlp.params["W0"])
+    with pytest.raises(ValueError, match="unknown init"):
+        MLP((3, 2), init="glorot")

@@ -388,3 +388,13 @@ def test_bad_inputs_are_clear_errors():
         vae.loss_and_grads(np.zeros((2, 4)), np.zeros((3, 2)))
     with pytest.raises(TinyVAEError, match="NaN"):
         vae.elbo(np.full((1, 4), np.nan))
+
+
+def test_init_option_is_kept_in_the_config_and_checked(tmp_path):
+    vae = tv.VAE(6, hidden_dims=(5,), latent_dim=2, init="uniform", seed=3)
+    assert vae.config["init"] == "uniform" and np.any(vae.params["enc.b0"] != 0)
+    vae.save(tmp_path / "m.npz")
+    back = tv.load(tmp_path / "m.npz")
+    assert back.config["init"] == "uniform" and np.array_equal(back.flat, vae.flat)
+    with pytest.raises(tv.TinyVAEError, match="unknown init"):
+        tv.VAE(6, init="zeros")

@@ -37,8 +37,10 @@ import numpy as np
 from . import kernels
 from .errors import TinyVAEError
 
+# init="uniform": the reference's nn.Linear layers start from U(+-1/sqrt(fan_in)); with tinyvae's
+# default He-normal start the test loss after 10 epochs was ~1 nat worse (245.3 against 244.2)
 RECIPE = dict(input_dim=784, hidden_dims=(400,), latent_dim=20, likelihood="bernoulli",
-              activation="relu", dtype="float32")
+              activation="relu", dtype="float32", init="uniform")
 BATCH, LR = 128, 1e-3
 TORCH_REF = Path(__file__).resolve().parent.parent.parent / "shared" / "bench" / "torch_vae_ref.py"
 

@@ -96,6 +96,9 @@ def scratch(workspace, key, shape, dtype):
     return workspace.get(key, shape, dtype)
 
 
+INITS = ("he", "uniform")      # initialisation schemes of MLP.init
+
+
 def mlp_shapes(sizes, prefix=""):
     """Parameter shapes of an MLP with layer widths ``sizes`` = (d_0, d_1, ..., d_L)."""
     shapes = {}
@@ -124,8 +127,11 @@ class MLP:
     """
 
     def __init__(self, sizes, activation="relu", final_activation="identity", *, prefix="",
-                 params=None, grads=None, seed=0, rng=None, dtype="float64"):
+                 params=None, grads=None, seed=0, rng=None, dtype="float64", init="he"):
         self.sizes = _check_sizes(sizes)
+        if init not in INITS:
+            raise ValueError(f"unknown init {init!r}: expected one of {', '.join(INITS)}")
+        self.init_scheme = init
         activation_code(activation)
         activation_code(final_activation)
         self.activation, self.final_activation, self.prefix = activation, final_activation, prefix
@@ -138,13 +144,22 @@ class MLP:
         self.params, self.grads = params, grads
 
     def init(self, params, rng):
-        """He-normal weights for ReLU-like hidden layers, LeCun-normal otherwise; zero biases."""
+        """Draw the initial parameters from ``rng``.
+
+        ``init="he"`` (the default): W ~ N(0, gain / fan_in), gain 2 for ReLU-like layers (He et
+        al. 2015), 1 otherwise (LeCun); b = 0. ``init="uniform"``: W and b ~ U(-1/sqrt(fan_in),
+        1/sqrt(fan_in)), the default of PyTorch's nn.Linear (used to match its reference)."""
         for i in range(self.n_layers):
             kind = self.activation if i < self.n_layers - 1 else self.final_activation
+            W, b = params[f"{self.prefix}W{i}"], params[f"{self.prefix}b{i}"]
+            if self.init_scheme == "uniform":
+                bound = 1.0 / np.sqrt(W.shape[0])
+                W[...] = rng.uniform(-bound, bound, W.shape)
+                b[...] = rng.uniform(-bound, bound, b.shape)
+                continue
             gain = 2.0 if kind in ("relu", "leaky_relu", "softplus") else 1.0
-            W = params[f"{self.prefix}W{i}"]
             W[...] = rng.standard_normal(W.shape) * np.sqrt(gain / W.shape[0])
-            params[f"{self.prefix}b{i}"][...] = 0
+            b[...] = 0
 
     def layer(self, i):
         """(W_i, b_i, activation_i) of layer i."""

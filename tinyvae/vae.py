@@ -29,7 +29,7 @@ import numpy as np
 
 from . import kernels
 from .errors import TinyVAEError
-from .layers import MLP, mlp_shapes, scratch
+from .layers import INITS, MLP, mlp_shapes, scratch
 from .model import (Model, check_dtype, check_hidden_dims, check_nonneg_float,
                     check_positive_int)
 
@@ -45,14 +45,15 @@ class VAE(Model):
     the Gaussian mean o(z)), and ``log_sigma2`` (a scalar) when ``learn_sigma2=True``.
     ``hidden_dims=()`` makes encoder and decoder single affine maps (probabilistic PCA when
     the likelihood is Gaussian). The decoder mirrors the encoder's hidden widths unless
-    ``decoder_hidden_dims`` says otherwise.
+    ``decoder_hidden_dims`` says otherwise. ``init`` picks the initial weights
+    (:meth:`tinyvae.layers.MLP.init`): "he" (default) or "uniform", PyTorch's nn.Linear default.
     """
 
     kind = "vae"
 
     def __init__(self, input_dim, hidden_dims=(128,), latent_dim=2, likelihood="bernoulli",
                  activation="relu", beta=1.0, sigma2=1.0, learn_sigma2=False, seed=0,
-                 dtype="float32", decoder_hidden_dims=None):
+                 dtype="float32", decoder_hidden_dims=None, init="he"):
         D = check_positive_int("input_dim", input_dim)
         Z = check_positive_int("latent_dim", latent_dim)
         hidden = check_hidden_dims(hidden_dims)
@@ -60,13 +61,15 @@ class VAE(Model):
         if likelihood not in LIKELIHOODS:
             raise TinyVAEError(f"unknown likelihood {likelihood!r}: expected bernoulli or gaussian")
         kernels.activation_code(activation)
+        if init not in INITS:
+            raise TinyVAEError(f"unknown init {init!r}: expected one of {', '.join(INITS)}")
         if learn_sigma2 and likelihood != "gaussian":
             raise TinyVAEError("learn_sigma2=True needs likelihood='gaussian'")
         self.config = dict(input_dim=D, hidden_dims=list(hidden), latent_dim=Z, likelihood=likelihood,
                            activation=activation, beta=check_nonneg_float("beta", beta),
                            sigma2=check_nonneg_float("sigma2", sigma2, positive=True),
                            learn_sigma2=bool(learn_sigma2), seed=int(seed),
-                           dtype=check_dtype(dtype).name, decoder_hidden_dims=list(dec_hidden))
+                           dtype=check_dtype(dtype).name, decoder_hidden_dims=list(dec_hidden), init=init)
         self.input_dim, self.latent_dim, self.likelihood = D, Z, likelihood
         self.beta, self.learn_sigma2 = self.config["beta"], self.config["learn_sigma2"]
 
@@ -75,8 +78,8 @@ class VAE(Model):
         if self.learn_sigma2:
             shapes["log_sigma2"] = ()
         self._allocate(shapes, self.config["dtype"])
-        self.encoder = MLP(enc_sizes, activation, prefix="enc.", params=self.params, grads=self.grads)
-        self.decoder = MLP(dec_sizes, activation, prefix="dec.", params=self.params, grads=self.grads)
+        self.encoder = MLP(enc_sizes, activation, prefix="enc.", params=self.params, grads=self.grads, init=init)
+        self.decoder = MLP(dec_sizes, activation, prefix="dec.", params=self.params, grads=self.grads, init=init)
         init_rng = np.random.default_rng([int(seed), 0])          # the initialisation stream
         self.encoder.init(self.params, init_rng)
         self.decoder.init(self.params, init_rng)
