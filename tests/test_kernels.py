@@ -48,6 +48,21 @@ def test_activation_twins_agree_on_extremes(kind):
     assert_agree(*both(K.activation_backward, dh, h, kind))
 
 
+@pytest.mark.parametrize("kind", ["relu", "identity"])
+def test_fast_layer_loops_pass_nan_and_inf_through_like_the_twin(kind):
+    """relu and identity have loops of their own in the numba kernels; a NaN or inf arriving
+    from upstream must come out as the twin's formula dh * f'(a) says, not be masked to 0."""
+    dh = np.array([[np.nan, np.inf, -np.inf, 1.5], [2.0, np.nan, 0.0, -1.0]])
+    h = np.array([[0.0, 0.0, 2.0, 3.0], [0.0, 1.0, 0.0, 0.0]])
+    with np.errstate(invalid="ignore"):
+        (da_nb, db_nb), (da_np, db_np) = both(K.activation_backward, dh, h, kind)
+    np.testing.assert_array_equal(da_nb, da_np)
+    np.testing.assert_array_equal(db_nb, db_np)
+    a = np.array([[np.nan, -np.inf, np.inf, -1.0]])
+    nb, np_ = both(K.bias_activation, a, np.zeros(4), kind)
+    np.testing.assert_array_equal(nb, np_)
+
+
 @pytest.mark.parametrize("kind", K.ACTIVATIONS)
 @given(a=matrix())
 def test_activation_twins_agree_random(kind, a):

@@ -298,7 +298,7 @@ def _softplus(a):
 def _act(a, code):
     zero = type(a)(0)
     if code == 0:
-        return a if a > zero else zero
+        return zero if a <= zero else a          # max(a, 0); a NaN stays NaN, as in the twin
     if code == 1:
         return a if a > zero else type(a)(LEAKY_SLOPE) * a
     if code == 2:
@@ -375,7 +375,7 @@ def bias_activation_nb(a, b, code, out):
         for i in range(n):
             for j in range(f):
                 v = a[i, j] + b[j]
-                out[i, j] = v if v > zero else zero
+                out[i, j] = zero if v <= zero else v       # max(v, 0); a NaN stays NaN
     elif code == 5:                                 # identity
         for i in range(n):
             for j in range(f):
@@ -389,12 +389,12 @@ def bias_activation_nb(a, b, code, out):
 @njit(**JIT)
 def activation_backward_nb(dh, h, code, da, db):
     n, f = dh.shape
-    zero = dh.dtype.type(0)
+    zero, one = dh.dtype.type(0), dh.dtype.type(1)
     db[:] = 0
     if code == 0:                                   # relu: f'(a) = 1 where h > 0, else 0
         for i in range(n):
             for j in range(f):
-                g = dh[i, j] if h[i, j] > zero else zero
+                g = dh[i, j] * (one if h[i, j] > zero else zero)    # a product, as in the twin (NaN stays NaN)
                 da[i, j] = g
                 db[j] += g
     elif code == 5:                                 # identity: f'(a) = 1
