@@ -220,3 +220,16 @@ def test_bernoulli_float32_kernel_matches_the_float64_formula(l, seed):
     scale = np.sum(np.abs(l) + 1, axis=1)
     assert np.all(np.abs(rows - ref_rows) <= 1e-6 * scale)
     np.testing.assert_allclose(d, ref_d, rtol=1e-5, atol=1e-7)
+
+
+def test_every_numba_kernel_is_cached_exact_and_releases_the_gil():
+    """The JIT options are set in one place; a kernel compiled without them would either lose
+    exactness (fastmath), recompile on every run (no cache) or hold the interpreter lock."""
+    from numba.core.registry import CPUDispatcher
+    dispatchers = {name: f for name, f in vars(K).items() if isinstance(f, CPUDispatcher)}
+    assert len(dispatchers) >= 15
+    for name, f in dispatchers.items():
+        opts = f.targetoptions
+        assert opts.get("nogil") is True, name
+        assert not opts.get("fastmath"), name
+        assert f._cache.__class__.__name__ == "FunctionCache", name

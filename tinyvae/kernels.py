@@ -203,10 +203,11 @@ def sgd_np(theta, g, velocity, lr, momentum):
 # Every kernel is compiled with the options in JIT, set in this one place: cached on disk;
 # NumPy's error model (a division by zero gives inf, as in NumPy, instead of raising, which is
 # what lets LLVM turn loops that divide into SIMD code); fastmath off, because every kernel
-# sits on a gradient-checked path. Constants are made in the arrays' own precision
+# sits on a gradient-checked path; nogil, so a kernel releases Python's interpreter lock and
+# threads of the caller's own can run kernels side by side. Constants are made in the arrays' own precision
 # (``real = a.dtype.type``) so float32 kernels compute in float32 throughout.
 
-JIT = dict(cache=True, error_model="numpy", fastmath=False)
+JIT = dict(cache=True, nogil=True, error_model="numpy", fastmath=False)
 
 
 def exp_nonpositive(x):
