@@ -43,6 +43,27 @@ def test_bench_command_small_run(capsys):
     assert "tinyvae/numba" in out and "tinyvae/numpy" in out and "of BLAS bound" in out
 
 
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_profile_epoch_splits_the_epoch_into_its_parts(backend):
+    x = np.random.default_rng(0).random((384, 784), np.float32)      # 3 steps per epoch
+    seconds, parts = bench.profile_epoch(x, backend)
+    labels = [label for label, _ in parts]
+    assert labels[:-1] == [label for label, *_ in bench.PROFILE_PARTS] and labels[-1].startswith("the rest")
+    named = dict(parts)
+    # every part was found in the profile (a renamed function would show up here as 0), and
+    # no time is counted twice (the rest would go negative)
+    assert all(t > 0 for label, t in parts[:-1]), parts
+    assert named[labels[-1]] >= 0
+    assert sum(t for _, t in parts) == pytest.approx(seconds)
+
+
+def test_bench_command_profile(capsys):
+    assert main(["bench", "--epochs", "2", "--n-train", "256", "--no-cold-start", "--threads", "1",
+                 "--backends", "numba", "--profile"]) == 0
+    out = capsys.readouterr().out
+    assert "where an epoch goes, tinyvae/numba" in out and "Adam over all parameters" in out
+
+
 def test_bench_says_when_the_data_are_synthetic(monkeypatch, capsys):
     import tinyvae.data
 

@@ -155,6 +155,57 @@ def time_tinyvae(x_train, x_test, epochs, backend="numba", seed=0, log=None):
         kernels.set_backend(previous)
 
 
+# The parts of a step, as (label, file, function names, time): "own" is the time spent in the
+# function itself, "all" includes what it calls. The public kernels of kernels.py count with
+# everything under them (the numba loop, or the NumPy twin and its helpers). The matrix
+# products are no function of their own to the profiler (np.matmul is a ufunc), so they are the
+# own time of MLP.forward and MLP.backward, which do little else. The rest is "the rest".
+PROFILE_PARTS = (
+    ("matrix products (in MLP.forward, MLP.backward)", "layers.py", ("forward", "backward"), "own"),
+    ("Adam over all parameters", "kernels.py", ("adam",), "all"),
+    ("bias + activation, forward", "kernels.py", ("bias_activation",), "all"),
+    ("activation backward and bias gradient", "kernels.py", ("activation_backward",), "all"),
+    ("Bernoulli loss and its gradient", "kernels.py", ("bernoulli_nll_grad",), "all"),
+    ("reparameterization and KL, forward and backward", "kernels.py",
+     ("reparameterize", "reparameterize_backward"), "all"),
+    ("gathering the minibatch", "~", ("<method 'take' of 'numpy.ndarray' objects>",), "own"),
+)
+
+
+def profile_epoch(x_train, backend="numba", seed=0):
+    """Where an epoch's time goes: cProfile over the second epoch of the recipe (the first
+    compiles and warms up). Returns (seconds of the epoch, [(part, seconds), ...]): the parts
+    of PROFILE_PARTS, then the rest (Python, small NumPy calls, the profiler's own cost)."""
+    import cProfile
+    import pstats
+    from .train import Trainer
+    from .vae import VAE
+    previous = kernels.set_backend(backend)
+    try:
+        vae = VAE(**RECIPE, seed=seed)
+        trainer = Trainer(vae, batch_size=BATCH, lr=LR, optimizer="adam", seed=seed)
+        profiler, stamps = cProfile.Profile(), []
+
+        def on_epoch(t):
+            stamps.append(time.perf_counter())
+            if t.epoch == 1:
+                profiler.enable()
+            else:
+                profiler.disable()
+        trainer.run(x_train, 2, progress=False, epoch_callback=on_epoch, checked=True)
+    finally:
+        kernels.set_backend(previous)
+    seconds = stamps[1] - stamps[0]
+    stats = pstats.Stats(profiler).stats          # (file, line, name) -> (calls, calls, own, all, callers)
+    parts = []
+    for label, where, names, which in PROFILE_PARTS:
+        column = 2 if which == "own" else 3
+        parts.append((label, sum(row[column] for (path, _, name), row in stats.items()
+                                 if name in names and path.endswith(where))))
+    parts.append(("the rest: Python, small NumPy calls, the profiler", seconds - sum(t for _, t in parts)))
+    return seconds, parts
+
+
 def torch_reference_path(path=None):
     """Where the PyTorch reference is (it is not part of tinyvae); an error if it or torch is missing."""
     path = Path(path or os.environ.get("TINYVAE_TORCH_REF") or TORCH_REF)
@@ -230,7 +281,7 @@ def cold_start(runs=2):
 # the command
 
 def run_bench(epochs=3, backends=("numba", "numpy"), torch=False, rounds=1, threads=2, data="fashion-mnist",
-              n_train=None, torch_ref=None, cold=True, verbose=False, log=print):
+              n_train=None, torch_ref=None, cold=True, verbose=False, profile=False, log=print):
     """Run the benchmark and print its table; returns a dict of the measured numbers."""
     from .commands import blas_threads
     from .vae import VAE
@@ -287,6 +338,16 @@ def run_bench(epochs=3, backends=("numba", "numpy"), torch=False, rounds=1, thre
             results[backend]["vs_pytorch"] = statistics.median(ratios)
             log(f"tinyvae/{backend} / pytorch epoch time: {statistics.median(ratios):.2f} "
                 f"(median of {rounds} alternating round(s): {', '.join(f'{q:.2f}' for q in ratios)})")
+    if profile:
+        for backend in backends:
+            with blas_threads(threads):
+                seconds, parts = profile_epoch(x_train, backend)
+            steps_per_epoch = -(-n // BATCH)
+            log(f"\nwhere an epoch goes, tinyvae/{backend} (cProfile over epoch 2: {seconds:.3f} s, "
+                f"{seconds / steps_per_epoch * 1e3:.2f} ms per step)")
+            for label, t in parts:
+                log(f"  {label:52}{t:7.3f} s {t / steps_per_epoch * 1e3:7.3f} ms/step {t / seconds:5.0%}")
+            results[backend]["profile"] = dict(parts)
     if cold:
         results["cold_start_s"] = cold_start()
         log(f"cold start (import tinyvae + first training step, numba cache warm): {results['cold_start_s']:.2f} s")
@@ -302,7 +363,7 @@ def _cmd_bench(args):
         raise TinyVAEError(f"--rounds and --threads must be positive, --n-train at least {BATCH}")
     run_bench(epochs=args.epochs, backends=backends, torch=args.torch, rounds=args.rounds,
               threads=args.threads, data=args.data, n_train=args.n_train, torch_ref=args.torch_ref,
-              cold=not args.no_cold_start, verbose=args.verbose)
+              cold=not args.no_cold_start, verbose=args.verbose, profile=args.profile)
     return 0
 
 
@@ -318,4 +379,6 @@ def register(sub):
     p.add_argument("--n-train", type=int, default=None, help=argparse.SUPPRESS)   # small runs, for tests
     p.add_argument("--no-cold-start", action="store_true", help="skip the cold-start measurement")
     p.add_argument("--verbose", action="store_true", help="print every epoch")
+    p.add_argument("--profile", action="store_true",
+                   help="also show where an epoch's time goes (matrix products, Adam, each kernel), per backend")
     p.set_defaults(func=_cmd_bench)
