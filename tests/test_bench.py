@@ -64,6 +64,21 @@ def test_bench_command_profile(capsys):
     assert "where an epoch goes, tinyvae/numba" in out and "Adam over all parameters" in out
 
 
+def test_the_paired_bound_is_timed_after_every_epoch_and_outside_it():
+    import time
+    x_train, x_test, _ = bench.load_bench_data("fashion-mnist", n_train=256, log=lambda s: None)
+    calls = []
+
+    def slow_bound():
+        calls.append(time.perf_counter())
+        time.sleep(0.3)
+        return 1.5
+    seconds, test, vae, bounds = bench.time_tinyvae(x_train, x_test, 3, bound=slow_bound)
+    assert bounds == [1.5, 1.5, 1.5] and len(seconds) == 3 and len(calls) == 3
+    assert max(seconds[1:]) < 0.3                  # two steps of 128 rows; the 0.3 s sleeps are not in them
+    assert np.isfinite(test)
+
+
 def test_bench_says_when_the_data_are_synthetic(monkeypatch, capsys):
     import tinyvae.data
 

@@ -17,11 +17,14 @@ same transposes, same ``out=`` buffers) without anything else. The bench reports
 
     seconds per epoch     median over the epochs after the first (the first compiles, warms caches)
     GFLOP/s               matrix-product flops of an epoch / seconds per epoch
-    of BLAS bound         (seconds of the products alone) / (seconds per epoch): 100% = no overhead
+    of BLAS bound         (seconds of an epoch's products alone) / (seconds of the epoch): 100% =
+                          no overhead; the products are timed right after each epoch and paired
+                          with it, and the median over the epochs after the first is reported
 
 for each backend (``numba``, ``numpy``), and with ``--torch`` the same for the PyTorch reference
 (``../shared/bench/torch_vae_ref.py``, or ``$TINYVAE_TORCH_REF``), run in alternation with
 tinyvae so that drifts of the machine hit both alike; the ratio quoted is the median over rounds.
+``--profile`` adds where an epoch's time goes, part by part (:func:`profile_epoch`).
 """
 import argparse
 import importlib.util
@@ -129,8 +132,10 @@ def load_bench_data(data="fashion-mnist", n_train=None, log=print):
     return np.ascontiguousarray(x_train, np.float32), np.ascontiguousarray(x_test, np.float32), what
 
 
-def time_tinyvae(x_train, x_test, epochs, backend="numba", seed=0, log=None):
-    """Train the recipe for ``epochs``; returns (seconds of each epoch, test -ELBO, model)."""
+def time_tinyvae(x_train, x_test, epochs, backend="numba", seed=0, log=None, bound=None):
+    """Train the recipe for ``epochs``; returns (seconds of each epoch, test -ELBO, model,
+    bounds). With ``bound`` (a function returning seconds), it is called after every epoch and
+    ``bounds`` holds its results, one per epoch; its own time is not part of any epoch's."""
     from .train import Trainer
     from .vae import VAE
     previous = kernels.get_backend()
@@ -138,19 +143,20 @@ def time_tinyvae(x_train, x_test, epochs, backend="numba", seed=0, log=None):
     try:
         vae = VAE(**RECIPE, seed=seed)
         trainer = Trainer(vae, batch_size=BATCH, lr=LR, optimizer="adam", seed=seed)
-        stamps = []
-        start = time.perf_counter()
+        seconds, bounds, start = [], [], [time.perf_counter()]
 
         def on_epoch(t):
-            stamps.append(time.perf_counter())
+            seconds.append(time.perf_counter() - start[0])
             if log:
                 log(f"  tinyvae/{backend} epoch {t.epoch}: train {t.history['loss'][-1]:.2f} nats  "
-                    f"{stamps[-1] - (stamps[-2] if len(stamps) > 1 else start):.2f} s")
+                    f"{seconds[-1]:.2f} s")
+            if bound is not None:
+                bounds.append(bound())
+            start[0] = time.perf_counter()
 
         trainer.run(x_train, epochs, progress=False, epoch_callback=on_epoch, checked=True)
-        seconds = list(np.diff([start] + stamps))
         test = vae.evaluate(x_test, np.random.default_rng([seed, 5]))["loss"]
-        return seconds, test, vae
+        return seconds, test, vae, bounds
     finally:
         kernels.set_backend(previous)
 
@@ -297,26 +303,32 @@ def run_bench(epochs=3, backends=("numba", "numpy"), torch=False, rounds=1, thre
     log(f"data: {what}")
     results = {"flops_per_epoch": flops, "data": what}
     names = (*backends, *(("pytorch",) if torch else ()))
-    runs, tests, bounds = ({name: [] for name in names} for _ in range(3))
+    runs, tests, bounds, fractions = ({name: [] for name in names} for _ in range(4))
     with blas_threads(threads):
         for r in range(rounds):
             if rounds > 1:
                 log(f"round {r + 1}/{rounds}")
-            # the bound is timed again beside every run: this machine's speed drifts by a third
-            # within minutes, and a fraction is only meaningful between neighbouring timings
+            # The bound is timed beside every run: this machine's speed drifts by a third within
+            # minutes, so a fraction only means something between neighbouring timings. For
+            # tinyvae it is timed after every epoch and paired with that epoch; PyTorch runs in
+            # another process, so its bound is the mean of one timed before and one after.
             for name in names:
-                bound = blas_bound(shape, n, BATCH, repeats=1)
                 if name == "pytorch":
+                    before = blas_bound(shape, n, BATCH, repeats=1)
                     seconds, test = time_torch(ref, data, n_train, epochs, threads, verbose=verbose)
+                    paired = [0.5 * (before + blas_bound(shape, n, BATCH, repeats=1))] * len(seconds)
                     label = "pytorch"
                 else:
-                    seconds, test, _ = time_tinyvae(x_train, x_test, epochs, name, log=log if verbose else None)
+                    seconds, test, _, paired = time_tinyvae(
+                        x_train, x_test, epochs, name, log=log if verbose else None,
+                        bound=lambda: blas_bound(shape, n, BATCH, repeats=1))
                     label = f"tinyvae/{name}"
                 runs[name].append(_median_after_warmup(seconds))
+                fractions[name].append(_median_after_warmup([b / s for b, s in zip(paired, seconds)]))
                 tests[name].append(test)
-                bounds[name].append(bound)
-                log(f"  {label}: {runs[name][-1]:.3f} s/epoch (BLAS bound beside it {bound:.3f} s), "
-                    f"test -ELBO {test:.2f} after {epochs} epochs")
+                bounds[name].append(_median_after_warmup(paired))
+                log(f"  {label}: {runs[name][-1]:.3f} s/epoch, {fractions[name][-1]:.0%} of the BLAS bound "
+                    f"timed beside it ({bounds[name][-1]:.3f} s), test -ELBO {test:.2f} after {epochs} epochs")
     every = [b for name in names for b in bounds[name]]
     log(f"{len(step_products(shape.encoder.sizes, shape.decoder.sizes, BATCH))} matrix products per step, "
         f"{steps} steps per epoch: {flops / 1e9:.1f} GFLOP per epoch; the products alone take "
@@ -327,11 +339,12 @@ def run_bench(epochs=3, backends=("numba", "numpy"), torch=False, rounds=1, thre
     log(f"medians of {rounds} round(s)     s/epoch  GFLOP/s  of BLAS bound  test -ELBO")
     for name in names:
         s = statistics.median(runs[name])
-        frac = statistics.median([b / e for b, e in zip(bounds[name], runs[name])])
+        frac = statistics.median(fractions[name])
         label = name if name == "pytorch" else f"tinyvae/{name}"
         log(f"{label:28}{s:9.3f}{flops / s / 1e9:9.0f}{frac:14.0%} {statistics.median(tests[name]):11.2f}")
         results[name] = dict(seconds_per_epoch=s, gflops=flops / s / 1e9, of_bound=frac,
-                             test_loss=statistics.median(tests[name]), rounds=runs[name], bounds=bounds[name])
+                             test_loss=statistics.median(tests[name]), rounds=runs[name], bounds=bounds[name],
+                             fractions=fractions[name])
     if ref is not None:
         for backend in backends:
             ratios = [a / b for a, b in zip(runs[backend], runs["pytorch"])]
