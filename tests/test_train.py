@@ -318,21 +318,25 @@ def test_a_training_step_allocates_no_arrays(digits, likelihood):
         trainer.optimizer.step(vae)
 
     previous = tv.set_backend("numba")
+    grown = []
     try:
         step(0), step(1)
         tracemalloc.start()
         try:
-            start, _ = tracemalloc.get_traced_memory()
-            tracemalloc.reset_peak()
-            for i in range(2, 12):
-                step(i)
-            _, peak = tracemalloc.get_traced_memory()
+            # tracemalloc sees every thread: the least of three windows of ten steps each
+            # leaves out what another thread (a progress bar's monitor, say) allocated meanwhile
+            for window in range(3):
+                start, _ = tracemalloc.get_traced_memory()
+                tracemalloc.reset_peak()
+                for i in range(2, 12):
+                    step(i)
+                grown.append(tracemalloc.get_traced_memory()[1] - start)
         finally:
             tracemalloc.stop()
     finally:
         tv.set_backend(previous)
     # seen: ~1.1 KB of NumPy's reduction buffer (the row sums of the loss) plus Python floats
-    assert peak - start < 3000, peak - start
+    assert min(grown) < 3000, grown
 
 
 def test_trainer_state_round_trips_through_json(digits):
