@@ -355,11 +355,10 @@ def run_bench(epochs=3, backends=("numba", "numpy"), torch=False, rounds=1, thre
         for backend in backends:
             with blas_threads(threads):
                 seconds, parts = profile_epoch(x_train, backend)
-            steps_per_epoch = -(-n // BATCH)
             log(f"\nwhere an epoch goes, tinyvae/{backend} (cProfile over epoch 2: {seconds:.3f} s, "
-                f"{seconds / steps_per_epoch * 1e3:.2f} ms per step)")
+                f"{seconds / steps * 1e3:.2f} ms per step)")
             for label, t in parts:
-                log(f"  {label:52}{t:7.3f} s {t / steps_per_epoch * 1e3:7.3f} ms/step {t / seconds:5.0%}")
+                log(f"  {label:52}{t:7.3f} s {t / steps * 1e3:7.3f} ms/step {t / seconds:5.0%}")
             results[backend]["profile"] = dict(parts)
     if cold:
         results["cold_start_s"] = cold_start()

@@ -204,8 +204,8 @@ def sgd_np(theta, g, velocity, lr, momentum):
 # NumPy's error model (a division by zero gives inf, as in NumPy, instead of raising, which is
 # what lets LLVM turn loops that divide into SIMD code); fastmath off, because every kernel
 # sits on a gradient-checked path; nogil, so a kernel releases Python's interpreter lock and
-# threads of the caller's own can run kernels side by side. Constants are made in the arrays' own precision
-# (``real = a.dtype.type``) so float32 kernels compute in float32 throughout.
+# a caller's own threads can run kernels side by side. Constants are made in the arrays' own
+# precision (``real = a.dtype.type``) so float32 kernels compute in float32 throughout.
 
 JIT = dict(cache=True, nogil=True, error_model="numpy", fastmath=False)
 
