@@ -1,4 +1,6 @@
 """`tinyvae bench`: the flop count, the BLAS-bound timer and the command on a small run."""
+import re
+
 import numpy as np
 import pytest
 
@@ -57,11 +59,29 @@ def test_profile_epoch_splits_the_epoch_into_its_parts(backend):
     assert sum(t for _, t in parts) == pytest.approx(seconds)
 
 
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+def test_step_floor_times_each_elementwise_part_alone(backend):
+    from tinyvae import kernels
+    vae = tv.VAE(784, hidden_dims=(16,), latent_dim=2, dtype="float32")
+    x = np.random.default_rng(0).random((300, 784), np.float32)
+    previous = kernels.set_backend(backend)
+    try:
+        parts = bench.step_floor(vae, 128, x, repeats=3)
+    finally:
+        kernels.set_backend(previous)
+    # the parts of the profile, less the matrix products (which the BLAS bound times)
+    assert [label for label, _ in parts] == [label for label, *_ in bench.PROFILE_PARTS[1:]]
+    assert all(0 < t < 1 for _, t in parts), parts
+
+
 def test_bench_command_profile(capsys):
     assert main(["bench", "--epochs", "2", "--n-train", "256", "--no-cold-start", "--threads", "1",
                  "--backends", "numba", "--profile"]) == 0
     out = capsys.readouterr().out
     assert "where an epoch goes, tinyvae/numba" in out and "Adam over all parameters" in out
+    assert "alone, in cache" in out
+    ceiling = re.search(r"reaches at most (\d+)% of the BLAS bound", out)
+    assert ceiling and 0 < int(ceiling.group(1)) < 100, out
 
 
 def test_the_paired_bound_is_timed_after_every_epoch_and_outside_it():

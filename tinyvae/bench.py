@@ -24,7 +24,9 @@ same transposes, same ``out=`` buffers) without anything else. The bench reports
 for each backend (``numba``, ``numpy``), and with ``--torch`` the same for the PyTorch reference
 (``../shared/bench/torch_vae_ref.py``, or ``$TINYVAE_TORCH_REF``), run in alternation with
 tinyvae so that drifts of the machine hit both alike; the ratio quoted is the median over rounds.
-``--profile`` adds where an epoch's time goes, part by part (:func:`profile_epoch`).
+``--profile`` adds where an epoch's time goes, part by part (:func:`profile_epoch`), beside what
+each part costs alone with its data in cache (:func:`step_floor`), and the ceiling those costs
+put on the fraction of the bound that a step doing the parts one after the other can reach.
 """
 import argparse
 import importlib.util
@@ -212,6 +214,54 @@ def profile_epoch(x_train, backend="numba", seed=0):
     return seconds, parts
 
 
+def step_floor(vae, batch_size, x_train, repeats=200):
+    """Each elementwise part of one training step timed alone, over and over, on arrays of the
+    step's shapes: what it costs with its data in cache and no Python around it. Returns
+    [(part, seconds per step), ...] with the labels of PROFILE_PARTS (without the products).
+
+    Their sum is a floor under a step's overhead on one core, so
+    (products alone) / (products alone + this sum) is a ceiling on the fraction of the BLAS
+    bound that any step running these kernels one after another can reach."""
+    rng = np.random.default_rng(0)
+    dt, b, Z = np.dtype(vae.dtype), batch_size, vae.latent_dim
+    layers = [mlp.layer(i) for mlp in (vae.encoder, vae.decoder) for i in range(mlp.n_layers)]
+    acts = [(rng.standard_normal((b, W.shape[1])).astype(dt), bias, kind) for W, bias, kind in layers]
+    grads = [(np.empty_like(a), np.empty_like(bias)) for a, bias, _ in acts]
+    logits = acts[-1][0]
+    x = x_train[:b]
+    rows, dlogits, work = np.empty(b, dt), np.empty_like(logits), np.empty_like(logits)
+    mu, logvar, eps = (rng.standard_normal((b, Z)).astype(dt) for _ in range(3))
+    z, kl, dmu, dlogvar = np.empty_like(mu), np.empty(b, dt), np.empty_like(mu), np.empty_like(mu)
+    order = rng.permutation(x_train.shape[0])[:b]
+    gathered = np.empty((b, x_train.shape[1]), dt)
+    theta, g = vae.flat.copy(), rng.standard_normal(vae.flat.size).astype(dt) * dt.type(1e-3)
+    m, v = np.zeros_like(theta), np.zeros_like(theta)
+    work_of = {
+        "Adam over all parameters":
+            lambda: kernels.adam(theta, g, m, v, LR, 0.9, 0.999, 1e-8, 10),
+        "bias + activation, forward":
+            lambda: [kernels.bias_activation(a, bias, kind, out=a) for a, bias, kind in acts],
+        "activation backward and bias gradient":
+            lambda: [kernels.activation_backward(a, a, kind, da=da, db=db)
+                     for (a, _, kind), (da, db) in zip(acts, grads)],
+        "Bernoulli loss and its gradient":
+            lambda: kernels.bernoulli_nll_grad(logits, x, 1.0 / b, rows=rows, dlogits=dlogits, work=work),
+        "reparameterization and KL, forward and backward":
+            lambda: (kernels.reparameterize(mu, logvar, eps, z=z, kl=kl),
+                     kernels.reparameterize_backward(z, mu, logvar, eps, 1.0 / b, dmu=dmu, dlogvar=dlogvar)),
+        "gathering the minibatch":
+            lambda: np.take(x_train, order, axis=0, out=gathered, mode="clip"),
+    }
+    parts = []
+    for label, *_ in PROFILE_PARTS[1:]:
+        work_of[label]()                                            # compile, warm the cache
+        start = time.perf_counter()
+        for _ in range(repeats):
+            work_of[label]()
+        parts.append((label, (time.perf_counter() - start) / repeats))
+    return parts
+
+
 def torch_reference_path(path=None):
     """Where the PyTorch reference is (it is not part of tinyvae); an error if it or torch is missing."""
     path = Path(path or os.environ.get("TINYVAE_TORCH_REF") or TORCH_REF)
@@ -357,9 +407,25 @@ def run_bench(epochs=3, backends=("numba", "numpy"), torch=False, rounds=1, thre
                 seconds, parts = profile_epoch(x_train, backend)
             log(f"\nwhere an epoch goes, tinyvae/{backend} (cProfile over epoch 2: {seconds:.3f} s, "
                 f"{seconds / steps * 1e3:.2f} ms per step)")
+            previous = kernels.set_backend(backend)
+            try:
+                with blas_threads(threads):
+                    floor = dict(step_floor(shape, BATCH, x_train))
+                    per_step_bound = blas_bound(shape, BATCH * 50, BATCH, repeats=3) / 50
+            finally:
+                kernels.set_backend(previous)
+            log(f"  {'':52}{'in the epoch':>30}   alone, in cache")
             for label, t in parts:
-                log(f"  {label:52}{t:7.3f} s {t / steps * 1e3:7.3f} ms/step {t / seconds:5.0%}")
+                alone = f"{floor[label] * 1e3:7.3f} ms/step" if label in floor else ""
+                log(f"  {label:52}{t:7.3f} s {t / steps * 1e3:7.3f} ms/step {t / seconds:5.0%}   {alone}")
+            overhead = sum(floor.values())
+            ceiling = per_step_bound / (per_step_bound + overhead)
+            log(f"  the elementwise parts alone, in cache: {overhead * 1e3:.3f} ms per step; the products alone: "
+                f"{per_step_bound * 1e3:.3f} ms;\n  so a step running them one after the other reaches at most "
+                f"{ceiling:.0%} of the BLAS bound")
             results[backend]["profile"] = dict(parts)
+            results[backend]["floor"] = floor
+            results[backend]["ceiling"] = ceiling
     if cold:
         results["cold_start_s"] = cold_start()
         log(f"cold start (import tinyvae + first training step, numba cache warm): {results['cold_start_s']:.2f} s")
