@@ -45,3 +45,14 @@ def test_unknown_figure_and_file_as_out(tmp_path):
     with pytest.raises(TinyVAEError, match="is a file"):
         make_figures(f, quick=True)
     assert f.read_text() == "keep"
+
+
+@pytest.mark.parametrize("seed", ["-3", "x", "1.5"])
+def test_a_bad_seed_is_one_clear_error_and_draws_nothing(tmp_path, capsys, seed):
+    from tinyvae.cli import main
+    out = tmp_path / "figs"
+    assert main(["figures", "--quick", "--only", "linear_ae_vs_pca", "--seed", seed, "--out", str(out)]) == 2
+    assert "error: --seed must be a non-negative integer" in capsys.readouterr().err
+    assert not out.exists()
+    with pytest.raises(TinyVAEError, match="non-negative integer"):
+        make_figures(out, quick=True, seed=-1)

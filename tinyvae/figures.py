@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -64,6 +65,8 @@ from . import figures_backprop, figures_ae, figures_elbo, figures_vae  # noqa: E
 def make_figures(out, quick=False, only=None, seed=0, log=print):
     """Draw every registered figure (or those named in ``only``) into ``out`` as PNG files and
     write ``out/README.md`` with the captions. Returns the list of paths written."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise TinyVAEError(f"the seed must be a non-negative integer, got {seed!r}")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise TinyVAEError(f"--out {out} is a file; give a directory for the figures")
@@ -95,7 +98,8 @@ def make_figures(out, quick=False, only=None, seed=0, log=print):
 
 def _cmd_figures(args):
     only = [s for s in (args.only or "").split(",") if s]
-    make_figures(args.out, quick=args.quick, only=only or None, seed=args.seed)
+    from .commands import nonneg_int
+    make_figures(args.out, quick=args.quick, only=only or None, seed=nonneg_int("--seed", args.seed))
     return 0
 
 
@@ -104,5 +108,5 @@ def register(sub):
     p.add_argument("--quick", action="store_true", help="small data and few epochs (seconds, not minutes)")
     p.add_argument("--out", default="figures", help="the folder to write (default: figures)")
     p.add_argument("--only", default="", help="comma-separated figure names to draw")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", default="0", help="seed of every random stream (default 0)")
     p.set_defaults(func=_cmd_figures)
