@@ -385,3 +385,34 @@ def test_bad_inputs():
         ae.loss_and_grads(np.zeros((2, 4)), np.full((2, 4), np.nan))
     # bce only constrains the target: a corrupted input may leave [0, 1]
     assert np.isfinite(ae.loss_and_grads(np.zeros((2, 4)), np.full((2, 4), -3.0))[0])
+
+
+def test_loss_terms_checks_x_input_against_x():
+    """More x_input rows than x used to read past the end of x under numba (BCE) or raise
+    NumPy's broadcast error (MSE)."""
+    x = np.random.default_rng(0).random((5, 16))
+    for loss in ("bce", "mse"):
+        ae = tv.Autoencoder(16, hidden_dims=(8,), code_dim=2, loss=loss)
+        for target, x_input in ((x, x[:2]), (x[:2], np.tile(x, (3, 1)))):
+            with pytest.raises(tv.TinyVAEError, match="x_input must have the shape of x"):
+                ae.loss_terms(target, x_input)
+
+
+def test_empty_inputs_and_bad_batch_sizes():
+    """An empty x used to give ZeroDivisionError (loss_and_grads) or a loss of 0.0 (evaluate)."""
+    ae = tv.Autoencoder(16, hidden_dims=(8,), code_dim=2)
+    for call in (lambda: ae.loss_and_grads(np.zeros((0, 16))), lambda: ae.evaluate(np.zeros((0, 16)))):
+        with pytest.raises(tv.TinyVAEError, match="no rows"):
+            call()
+    with pytest.raises(tv.TinyVAEError, match="batch_size"):
+        ae.evaluate(np.zeros((3, 16)), batch_size=0)
+
+
+def test_corrupt_takes_a_generator_or_an_integer_seed():
+    x = np.full((4, 10), 0.5)
+    ae = tv.Autoencoder(10, code_dim=2, noise_std=0.3, dtype="float64")
+    np.testing.assert_array_equal(ae.corrupt(x, 7), ae.corrupt(x, np.random.default_rng(7)))
+    assert not np.array_equal(ae.corrupt(x, 7), x)
+    for bad in (None, -1, 1.5):
+        with pytest.raises(tv.TinyVAEError, match="rng must be"):
+            ae.corrupt(x, bad)

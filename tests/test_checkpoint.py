@@ -231,3 +231,39 @@ def test_mismatched_and_corrupt_contents(good, tmp_path):
     for name, (contents, match) in cases.items():
         with pytest.raises(TinyVAEError, match=match):
             tv.load(rewrite(tmp_path, contents, name.replace(" ", "_") + ".npz"))
+
+
+def test_hand_edited_run_options_and_configs(good, tmp_path):
+    """A run that is not a dict, options of the wrong type, absurd sizes, int parameters:
+    each one TinyVAEError naming the problem, never an AttributeError or a huge allocation."""
+    _, arrays = good
+    config = json.loads(str(arrays["config"]))
+    run = {"data": "digits", "epochs": 3, "seed": 0, "binarize": "none", "threads": 1, "checkpoint_every": 1}
+    huge = json.dumps(dict(config, input_dim=10_000_000, hidden_dims=[1_000_000]))
+    cases = {
+        "run a list": (dict(arrays, run=np.array(json.dumps([1, 2]))), "run options are list"),
+        "epochs a string": (dict(arrays, run=np.array(json.dumps(dict(run, epochs="abc")))),
+                            "run option epochs is 'abc' but must be a positive integer"),
+        "batch size 0": (dict(arrays, run=np.array(json.dumps(dict(run, batch_size=0)))), "batch_size"),
+        "run without its seed": (dict(arrays, run=np.array(json.dumps({"data": "digits", "epochs": 3}))),
+                                 "lack seed"),
+        "huge config": (dict(arrays, config=np.array(huge)), "limit"),
+        "int32 params": (dict(arrays, params=arrays["params"].astype(np.int32)),
+                         "parameters are int32 but its config says float32"),
+    }
+    for name, (contents, match) in cases.items():
+        with pytest.raises(TinyVAEError, match=match):
+            tv.load(rewrite(tmp_path, contents, name.replace(" ", "_") + ".npz"))
+    ok = checkpoint.read(rewrite(tmp_path, dict(arrays, run=np.array(json.dumps(run))), "ok.npz"))
+    assert ok.run == run
+
+
+def test_a_history_with_gaps_survives_a_checkpoint(x, tmp_path):
+    """Validation losses that start on a later fit are NaN before; NaN is not JSON, so the
+    checkpoint stores it as null and reads it back as NaN."""
+    vae = tv.VAE(64, hidden_dims=(8,))
+    tv.fit(vae, x, epochs=1, progress=False)
+    tv.fit(vae, x, epochs=1, x_val=x[:50], progress=False)
+    back = tv.load(vae.save(tmp_path / "gaps.npz")).trainer.history
+    assert np.isnan(back["val_loss"][0]) and np.isfinite(back["val_loss"][1])
+    assert back["loss"] == vae.trainer.history["loss"]

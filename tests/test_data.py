@@ -521,3 +521,19 @@ def test_binarize_batch_keeps_certain_pixels(p, seed):
     b = data.binarize_batch(x, np.random.default_rng(seed))
     assert b.dtype == np.float64 and b.shape == x.shape
     assert np.all(b[x == 0] == 0) and np.all(b[x == 1] == 1) and np.all((b == 0) | (b == 1))
+
+
+def test_npz_splits_with_different_image_shapes_are_refused(tmp_path):
+    """(4, 16) and (8, 8) images flatten to the same 64 features; the test set used to be
+    drawn as 4 x 16 pictures without a word."""
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "mism.npz", x_train=rng.random((10, 4, 16)), x_test=rng.random((3, 8, 8)))
+    with pytest.raises(TinyVAEError, match=r"\(4, 16\).*\(8, 8\)"):
+        tv.load_dataset(tmp_path / "mism.npz")
+
+
+def test_binarize_batch_takes_an_integer_seed():
+    x = np.full((3, 5), 0.5)
+    np.testing.assert_array_equal(tv.binarize_batch(x, 4), tv.binarize_batch(x, np.random.default_rng(4)))
+    with pytest.raises(TinyVAEError, match="rng must be"):
+        tv.binarize_batch(x, "seed")

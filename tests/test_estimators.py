@@ -197,3 +197,14 @@ def test_gradient_variance_study_and_its_plot():
     fig = plot_gradient_variance(settings)
     assert isinstance(fig, Figure) and len(fig.axes) == 4
     assert all(ax.get_title() and ax.get_xlabel() and ax.get_ylabel() for ax in fig.axes)
+
+
+def test_log_px_given_z_checks_rows_and_widths():
+    """Fewer x rows than z rows used to read past the end of x under numba."""
+    vae = linear_vae()
+    x, z = ppca_data(n=4), np.zeros((4, 2))
+    assert est.log_px_given_z(vae, x, z).shape == (4,)
+    with pytest.raises(TinyVAEError, match="one row each"):
+        est.log_px_given_z(vae, x[:2], z)
+    with pytest.raises(TinyVAEError, match=r"\(N, 2\)"):
+        est.log_px_given_z(vae, x, np.zeros((4, 3)))

@@ -85,3 +85,17 @@ def test_shape_mismatch_is_reported():
     p = {"w": np.zeros(3)}
     with pytest.raises(ValueError, match="shape"):
         check_gradients(lambda: 0.0, p, {"w": np.zeros(4)})
+
+
+def test_a_relu_kink_failure_comes_with_a_hint():
+    """Zero biases put dead ReLU units on the kink: the check reports an error near 1 with a
+    correct backward. The report says why, without passing the check."""
+    rng = np.random.default_rng(0)
+    import tinyvae as tv
+    ae = tv.Autoencoder(4, hidden_dims=(3,), code_dim=2, dtype="float64")
+    report = check_model(ae, rng.random((3, 4)))
+    assert not report.passed()
+    assert "relu" in report.hint and "biases" in str(report)
+    smooth = tv.Autoencoder(4, hidden_dims=(3,), code_dim=2, activation="tanh", dtype="float64")
+    ok = check_model(smooth, rng.random((3, 4)))
+    assert ok.passed() and ok.hint == ""

@@ -233,3 +233,85 @@ def test_every_numba_kernel_is_cached_exact_and_releases_the_gil():
         assert opts.get("nogil") is True, name
         assert not opts.get("fastmath"), name
         assert f._cache.__class__.__name__ == "FunctionCache", name
+
+
+# ---------------------------------------------------------------------------------------------
+# shapes: the numba loops do not check bounds, so the public kernels compare shapes first
+
+def _mismatched_calls():
+    """(label, call) pairs whose arrays disagree in shape; each must raise, on either backend."""
+    f = np.float64
+    a, b3 = np.ones((4, 3), f), np.ones(3, f)
+    m, short = np.zeros((6, 2), f), np.zeros((2, 2), f)
+    theta = np.zeros(5, f)
+    return [
+        ("reparameterize logvar rows", lambda: K.reparameterize(m, short, m)),
+        ("reparameterize eps rows", lambda: K.reparameterize(m, m, np.ones((1, 2), f))),
+        ("reparameterize 1-D", lambda: K.reparameterize(np.zeros(2), np.zeros(2), np.ones(2))),
+        ("reparameterize z out", lambda: K.reparameterize(m, m, m, z=np.empty((2, 2), f))),
+        ("reparameterize kl out", lambda: K.reparameterize(m, m, m, kl=np.empty(2, f))),
+        ("reparameterize_backward dz", lambda: K.reparameterize_backward(short, m, m, m, 1.0)),
+        ("reparameterize_backward eps", lambda: K.reparameterize_backward(m, m, m, short, 1.0)),
+        ("bernoulli_nll x", lambda: K.bernoulli_nll(a, np.ones((12, 3), f))),
+        ("bernoulli_nll_grad x", lambda: K.bernoulli_nll_grad(np.ones((2, 3), f), a, 1.0)),
+        ("bernoulli_nll_grad work", lambda: K.bernoulli_nll_grad(a, a, 1.0, work=np.empty((2, 3), f))),
+        ("gaussian_nll x", lambda: K.gaussian_nll(a, np.ones((4, 2), f), 1.0)),
+        ("gaussian_nll_grad dmean", lambda: K.gaussian_nll_grad(a, a, 1.0, 1.0, dmean=np.empty((1, 3), f))),
+        ("bias_activation b", lambda: K.bias_activation(a, np.ones(7, f), "relu")),
+        ("bias_activation out", lambda: K.bias_activation(a, b3, "tanh", out=np.empty((2, 3), f))),
+        ("activation_backward h", lambda: K.activation_backward(a, np.ones((2, 3), f), "relu")),
+        ("activation_backward db", lambda: K.activation_backward(a, a, "relu", db=np.empty(1, f))),
+        ("activation out", lambda: K.activation(a, "sigmoid", out=np.empty((1, 3), f))),
+        ("adam v", lambda: K.adam(theta, theta.copy(), theta.copy(), np.zeros(2, f), 1e-3, 0.9, 0.999, 1e-8, 1)),
+        ("sgd g", lambda: K.sgd(theta, np.zeros(9, f), theta.copy(), 0.1, 0.0)),
+    ]
+
+
+@pytest.mark.parametrize("name", ["numba", "numpy"])
+def test_kernels_refuse_mismatched_shapes_on_both_backends(backend, name):
+    """Before the checks, numba read past the end of the shorter array and returned garbage
+    (NumPy broadcast some cases, raised bare errors in others): now one TinyVAEError each."""
+    backend(name)
+    for label, call in _mismatched_calls():
+        with pytest.raises(tv.TinyVAEError, match="must"):
+            call()
+            pytest.fail(f"{label}: no error")
+
+
+def test_matching_shapes_still_pass_the_checks(backend):
+    """The checks let every correct call through (with and without out buffers)."""
+    m = np.full((3, 2), 0.5)
+    for name in ("numba", "numpy"):
+        backend(name)
+        z, kl = K.reparameterize(m, m, m, z=np.empty((3, 2)), kl=np.empty(3))
+        np.testing.assert_allclose(z, 0.5 + np.exp(0.25) * 0.5)
+        da, db = K.activation_backward(m, m, "identity", da=np.empty((3, 2)), db=np.empty(2))
+        np.testing.assert_array_equal(db, [1.5, 1.5])
+
+
+def test_unknown_backend_and_activation_are_tinyvae_errors():
+    with pytest.raises(tv.TinyVAEError, match="numba, numpy"):
+        tv.set_backend("foo")
+    with pytest.raises(tv.TinyVAEError, match="unknown activation"):
+        K.activation_code("foo")
+
+
+def test_an_invalid_TINYVAE_BACKEND_does_not_break_the_import():
+    """It warns (naming the variable and the choices), falls back to numba and keeps the
+    message in kernels.BACKEND_ENV_ERROR for the command line to report."""
+    import os
+    import subprocess
+    import sys
+    code = ("import warnings; warnings.simplefilter('always')\n"
+            "import tinyvae as tv\n"
+            "print(tv.get_backend()); print(tv.kernels.BACKEND_ENV_ERROR)")
+    run = lambda value: subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                       env=dict(os.environ, TINYVAE_BACKEND=value), timeout=120)
+    bad = run("foo")
+    assert bad.returncode == 0, bad.stderr
+    backend, message = bad.stdout.splitlines()
+    assert backend == "numba"
+    assert "TINYVAE_BACKEND='foo'" in message and "numba, numpy" in message
+    assert "TINYVAE_BACKEND='foo'" in bad.stderr and "Warning" in bad.stderr
+    fine = run("NumPy")
+    assert fine.stdout.splitlines() == ["numpy", "None"] and "Warning" not in fine.stderr

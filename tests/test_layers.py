@@ -169,3 +169,22 @@ def test_uniform_init_is_pytorchs_linear_default():
     assert np.all(he.params["b0"] == 0) and np.std(he.params["W0"]) > 2 * np.std(mlp.params["W0"])
     with pytest.raises(ValueError, match="unknown init"):
         MLP((3, 2), init="glorot")
+
+
+def test_mlp_checks_its_input_shape():
+    """A 1-D input used to broadcast into a (4, 3) output; a wrong width gave matmul's error."""
+    mlp = tv.MLP((4, 3))
+    for x in (np.ones(4), np.ones((2, 5)), np.ones((2, 4, 1))):
+        with pytest.raises(tv.TinyVAEError, match=r"\(N, 4\)"):
+            mlp(x)
+    assert mlp([[1.0, 2.0, 3.0, 4.0]]).shape == (1, 3)
+
+
+def test_mlp_argument_errors_are_tinyvae_errors():
+    for bad in ((0, 3), (4,), "43", (4, 2.5)):
+        with pytest.raises(tv.TinyVAEError, match="layer sizes"):
+            tv.MLP(bad)
+    with pytest.raises(tv.TinyVAEError, match="unknown activation"):
+        tv.MLP((4, 3), activation="foo")
+    with pytest.raises(tv.TinyVAEError, match="unknown init"):
+        tv.MLP((4, 3), init="zeros")

@@ -356,3 +356,18 @@ def test_trainer_state_round_trips_through_json(digits):
     assert (back.epoch, back.step, back.sums, back.history) == (t.epoch, t.step, t.sums, t.history)
     assert back.optimizer.name == "sgd" and back.optimizer.lr == 3e-3 and back.optimizer.t == t.optimizer.t
     assert np.array_equal(back.optimizer.velocity, t.optimizer.velocity)
+
+
+def test_history_lists_stay_aligned_when_x_val_comes_and_goes(digits):
+    """x_val given only on a later fit (or dropped again): every list has one entry per epoch,
+    NaN where there was no validation loss, so history.csv and the loss plot line up."""
+    x, _ = digits
+    vae = small_vae()
+    tv.fit(vae, x, epochs=2, progress=False)
+    tv.fit(vae, x, epochs=1, x_val=x[:100], progress=False)
+    h = tv.fit(vae, x, epochs=1, progress=False)
+    assert {len(v) for v in h.values()} == {4}
+    assert h["epoch"] == [1, 2, 3, 4]
+    val = np.array(h["val_loss"])
+    assert np.isnan(val[[0, 1, 3]]).all() and np.isfinite(val[2])
+

@@ -398,3 +398,59 @@ def test_init_option_is_kept_in_the_config_and_checked(tmp_path):
     assert back.config["init"] == "uniform" and np.array_equal(back.flat, vae.flat)
     with pytest.raises(tv.TinyVAEError, match="unknown init"):
         tv.VAE(6, init="zeros")
+
+
+def test_reparameterize_checks_its_inputs():
+    """Rows that disagree used to read past the end of logvar under numba (silent garbage)."""
+    vae = tv.VAE(16, hidden_dims=(8,), latent_dim=2)
+    mu, eps = np.zeros((6, 2), np.float32), np.ones((6, 2), np.float32)
+    with pytest.raises(TinyVAEError, match="same shape"):
+        vae.reparameterize(mu, np.zeros((2, 2), np.float32), eps)
+    with pytest.raises(TinyVAEError, match="same shape"):
+        vae.reparameterize(mu, mu, np.ones((1, 2), np.float32))
+    with pytest.raises(TinyVAEError, match=r"\(N, 2\)"):
+        vae.reparameterize(np.zeros((6, 3)), np.zeros((6, 3)), np.ones((6, 3)))
+    # one example as a 1-D vector or as lists, like every other public method
+    z = vae.reparameterize([0.5, -1.0], np.log([4.0, 0.25]), [1.0, 2.0])
+    np.testing.assert_allclose(z, [[0.5 + 2.0 * 1.0, -1.0 + 0.5 * 2.0]], atol=1e-6)
+    assert z.dtype == np.float32
+
+
+def test_empty_inputs_and_bad_batch_sizes_are_clear_errors():
+    vae = tv.VAE(16, hidden_dims=(8,), latent_dim=2)
+    empty = np.zeros((0, 16))
+    for call in (lambda: vae.loss_and_grads(empty, np.zeros((0, 2))), lambda: vae.evaluate(empty),
+                 lambda: vae.kl_per_dimension(empty), lambda: vae.elbo(empty),
+                 lambda: vae.log_likelihood(empty, k=2)):
+        with pytest.raises(TinyVAEError, match="no rows"):
+            call()
+    x = np.full((5, 16), 0.5)
+    for bad in (0, -1, 2.5):
+        with pytest.raises(TinyVAEError, match="batch_size"):
+            vae.evaluate(x, batch_size=bad)
+
+
+@pytest.mark.parametrize("seed", [-1, 1.7, "a", None, True])
+def test_seeds_must_be_non_negative_integers(seed):
+    """seed=1.7 used to become 1 silently, -1 gave NumPy's message, None a TypeError."""
+    vae = tv.VAE(16, hidden_dims=(8,), latent_dim=2)
+    x = np.full((2, 16), 0.5)
+    for call in (lambda: tv.VAE(16, seed=seed), lambda: tv.Autoencoder(16, seed=seed),
+                 lambda: vae.sample(2, seed=seed), lambda: vae.log_likelihood(x, k=2, seed=seed)):
+        with pytest.raises(TinyVAEError, match="seed must be a non-negative integer"):
+            call()
+
+
+def test_numpy_integer_seeds_and_odd_arguments():
+    assert tv.VAE(16, seed=np.int64(3)).config["seed"] == 3
+    with pytest.raises(TinyVAEError, match="string"):
+        tv.VAE(16, hidden_dims="128")
+    with pytest.raises(TinyVAEError, match="dtype"):
+        tv.VAE(16, dtype=None)
+    with pytest.raises(TinyVAEError, match="unknown activation"):
+        tv.VAE(16, activation="foo")
+
+
+def test_a_model_too_large_to_allocate_is_refused_before_allocating():
+    with pytest.raises(TinyVAEError, match="parameters"):
+        tv.VAE(10_000_000, hidden_dims=(1_000_000,))

@@ -45,10 +45,11 @@ example), and ``grads`` is its exact gradient.
 import numpy as np
 
 from . import kernels
+from .data import as_generator
 from .errors import TinyVAEError
 from .layers import MLP, mlp_shapes, scratch
 from .model import (Model, check_dtype, check_hidden_dims, check_nonneg_float,
-                    check_positive_int)
+                    check_positive_int, check_seed)
 
 LOSSES = ("mse", "bce")
 
@@ -94,7 +95,7 @@ class Autoencoder(Model):
                            loss=loss, sparse_l1=check_nonneg_float("sparse_l1", sparse_l1),
                            contractive=contractive,
                            noise_std=check_nonneg_float("noise_std", noise_std),
-                           mask_prob=mask_prob, seed=int(seed), dtype=check_dtype(dtype).name)
+                           mask_prob=mask_prob, seed=check_seed(seed), dtype=check_dtype(dtype).name)
         self.input_dim, self.code_dim, self.activation, self.loss = D, C, activation, loss
         self.sparse_l1, self.contractive = self.config["sparse_l1"], contractive
         self.noise_std, self.mask_prob = self.config["noise_std"], mask_prob
@@ -105,7 +106,7 @@ class Autoencoder(Model):
         self.encoder = MLP(enc_sizes, activation, final_activation=activation, prefix="enc.",
                            params=self.params, grads=self.grads)
         self.decoder = MLP(dec_sizes, activation, prefix="dec.", params=self.params, grads=self.grads)
-        init_rng = np.random.default_rng([int(seed), 0])          # the initialisation stream
+        init_rng = np.random.default_rng([self.config["seed"], 0])   # the initialisation stream
         self.encoder.init(self.params, init_rng)
         self.decoder.init(self.params, init_rng)
 
@@ -151,8 +152,9 @@ class Autoencoder(Model):
 
         Each coordinate is zeroed with probability ``mask_prob`` (x_tilde = m * x, m_d ~
         Bernoulli(1 - mask_prob)), then x_tilde += noise_std * eps, eps ~ N(0, I).
-        Inputs: x (N, D), a generator ``rng``. Returns: x_tilde (N, D), a new array."""
-        return self._corrupt(self._input(x), rng, workspace=None)
+        Inputs: x (N, D), ``rng`` a NumPy Generator or an integer seed. Returns: x_tilde (N, D),
+        a new array."""
+        return self._corrupt(self._input(x), as_generator(rng), workspace=None)
 
     def _corrupt(self, x, rng, workspace):
         """:meth:`corrupt` on a checked x, into (reused) ``workspace`` buffers when given."""
@@ -268,6 +270,8 @@ class Autoencoder(Model):
         """Per-example reconstruction loss L and penalty Omega, both (N,), without gradients."""
         x = self._target(x)
         x_input = x if x_input is None else self._input(x_input, "x_input")
+        if x_input.shape != x.shape:
+            raise TinyVAEError(f"x_input must have the shape of x, {x.shape}, got {x_input.shape}")
         h, _ = self.encoder.forward(x_input)                               # (N, C)
         o, _ = self.decoder.forward(h)                                     # (N, D)
         if self.loss == "bce":
@@ -288,11 +292,12 @@ class Autoencoder(Model):
 
         ``rng`` is accepted for the model protocol and unused: the evaluation is deterministic."""
         x = self._target(x)
+        batch_size = check_positive_int("batch_size", batch_size)
         rec_sum = pen_sum = 0.0
         for start in range(0, x.shape[0], batch_size):
             rec, pen = self.loss_terms(x[start:start + batch_size])
             rec_sum, pen_sum = rec_sum + float(rec.sum()), pen_sum + float(pen.sum())
-        n = max(x.shape[0], 1)
+        n = x.shape[0]
         return {"loss": (rec_sum + pen_sum) / n, "rec": rec_sum / n, "penalty": pen_sum / n}
 
     # ----------------------------------------------------------------------------------------

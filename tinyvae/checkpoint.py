@@ -34,6 +34,52 @@ VERSION = 1
 FILENAME = "model.npz"          # the checkpoint inside a run directory
 
 
+def _is_int(v, least):
+    return isinstance(v, int) and not isinstance(v, bool) and v >= least
+
+
+def _is_number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
+
+
+# The options ``tinyvae train`` keeps in ``run``, each with a test of its JSON value and what
+# that value should be: a hand-edited checkpoint gets one clear error, not a TypeError later.
+RUN_FIELDS = {
+    "epochs": (lambda v: _is_int(v, 1), "a positive integer"),
+    "batch_size": (lambda v: _is_int(v, 1), "a positive integer"),
+    "latent": (lambda v: _is_int(v, 1), "a positive integer"),
+    "threads": (lambda v: _is_int(v, 1), "a positive integer"),
+    "checkpoint_every": (lambda v: _is_int(v, 1), "a positive integer"),
+    "seed": (lambda v: _is_int(v, 0), "a non-negative integer"),
+    "lr": (_is_number, "a number"),
+    "beta": (_is_number, "a number"),
+    "sigma2": (_is_number, "a number"),
+    "hidden": (lambda v: isinstance(v, list) and all(_is_int(d, 1) for d in v), "a list of positive integers"),
+    "image_shape": (lambda v: isinstance(v, list) and all(_is_int(d, 1) for d in v), "a list of positive integers"),
+    "binarize": (lambda v: v in ("none", "static", "dynamic"), "one of none, static, dynamic"),
+    "figures": (lambda v: isinstance(v, bool), "true or false"),
+    "data": (lambda v: v is None or isinstance(v, str), "a string"),
+    **{k: (lambda v: isinstance(v, str), "a string")
+       for k in ("model", "activation", "optimizer", "likelihood", "data_name", "out")},
+}
+RUN_NEEDS = ("data", "epochs", "seed", "binarize", "threads", "checkpoint_every")   # to resume a run
+
+
+def check_run(run, where):
+    """The ``run`` options of a checkpoint, checked: a dict whose known fields have their types."""
+    if not isinstance(run, dict):
+        raise TinyVAEError(f"{where}: its run options are {type(run).__name__}, not a dictionary; "
+                           "restore a copy or train again")
+    missing = [k for k in RUN_NEEDS if k not in run] if run.get("data") is not None else []
+    if missing:
+        raise TinyVAEError(f"{where}: its run options lack {', '.join(missing)}; restore a copy or train again")
+    for key, value in run.items():
+        if key in RUN_FIELDS and not RUN_FIELDS[key][0](value):
+            raise TinyVAEError(f"{where}: its run option {key} is {value!r} but must be {RUN_FIELDS[key][1]}; "
+                               "restore a copy or train again")
+    return run
+
+
 def _model_classes():
     from .autoencoder import Autoencoder
     from .vae import VAE
@@ -157,10 +203,16 @@ def read(path):
         raise TinyVAEError(f"{corrupt}: its config is not a dictionary; train again or restore a copy")
     try:
         model = classes[kind](**config)
-    except (TinyVAEError, TypeError, ValueError) as e:
-        raise TinyVAEError(f"{corrupt}: its config does not describe a {kind} ({e}); train again or "
+    except MemoryError:
+        raise TinyVAEError(f"{corrupt}: its config asks for more memory than there is; train again or "
                            "restore a copy") from None
-    if params.ndim != 1 or params.dtype.kind != "f" or params.size != model.n_params:
+    except (TinyVAEError, TypeError, ValueError) as e:
+        raise TinyVAEError(f"{corrupt}: its config does not describe {'a VAE' if kind == 'vae' else 'an autoencoder'} ({e}); train again or "
+                           "restore a copy") from None
+    if params.dtype != model.dtype:
+        raise TinyVAEError(f"{corrupt}: its parameters are {params.dtype} but its config says "
+                           f"{model.dtype}; the file does not belong to this config")
+    if params.ndim != 1 or params.size != model.n_params:
         raise TinyVAEError(f"{corrupt}: it holds {params.size} parameters ({params.dtype}, shape {params.shape}) "
                            f"but its config needs {model.n_params}; the file does not belong to this config")
     if not np.all(np.isfinite(params)):
@@ -186,6 +238,7 @@ def read(path):
             run = json.loads(str(arrays["run"]))
         except ValueError:
             raise TinyVAEError(f"{corrupt}: its run options are damaged") from None
+        check_run(run, corrupt)
     return Checkpoint(model=model, trainer=trainer, run=run, path=path)
 
 

@@ -153,12 +153,25 @@ def load_dataset(name_or_path="digits", binarize=None, seed=0, data_dir=None, do
     return ds
 
 
+def as_generator(rng, name="rng"):
+    """``rng`` itself if it is a NumPy Generator; ``np.random.default_rng(rng)`` for an integer
+    seed >= 0; otherwise a TinyVAEError."""
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if isinstance(rng, bool) or not isinstance(rng, (int, np.integer)) or rng < 0:
+        raise TinyVAEError(f"{name} must be a NumPy Generator (np.random.default_rng(seed)) or a "
+                           f"non-negative integer seed, got {rng!r}")
+    return np.random.default_rng(int(rng))
+
+
 def binarize_batch(x, rng, out=None):
     """One draw x_b ~ Bernoulli(x) per pixel: x_b = 1 where u < x, u ~ Uniform[0, 1), else 0.
 
     P(u < p) = p, so each bit has mean p. x: (N, D) float32/float64 in [0, 1]; rng: a NumPy
-    Generator; out: an optional float array of x's shape and dtype, not overlapping x (the
-    uniform draws are written into it first). Returns out (or a new array) holding 0.0 / 1.0."""
+    Generator or an integer seed; out: an optional float array of x's shape and dtype, not
+    overlapping x (the uniform draws are written into it first). Returns out (or a new array)
+    holding 0.0 / 1.0."""
+    rng = as_generator(rng)
     x = np.asarray(x)
     if x.dtype not in (np.float32, np.float64):
         x = x.astype(np.float64)
@@ -430,7 +443,7 @@ def _load_path(path, test_fraction):
                 return _split(train, y_train, test_fraction, name, path)
             test = _images(get("x_test"), f"{path}[x_test]")
             y_test = _labels(get("y_test"), test, f"{path}[y_test]") if "y_test" in keys else None
-            if train[0].shape[1] != test[0].shape[1]:
+            if train[1] != test[1]:
                 raise TinyVAEError(f"{path}: x_train images are {train[1]} but x_test images {test[1]}; "
                                    "both must have one image shape")
             if (y_train is None) != (y_test is None):

@@ -70,8 +70,11 @@ def effective_sample_size(log_w, axis=0):
 
 def log_px_given_z(vae, x, z):
     """log p(x|z) under ``vae``'s decoder for matching rows: x (N, D), z (N, Z) -> (N,)."""
-    z = np.ascontiguousarray(z, dtype=vae.dtype)
-    x = np.ascontiguousarray(x, dtype=vae.dtype)
+    z = vae._input(z, "z", dim=vae.latent_dim)
+    x = vae._input(x, "x")
+    if x.shape[0] != z.shape[0]:
+        raise TinyVAEError(f"x and z must have one row each per example: x has {x.shape[0]} rows, "
+                           f"z {z.shape[0]}")
     o = vae.decoder(z)                                          # (N, D) logits or means
     if vae.likelihood == "bernoulli":
         return -kernels.bernoulli_nll(o, x).astype(np.float64)

@@ -60,8 +60,9 @@ class GradRow:
 class GradReport:
     """The per-array results of a gradient check; ``str(report)`` is a table."""
 
-    def __init__(self, rows, h=DEFAULT_H, title=""):
+    def __init__(self, rows, h=DEFAULT_H, title="", hint=""):
         self.rows, self.h, self.title = list(rows), h, title
+        self.hint = hint                    # a note printed under the table (see check_model)
 
     @property
     def max_error(self):
@@ -89,6 +90,8 @@ class GradReport:
             lines.append(f"{r.name:<16} {str(r.shape):<12} {r.error:>10.2e}  "
                          f"[{idx}] {r.analytic:+.10e} vs {r.numeric:+.10e}")
         lines.append(f"max relative error {self.max_error:.2e} (h = {self.h:g}; expect 1e-13 .. 1e-8)")
+        if self.hint:
+            lines.append(self.hint)
         return "\n".join(lines)
 
     __repr__ = __str__
@@ -121,18 +124,40 @@ def check_gradients(loss, params, grads, h=DEFAULT_H, names=None, title=""):
     return GradReport(rows, h=h, title=title)
 
 
+KINK_HINT = ("hint: this model has {kinds} units, whose derivative jumps at 0. A pre-activation within "
+             "h of 0 -- common with zero biases, the default initialisation, or ReLU units that output 0 "
+             "-- makes the finite difference wrong, not necessarily the backward pass. Set the biases "
+             "to random nonzero values (as 'tinyvae gradcheck' does) or use activation='tanh', and check again.")
+
+
+def _kinked_activations(model):
+    """The relu-like activations (a kink at 0) that ``model`` or its encoder/decoder MLPs use."""
+    parts = [model, getattr(model, "encoder", None), getattr(model, "decoder", None)]
+    kinds = {getattr(p, a, None) for p in parts for a in ("activation", "final_activation")}
+    return sorted(kinds & {"relu", "leaky_relu"})
+
+
 def check_model(model, *args, h=DEFAULT_H, names=None, title="", **kwargs):
     """Gradient-check any object with ``params`` and ``loss_and_grads(*args, **kwargs)``.
 
     The analytic gradients are copied before the finite differences run (a model may reuse its
-    gradient buffers from call to call). Hold any noise fixed by passing it in ``args``."""
+    gradient buffers from call to call). Hold any noise fixed by passing it in ``args``.
+
+    ReLU's kink: a relu or leaky_relu pre-activation within h of 0 (zero biases make that
+    likely) breaks the central difference, and the error can reach 1 with a correct backward.
+    When such a model fails the check, the report's ``hint`` says so (and ``str(report)``
+    shows it); random nonzero biases or tanh units give a check that means something."""
     _, grads = model.loss_and_grads(*args, **kwargs)
     grads = {k: np.array(v, dtype=np.float64, copy=True) for k, v in grads.items()}
 
     def loss():
         return float(model.loss_and_grads(*args, **kwargs)[0])
 
-    return check_gradients(loss, model.params, grads, h=h, names=names, title=title)
+    report = check_gradients(loss, model.params, grads, h=h, names=names, title=title)
+    kinds = _kinked_activations(model)
+    if kinds and not report.passed():
+        report.hint = KINK_HINT.format(kinds=" and ".join(kinds))
+    return report
 
 
 def check_function(f, inputs, analytic, h=DEFAULT_H, title=""):

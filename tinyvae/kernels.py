@@ -24,19 +24,27 @@ h, never the pre-activation a.
 """
 import math
 import os
+import warnings
 
 import numpy as np
 from llvmlite import ir as llvm_ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
+from .errors import TinyVAEError
+
 # --------------------------------------------------------------------------------------------
 # backend selection
 
 BACKENDS = ("numba", "numpy")
 _backend = os.environ.get("TINYVAE_BACKEND", "numba").strip().lower() or "numba"
+BACKEND_ENV_ERROR = None        # the message for an invalid TINYVAE_BACKEND, else None
 if _backend not in BACKENDS:
-    raise ValueError(f"TINYVAE_BACKEND={_backend!r}: expected one of {', '.join(BACKENDS)}")
+    # not an import-time crash: fall back to numba, warn, and keep the message for the CLI
+    BACKEND_ENV_ERROR = (f"TINYVAE_BACKEND={os.environ['TINYVAE_BACKEND']!r} is not a backend: set it to "
+                         f"one of {', '.join(BACKENDS)} (or unset it for numba)")
+    warnings.warn(f"{BACKEND_ENV_ERROR}; using numba")
+    _backend = "numba"
 
 
 def set_backend(name):
@@ -46,7 +54,7 @@ def set_backend(name):
     global _backend
     name = str(name).strip().lower()
     if name not in BACKENDS:
-        raise ValueError(f"unknown backend {name!r}: expected one of {', '.join(BACKENDS)}")
+        raise TinyVAEError(f"unknown backend {name!r}: expected one of {', '.join(BACKENDS)}")
     old, _backend = _backend, name
     return old
 
@@ -66,7 +74,7 @@ def activation_code(kind):
     try:
         return ACTIVATION_CODE[kind]
     except (KeyError, TypeError):
-        raise ValueError(f"unknown activation {kind!r}: expected one of {', '.join(ACTIVATIONS)}") from None
+        raise TinyVAEError(f"unknown activation {kind!r}: expected one of {', '.join(ACTIVATIONS)}") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -514,6 +522,24 @@ def sgd_nb(theta, g, velocity, lr, momentum):
 
 # --------------------------------------------------------------------------------------------
 # the public kernels: one call, either backend, results written into `out` buffers when given
+#
+# The numba loops do not check bounds: an eps with fewer rows than mu would be read past its
+# end and give silently wrong numbers. So every public kernel first compares shapes -- a few
+# tuple comparisons, nothing that scans an array -- and both backends raise the same error.
+
+def _matrix(name, a):
+    """The (N, F) shape of a 2-D array; a clear error for anything else."""
+    if a.ndim != 2:
+        raise TinyVAEError(f"{name} must be a 2-D array (rows, columns), got shape {a.shape}")
+    return a.shape
+
+
+def _same(name, a, shape):
+    """A clear error when an array (an input or an ``out`` buffer) does not have ``shape``."""
+    if a is not None and a.shape != shape:
+        raise TinyVAEError(f"{name} must have shape {shape}, got {a.shape}; the arrays of one kernel "
+                           "call must match")
+
 
 def _empty(like, out, shape=None):
     if out is not None:
@@ -523,6 +549,7 @@ def _empty(like, out, shape=None):
 
 def activation(a, kind, out=None):
     """h = f(a), a (N, F)."""
+    _same("out", out, _matrix("a", a))
     out = _empty(a, out)
     if _backend == "numba":
         activation_nb(a, activation_code(kind), out)
@@ -533,6 +560,7 @@ def activation(a, kind, out=None):
 
 def activation_deriv(h, kind, out=None):
     """f'(a) from h = f(a), (N, F)."""
+    _same("out", out, _matrix("h", h))
     out = _empty(h, out)
     if _backend == "numba":
         activation_deriv_nb(h, activation_code(kind), out)
@@ -543,6 +571,7 @@ def activation_deriv(h, kind, out=None):
 
 def activation_second(h, kind, out=None):
     """f''(a) from h = f(a), (N, F)."""
+    _same("out", out, _matrix("h", h))
     out = _empty(h, out)
     if _backend == "numba":
         activation_second_nb(h, activation_code(kind), out)
@@ -553,6 +582,9 @@ def activation_second(h, kind, out=None):
 
 def bias_activation(a, b, kind, out=None):
     """h = f(a + b) for a (N, F) and b (F,); ``out`` may be ``a`` itself (in place)."""
+    N, F = _matrix("a", a)
+    _same("b", b, (F,))
+    _same("out", out, (N, F))
     out = _empty(a, out)
     if _backend == "numba":
         bias_activation_nb(a, b, activation_code(kind), out)
@@ -563,8 +595,12 @@ def bias_activation(a, b, kind, out=None):
 
 def activation_backward(dh, h, kind, da=None, db=None):
     """da = dh * f'(a) (N, F) and db = sum_n da (F,); ``da`` may be ``dh`` itself."""
+    N, F = _matrix("dh", dh)
+    _same("h", h, (N, F))
+    _same("da", da, (N, F))
+    _same("db", db, (F,))
     da = _empty(dh, da)
-    db = _empty(dh, db, shape=dh.shape[1:])
+    db = _empty(dh, db, shape=(F,))
     if _backend == "numba":
         activation_backward_nb(dh, h, activation_code(kind), da, db)
     else:
@@ -573,8 +609,18 @@ def activation_backward(dh, h, kind, da=None, db=None):
     return da, db
 
 
+def _nll_shapes(out_name, out, x, rows, d_name=None, d=None, work=None):
+    """The shape checks of the four likelihood kernels: x, rows (N,), dout and work like out."""
+    N, D = _matrix(out_name, out)
+    _same("x", x, (N, D))
+    _same("rows", rows, (N,))
+    _same(d_name, d, (N, D))
+    _same("work", work, (N, D))
+
+
 def bernoulli_nll(logits, x, rows=None):
     """Per-example -log p(x|z) under a Bernoulli decoder with logits (N, D): returns (N,)."""
+    _nll_shapes("logits", logits, x, rows)
     rows = _empty(logits, rows, shape=logits.shape[:1])
     if _backend == "numba":
         bernoulli_nll_nb(logits, x, rows)
@@ -587,6 +633,7 @@ def bernoulli_nll_grad(logits, x, scale, rows=None, dlogits=None, work=None):
     """Per-example Bernoulli -log p(x|z) (N,) and scale * (sigmoid(l) - x) (N, D), in one pass.
 
     ``work`` (N, D) is scratch space for the elementwise terms, summed per row afterwards."""
+    _nll_shapes("logits", logits, x, rows, "dlogits", dlogits, work)
     rows = _empty(logits, rows, shape=logits.shape[:1])
     dlogits = _empty(logits, dlogits)
     if _backend == "numba":
@@ -601,6 +648,7 @@ def bernoulli_nll_grad(logits, x, scale, rows=None, dlogits=None, work=None):
 
 def gaussian_nll(mean, x, sigma2, rows=None):
     """Per-example -log N(x; o, sigma2 I) for means o (N, D): returns (N,)."""
+    _nll_shapes("mean", mean, x, rows)
     rows = _empty(mean, rows, shape=mean.shape[:1])
     if _backend == "numba":
         gaussian_nll_nb(mean, x, float(sigma2), rows)
@@ -611,6 +659,7 @@ def gaussian_nll(mean, x, sigma2, rows=None):
 
 def gaussian_nll_grad(mean, x, sigma2, scale, rows=None, dmean=None):
     """Per-example Gaussian -log p(x|z) (N,) and scale * (o - x) / sigma2 (N, D), in one pass."""
+    _nll_shapes("mean", mean, x, rows, "dmean", dmean)
     rows = _empty(mean, rows, shape=mean.shape[:1])
     dmean = _empty(mean, dmean)
     if _backend == "numba":
@@ -623,8 +672,12 @@ def gaussian_nll_grad(mean, x, sigma2, scale, rows=None, dmean=None):
 
 def reparameterize(mu, logvar, eps, z=None, kl=None):
     """z = mu + exp(logvar/2) * eps (N, Z) and the per-example Gaussian KL to N(0, I) (N,)."""
+    N, Z = _matrix("mu", mu)
+    for name, a in (("logvar", logvar), ("eps", eps), ("z", z)):
+        _same(name, a, (N, Z))
+    _same("kl", kl, (N,))
     z = _empty(mu, z)
-    kl = _empty(mu, kl, shape=mu.shape[:1])
+    kl = _empty(mu, kl, shape=(N,))
     if _backend == "numba":
         reparameterize_nb(mu, logvar, eps, z, kl)
     else:
@@ -635,6 +688,9 @@ def reparameterize(mu, logvar, eps, z=None, kl=None):
 
 def reparameterize_backward(dz, mu, logvar, eps, kl_scale, dmu=None, dlogvar=None):
     """(dmu, dlogvar) of (loss through z) + kl_scale * KL; see :func:`reparameterize_backward_np`."""
+    shape = _matrix("mu", mu)
+    for name, a in (("dz", dz), ("logvar", logvar), ("eps", eps), ("dmu", dmu), ("dlogvar", dlogvar)):
+        _same(name, a, shape)
     dmu = _empty(mu, dmu)
     dlogvar = _empty(mu, dlogvar)
     if _backend == "numba":
@@ -645,8 +701,17 @@ def reparameterize_backward(dz, mu, logvar, eps, kl_scale, dmu=None, dlogvar=Non
     return dmu, dlogvar
 
 
+def _flat(theta, **others):
+    """theta a flat (P,) vector and every other optimizer array of the same shape."""
+    if theta.ndim != 1:
+        raise TinyVAEError(f"theta must be a flat (P,) vector, got shape {theta.shape}")
+    for name, a in others.items():
+        _same(name, a, theta.shape)
+
+
 def adam(theta, g, m, v, lr, beta1, beta2, eps, t):
     """In-place Adam step over flat arrays theta, g, m, v (all (P,)); t is the step count from 1."""
+    _flat(theta, g=g, m=m, v=v)
     if _backend == "numba":
         adam_nb(theta, g, m, v, lr, beta1, beta2, eps, t)
     else:
@@ -655,6 +720,7 @@ def adam(theta, g, m, v, lr, beta1, beta2, eps, t):
 
 def sgd(theta, g, velocity, lr, momentum):
     """In-place SGD-with-momentum step over flat arrays theta, g, velocity (all (P,))."""
+    _flat(theta, g=g, velocity=velocity)
     if _backend == "numba":
         sgd_nb(theta, g, velocity, lr, momentum)
     else:

@@ -14,6 +14,7 @@ and an activation H = f(A) backpropagates as dA = dH * f'(A), with f' written th
 import numpy as np
 
 from . import kernels
+from .errors import TinyVAEError
 from .kernels import ACTIVATIONS, activation_code
 
 
@@ -109,10 +110,15 @@ def mlp_shapes(sizes, prefix=""):
 
 
 def _check_sizes(sizes):
-    sizes = tuple(int(s) for s in sizes)
-    if len(sizes) < 2 or any(s <= 0 for s in sizes):
-        raise ValueError(f"layer sizes must be at least two positive integers, got {sizes}")
-    return sizes
+    try:
+        sizes = tuple(sizes)
+    except TypeError:
+        sizes = None
+    if (isinstance(sizes, (str, bytes)) or sizes is None or len(sizes) < 2
+            or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0 for s in sizes)):
+        raise TinyVAEError(f"layer sizes must be at least two positive integers, such as (64, 32, 2), "
+                           f"got {sizes!r}")
+    return tuple(int(s) for s in sizes)
 
 
 class MLP:
@@ -130,7 +136,7 @@ class MLP:
                  params=None, grads=None, seed=0, rng=None, dtype="float64", init="he"):
         self.sizes = _check_sizes(sizes)
         if init not in INITS:
-            raise ValueError(f"unknown init {init!r}: expected one of {', '.join(INITS)}")
+            raise TinyVAEError(f"unknown init {init!r}: expected one of {', '.join(INITS)}")
         self.init_scheme = init
         activation_code(activation)
         activation_code(final_activation)
@@ -171,6 +177,9 @@ class MLP:
 
         Inputs: x (N, d_0). Returns: out (N, d_L) and cache, the list (h_0, ..., h_L).
         With a ``workspace`` the h_i live in reused buffers (valid until the next call)."""
+        if x.ndim != 2 or x.shape[1] != self.sizes[0]:
+            raise TinyVAEError(f"the input of an MLP with sizes {self.sizes} must have shape "
+                               f"(N, {self.sizes[0]}), got {x.shape}; give one example per row")
         hs = [x]                                                     # h_0 = x  (N, d_0)
         for i in range(self.n_layers):
             W, b, kind = self.layer(i)
@@ -199,7 +208,8 @@ class MLP:
         return dh
 
     def __call__(self, x):
-        return self.forward(x)[0]
+        """The output h_L (N, d_L) for x (N, d_0)."""
+        return self.forward(np.asarray(x))[0]
 
     def loss_and_grads(self, x, dout):
         """L = sum(MLP(x) * dout): a scalar whose gradient is backward(dout); for checks."""

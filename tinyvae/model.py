@@ -21,10 +21,16 @@ from .errors import TinyVAEError
 from .layers import Workspace, flat_views
 
 DTYPES = ("float32", "float64")
+MAX_PARAMS = 2**30          # ~1.1e9 parameters: 8.6 GB in float32 with the gradients
 
 
 def check_dtype(dtype):
-    name = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
+    if dtype is None:                        # np.dtype(None) would silently be float64
+        raise TinyVAEError("dtype must be float32 or float64, got None")
+    try:
+        name = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
+    except TypeError:
+        name = None
     if name not in DTYPES:
         raise TinyVAEError(f"dtype must be float32 or float64, got {dtype!r}")
     return np.dtype(name)
@@ -34,6 +40,18 @@ def check_positive_int(name, value, allow_zero=False):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < (0 if allow_zero else 1):
         what = "a non-negative" if allow_zero else "a positive"
         raise TinyVAEError(f"{name} must be {what} integer, got {value!r}")
+    return int(value)
+
+
+def check_seed(value, name="seed", allow_sequence=False):
+    """A random seed: a non-negative integer (a NumPy integer too, not a bool), else a TinyVAEError.
+
+    With ``allow_sequence`` a list or tuple of such integers is accepted as well, as NumPy's
+    ``default_rng([seed, stream])`` takes it."""
+    if allow_sequence and isinstance(value, (list, tuple)) and value:
+        return [check_seed(v, name) for v in value]
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise TinyVAEError(f"{name} must be a non-negative integer, got {value!r}")
     return int(value)
 
 
@@ -49,6 +67,9 @@ def check_nonneg_float(name, value, positive=False):
 
 
 def check_hidden_dims(hidden_dims):
+    if isinstance(hidden_dims, (str, bytes)):
+        raise TinyVAEError(f"hidden_dims must be a sequence of positive integers such as (128,) or "
+                           f"[256, 64], got the string {hidden_dims!r}")
     try:
         dims = tuple(hidden_dims)
     except TypeError:
@@ -66,6 +87,12 @@ class Model:
     def _allocate(self, shapes, dtype):
         """Create ``flat``/``params`` and ``grad_flat``/``grads`` for the named shapes."""
         self.dtype = np.dtype(dtype)
+        n = sum(int(np.prod(shape, dtype=np.int64)) for shape in shapes.values())   # before allocating
+        if n > MAX_PARAMS:
+            gb = 2 * n * self.dtype.itemsize / 1e9
+            raise TinyVAEError(f"this model would have {n:,} parameters ({gb:,.0f} GB with their gradients), "
+                               f"more than tinyvae's limit of {MAX_PARAMS:,}; choose a smaller input_dim "
+                               "or smaller hidden widths")
         self.flat, self.params = flat_views(shapes, self.dtype)
         self.grad_flat, self.grads = flat_views(shapes, self.dtype)
         self.workspace = Workspace()
@@ -85,6 +112,8 @@ class Model:
             x = x[None, :]
         if x.ndim != 2 or x.shape[1] != dim:
             raise TinyVAEError(f"{name} must have shape (N, {dim}), got {x.shape}")
+        if x.shape[0] == 0:
+            raise TinyVAEError(f"{name} holds no rows (shape {x.shape}); give at least one example")
         x = np.ascontiguousarray(x, dtype=self.dtype)
         if not np.all(np.isfinite(x)):
             raise TinyVAEError(f"{name} contains NaN or infinite values")

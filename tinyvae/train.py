@@ -118,7 +118,8 @@ class Trainer:
     ``n_steps``    optimizer steps taken in all
     ``sums``       running sums over the current epoch: examples seen, loss and terms times
                    batch size (so the epoch mean weights the last, smaller batch correctly)
-    ``history``    per-epoch lists: epoch, loss, the model's terms, val_loss, val_<term>
+    ``history``    per-epoch lists: epoch, loss, the model's terms, val_loss, val_<term>; all
+                   of one length, NaN in the val_ lists for epochs trained without x_val
     """
 
     def __init__(self, model, batch_size=128, lr=1e-3, optimizer="adam", seed=0, binarize=None):
@@ -243,8 +244,11 @@ class Trainer:
                 raise TinyVAEError(f"the validation loss became {val['loss']} after epoch {self.epoch + 1}; "
                                    f"lower the learning rate (now {self.optimizer.lr:g})")
             row.update({f"val_{k}": v for k, v in val.items()})
-        for k, v in row.items():
-            self.history.setdefault(k, []).append(v)
+        # one entry per epoch in every list: NaN for a term this epoch lacks (no x_val given),
+        # and NaN for the earlier epochs of a term that appears now (x_val given on a later call)
+        done = len(self.history.get("epoch", []))
+        for k in list(self.history) + [k for k in row if k not in self.history]:
+            self.history.setdefault(k, [math.nan] * done).append(row.get(k, math.nan))
         self.epoch += 1
         self.step = 0
         self.sums = {}
@@ -259,7 +263,8 @@ class Trainer:
         opt_arrays = opt.state_dict()
         meta = dict(batch_size=self.batch_size, seed=self.seed, binarize=self.binarize,
                     epoch=self.epoch, step=self.step, n_steps=self.n_steps, sums=self.sums,
-                    history=self.history, data_id=self.data_id,
+                    history={k: [None if v != v else v for v in vs] for k, vs in self.history.items()},
+                    data_id=self.data_id,                                    # (NaN as JSON null)
                     noise_rng=self.noise_rng.bit_generator.state,
                     binarize_rng=self.binarize_rng.bit_generator.state,
                     optimizer=dict(name=opt.name, t=int(opt_arrays.pop("t")), **hyper))
@@ -282,7 +287,7 @@ class Trainer:
         trainer.optimizer.load_state_dict({"t": np.array(t), **arrays})
         trainer.epoch, trainer.step, trainer.n_steps = int(meta["epoch"]), int(meta["step"]), int(meta["n_steps"])
         trainer.sums = {k: (int(v) if k == "n" else float(v)) for k, v in meta["sums"].items()}
-        trainer.history = {k: list(v) for k, v in meta["history"].items()}
+        trainer.history = {k: [math.nan if v is None else v for v in vs] for k, vs in meta["history"].items()}
         trainer.data_id = meta["data_id"]
         trainer.noise_rng.bit_generator.state = meta["noise_rng"]
         trainer.binarize_rng.bit_generator.state = meta["binarize_rng"]

@@ -31,7 +31,7 @@ from . import kernels
 from .errors import TinyVAEError
 from .layers import INITS, MLP, mlp_shapes, scratch
 from .model import (Model, check_dtype, check_hidden_dims, check_nonneg_float,
-                    check_positive_int)
+                    check_positive_int, check_seed)
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 LOG_2PI = np.log(2 * np.pi)
@@ -68,7 +68,7 @@ class VAE(Model):
         self.config = dict(input_dim=D, hidden_dims=list(hidden), latent_dim=Z, likelihood=likelihood,
                            activation=activation, beta=check_nonneg_float("beta", beta),
                            sigma2=check_nonneg_float("sigma2", sigma2, positive=True),
-                           learn_sigma2=bool(learn_sigma2), seed=int(seed),
+                           learn_sigma2=bool(learn_sigma2), seed=check_seed(seed),
                            dtype=check_dtype(dtype).name, decoder_hidden_dims=list(dec_hidden), init=init)
         self.input_dim, self.latent_dim, self.likelihood = D, Z, likelihood
         self.beta, self.learn_sigma2 = self.config["beta"], self.config["learn_sigma2"]
@@ -80,7 +80,7 @@ class VAE(Model):
         self._allocate(shapes, self.config["dtype"])
         self.encoder = MLP(enc_sizes, activation, prefix="enc.", params=self.params, grads=self.grads, init=init)
         self.decoder = MLP(dec_sizes, activation, prefix="dec.", params=self.params, grads=self.grads, init=init)
-        init_rng = np.random.default_rng([int(seed), 0])          # the initialisation stream
+        init_rng = np.random.default_rng([self.config["seed"], 0])   # the initialisation stream
         self.encoder.init(self.params, init_rng)
         self.decoder.init(self.params, init_rng)
         if self.learn_sigma2:
@@ -110,6 +110,12 @@ class VAE(Model):
 
     def reparameterize(self, mu, logvar, eps):
         """z = mu + exp(logvar/2) * eps, eq. (3); all (N, Z)."""
+        mu = self._input(mu, "mu", dim=self.latent_dim)
+        logvar = self._input(logvar, "logvar", dim=self.latent_dim)
+        eps = self._input(eps, "eps", dim=self.latent_dim)
+        if not mu.shape == logvar.shape == eps.shape:
+            raise TinyVAEError(f"mu, logvar and eps must have the same shape (N, {self.latent_dim}), got "
+                               f"{mu.shape}, {logvar.shape} and {eps.shape}")
         return kernels.reparameterize(mu, logvar, eps)[0]
 
     def _reconstruction(self, o, x, scale, rows=None, do=None, work=None):
@@ -198,6 +204,7 @@ class VAE(Model):
     def evaluate(self, x, rng=None, batch_size=1000):
         """Mean loss terms over ``x``: {"loss": mean(rec + beta KL), "rec": ..., "kl": ...}."""
         x = self._data(x)
+        batch_size = check_positive_int("batch_size", batch_size)
         rng = np.random.default_rng(0) if rng is None else rng
         rec_sum = kl_sum = 0.0
         for start in range(0, x.shape[0], batch_size):
@@ -220,7 +227,9 @@ class VAE(Model):
         (``max_rows`` decoder rows at a time) whatever N and k are."""
         x = self._data(x)
         k = check_positive_int("k", k)
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(check_seed(seed, allow_sequence=True))
+        if max_rows is not None:
+            max_rows = check_positive_int("max_rows", max_rows)
         N, Z = x.shape[0], self.latent_dim
         widest = max(max(self.decoder.sizes), max(self.encoder.sizes))
         max_rows = max_rows or max(1, (1 << 22) // widest)            # ~16-32 MB per buffer
@@ -250,7 +259,7 @@ class VAE(Model):
     def sample(self, n, seed=0, mean=True):
         """n new examples: z ~ N(0, I), then the mean of p(x|z) (or a draw from it if not mean)."""
         n = check_positive_int("n", n)
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(check_seed(seed))
         z = rng.standard_normal((n, self.latent_dim))
         m = self.decode(z)
         if mean:
