@@ -135,3 +135,50 @@ def test_the_reference_runs_in_a_child_process_and_reports_back(tmp_path):
     fake.write_text("def train(*a, **k):\n    raise RuntimeError('no luck')\n")
     with pytest.raises(tv.TinyVAEError, match="no luck"):
         bench.time_torch(fake, "fashion-mnist", 256, epochs=2, threads=1)
+
+
+def bench_error(argv, capsys):
+    assert main(["bench", "--n-train", "256", "--no-cold-start", "--epochs", "2", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+@pytest.mark.parametrize("backends", ["", ",", " , "])
+def test_no_backend_named_is_a_clear_error(backends, capsys):
+    assert "--backends names no backend" in bench_error(["--backends", backends], capsys)
+
+
+@pytest.mark.parametrize("option, value", [("--rounds", "0"), ("--threads", "0"), ("--n-train", "100"),
+                                           ("--rounds", "x"), ("--threads", "-2"), ("--n-train", "1.5")])
+def test_each_count_option_has_its_own_message(option, value, capsys):
+    argv = ["--rounds", "1", "--threads", "1", "--n-train", "256"]
+    argv[argv.index(option) + 1] = value
+    err = bench_error(argv, capsys)
+    others = {"--rounds", "--threads", "--n-train"} - {option}
+    assert option in err and repr(value) in err and not any(o in err for o in others), err
+
+
+def test_mnist_that_is_not_here_says_how_to_get_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TINYVAE_DATA", str(tmp_path))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    err = bench_error(["--data", "mnist"], capsys)
+    assert "allow the download" not in err
+    assert "tinyvae train --data mnist" in err and "TINYVAE_DATA" in err
+
+
+def test_a_repeated_backend_is_timed_once_and_the_data_line_gives_the_counts_used(capsys):
+    assert main(["bench", "--epochs", "2", "--n-train", "256", "--no-cold-start", "--threads", "1",
+                 "--backends", "numba,numba"]) == 0
+    out = capsys.readouterr().out
+    table = [line for line in out.splitlines() if line.startswith("tinyvae/")]
+    assert len(table) == 1 and table[0].startswith("tinyvae/numba"), out
+    data = [line for line in out.splitlines() if line.startswith("data:")]
+    assert len(data) == 1
+    used = re.search(r"timing the first (\d+) train / (\d+) test images", data[0])
+    assert used and int(used.group(1)) == 256 and 0 < int(used.group(2)) <= 256, data[0]
+
+
+def test_bench_help_describes_the_command():
+    from tinyvae.cli import build_parser
+    assert "BLAS bound" in build_parser().subcommands["bench"].description

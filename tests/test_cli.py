@@ -121,9 +121,25 @@ def test_eval_reports_the_negative_elbo_and_a_tighter_iwae_bound(main_run):
 def test_eval_of_an_autoencoder_prints_its_reconstruction_loss(tmp_path, capsys):
     assert main(["train", "--model", "ae", "--epochs", "2", "--latent", "3", "--no-figures",
                  "--out", str(tmp_path / "ae"), *SMALL]) == 0
-    capsys.readouterr()
+    out = capsys.readouterr().out
+    assert "training an Autoencoder(" in out                      # not "a Autoencoder"
+    hint = [line for line in out.splitlines() if line.startswith("next:")]
+    assert hint == [f"next: tinyvae eval {tmp_path / 'ae'}"], out   # an autoencoder has no prior to sample
     assert main(["eval", str(tmp_path / "ae")]) == 0
     assert re.search(r"reconstruction loss [\d.]+ nats", capsys.readouterr().out)
+
+
+def test_a_single_sample_is_one_sample_and_its_title_is_not_cut_off(main_run, tmp_path, capsys):
+    import matplotlib.image as mpimg
+    from tinyvae import plots
+    run, _ = main_run
+    out = tmp_path / "one.png"
+    assert main(["sample", str(run), "--n", "1", "--out", str(out)]) == 0
+    assert re.match(r"1 sample from the prior", capsys.readouterr().out)
+    fig = plots.plot_samples(tv.load(run), (8, 8), n=1, seed=0)
+    fig.canvas.draw()
+    title_px = fig.axes[0].title.get_window_extent().width * 110 / fig.dpi    # at the saved dpi
+    assert mpimg.imread(out).shape[1] >= title_px                            # the whole title fits
 
 
 def test_sample_writes_a_grid_and_never_overwrites_unless_forced(main_run, tmp_path, capsys):
@@ -213,6 +229,9 @@ def test_sigint_in_the_middle_of_an_epoch_resumes_bit_identical(tmp_path, straig
 def test_resume_keeps_the_run_options_and_refuses_a_finished_run(main_run, rejected):
     run, _ = main_run
     rejected(["train", "--resume", run, "--hidden", "64"], "drop --hidden")
+    err = rejected(["train", "--resume", run, "--hidden", "64", "--no-figures"], "drop --hidden")
+    assert "--no-figures may change" in err                  # it is accepted, so the message lists it
+    rejected(["train", "--resume", run, "--no-figures", "--epochs", "2"], "finished its 4 epochs")
     rejected(["train", "--resume", run], "finished its 4 epochs")
     rejected(["train", "--resume", run / "model.npz"], "run directory")
 
@@ -306,6 +325,27 @@ def test_malformed_option_values(rejected):
         rejected(["train", *args], match)
 
 
+def test_eval_with_data_of_another_width_says_to_pass_the_training_data(main_run, tmp_path, rejected):
+    run, _ = main_run
+    np.save(tmp_path / "f10.npy", np.random.default_rng(0).uniform(size=(40, 10)).astype(np.float32))
+    err = rejected(["eval", run, "--data", tmp_path / "f10.npy"], r"have 10 values per image .* expects 64")
+    assert "pass the --data the model" in err and "digits" in err and "build the model" not in err
+
+
+def test_an_unknown_option_points_at_the_subcommands_help(rejected):
+    rejected(["train", "--frobnicate"], r"unrecognized arguments: --frobnicate .*'tinyvae train --help'")
+    rejected(["eval", "somewhere", "--frobnicate"], r"'tinyvae eval --help'")
+    rejected(["--frobnicate"], r"'tinyvae --help'")
+
+
+def test_every_subcommand_has_a_description_in_its_help():
+    from tinyvae.cli import build_parser
+    commands = build_parser().subcommands
+    assert {"train", "eval", "sample", "gradcheck", "figures", "lesson", "bench"} <= set(commands)
+    for name, parser in commands.items():
+        assert parser.description and len(parser.description) > 40, name
+
+
 def test_unknown_dataset_name(rejected):
     rejected(["train", "--data", "cifar-100"], "unknown dataset 'cifar-100'")
 
@@ -317,6 +357,7 @@ def test_output_path_that_is_a_file_or_a_full_directory(tmp_path, rejected):
     (tmp_path / "full" / "notes.txt").write_text("keep me too")
     rejected(["train", "--out", tmp_path / "full"], "not empty")
     rejected(["train", "--out", tmp_path / "taken.txt" / "sub"], "is a file")
+    rejected(["train", "--out", ""], "--out is empty")
 
 
 def test_corrupt_checkpoint(main_run, tmp_path, rejected):

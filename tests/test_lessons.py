@@ -113,3 +113,33 @@ def test_lesson_command_lists_and_runs_lesson_1(tmp_path):
 def test_lesson_command_bad_number(tmp_path):
     r = subprocess.run([sys.executable, "-m", "tinyvae", "lesson", "99"], capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.startswith("error: ") and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("number, says", [("0", "numbered from 1"), ("-1", "numbered from 1"),
+                                          ("abc", "whole number"), ("1.5", "whole number"), ("", "whole number")])
+def test_a_bad_lesson_number_is_the_intended_message(number, says, capsys):
+    from tinyvae.cli import main
+    assert main(["lesson", number]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("error: ")
+    assert says in err and "invalid" not in err and "'tinyvae lesson' lists them" in err
+
+
+def test_tinyvae_lessons_pointing_nowhere_is_an_error(tmp_path, monkeypatch, capsys):
+    from tinyvae.cli import main
+    monkeypatch.setenv("TINYVAE_LESSONS", str(tmp_path / "nonexistent"))
+    assert main(["lesson"]) == 2
+    assert "TINYVAE_LESSONS" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("TINYVAE_LESSONS", str(tmp_path / "empty"))
+    assert main(["lesson", "1"]) == 2
+    assert "holds no lessons" in capsys.readouterr().err
+    monkeypatch.setenv("TINYVAE_LESSONS", str(fake_lessons(tmp_path)))      # and a real folder is used
+    assert main(["lesson"]) == 0
+    out = capsys.readouterr().out
+    assert "Lesson 2: broken" in out and "08_" not in out
+
+
+def test_lesson_help_describes_the_command():
+    from tinyvae.cli import build_parser
+    assert build_parser().subcommands["lesson"].description

@@ -15,7 +15,9 @@ def test_the_python_example_runs(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "run" / "model.npz").exists()
     report = namespace["tv"].check_model(namespace["tv"].VAE(64, dtype="float64"), namespace["ds"].x_test[:4],
                                          namespace["eps"][:4].astype("float64"))
-    assert report.max_error < 1e-7
+    claim = re.search(r"# errors ~1e-10, all under (1e-\d+)", blocks[0])
+    assert claim, "the example's comment says how large the errors are"
+    assert report.max_error < float(claim.group(1))
     assert "enc.W0" in capsys.readouterr().out
 
 
@@ -24,3 +26,42 @@ def test_ci_runs_the_readme_test_command_verbatim():
     assert len(commands) >= 2 and commands[0] == "pip install -e . && tinyvae train"
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
     assert commands[1] in ci
+
+
+def command_summary():
+    """The README's command-line block: {command: the options its lines name}."""
+    section = README.split("## Command line", 1)[1]
+    block = re.search(r"```\n(.*?)```", section, flags=re.S).group(1)
+    commands, current = {}, None
+    for line in block.splitlines():
+        m = re.match(r"tinyvae (\w+)", line)
+        if m:
+            current = m.group(1)
+            commands[current] = set()
+        if current:
+            commands[current] |= set(re.findall(r"\[(--[a-z][a-z0-9-]*)", line))
+    return commands
+
+
+def test_the_command_summary_names_real_options_and_points_at_help():
+    from tinyvae.cli import build_parser
+    parsers = build_parser().subcommands
+    summary = command_summary()
+    assert set(summary) == set(parsers), "every command, and only those, in the README summary"
+    for name, options in summary.items():
+        known = {o for a in parsers[name]._actions for o in a.option_strings}
+        assert options <= known, f"README lists options tinyvae {name} does not have: {options - known}"
+    # the options people need most are in the summary; the rest are one --help away
+    needed = {"train": {"--no-figures", "--activation", "--optimizer", "--threads", "--checkpoint-every"},
+              "eval": {"--data", "--n", "--seed"}, "sample": {"--seed", "--out", "--force"},
+              "figures": {"--only", "--seed"}, "lesson": {"--quick"},
+              "bench": {"--backends", "--threads", "--data"}, "gradcheck": {"--quiet"}}
+    for name, options in needed.items():
+        assert options <= summary[name], f"tinyvae {name}: {options - summary[name]} missing from the README"
+    assert "`tinyvae COMMAND --help`" in README
+
+
+def test_resume_and_the_autoencoder_default_loss_are_documented():
+    section = README.split("## Command line", 1)[1].split("## Correctness", 1)[0]
+    assert "--no-figures" in section and "figures setting" in section
+    assert 'loss="mse"' in section and "binary cross-entropy" in section

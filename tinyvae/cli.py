@@ -27,19 +27,27 @@ def _cmd_gradcheck(args):
 def build_parser():
     p = _Parser(prog="tinyvae", description="Autoencoders and VAEs from scratch, every gradient checked.")
     sub = p.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
-    g = sub.add_parser("gradcheck", help="check every hand-written gradient against finite differences")
+    g = sub.add_parser(
+        "gradcheck", help="check every hand-written gradient against finite differences",
+        description="Compare every hand-written backward pass (layers, activations, VAEs, autoencoders) with "
+                    "central differences in float64 and print the relative error per parameter array; exits "
+                    "with status 1 if any error is above 1e-7.")
     g.add_argument("--model", default="all", help="layers | vae | ae | all (default: all)")
     g.add_argument("--quiet", action="store_true", help="print only the summary")
     g.set_defaults(func=_cmd_gradcheck)
     for module in ("commands", "lessons", "figures", "bench"):   # train/eval/sample, lesson, figures, bench
         importlib.import_module(f"tinyvae.{module}").register(sub)
+    p.subcommands = sub.choices          # name -> parser: errors point at the subcommand's --help
     return p
 
 
 def main(argv=None):
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:                  # reported by the subcommand's parser, which points at its own --help
+            sub = parser.subcommands.get(getattr(args, "command", None))
+            (sub or parser).error(f"unrecognized arguments: {' '.join(extra)}")
         if not getattr(args, "func", None):
             parser.print_help()
             return 2

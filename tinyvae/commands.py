@@ -132,7 +132,8 @@ def register(subparsers):
     t.add_argument("--out", help="the run directory to create (default: runs/<model>-<data>, numbered if taken)")
     t.add_argument("--resume", metavar="DIR", help="continue the run in DIR where it stopped")
     t.add_argument("--no-progress", action="store_true", help="no progress bar; print a line every few epochs")
-    t.add_argument("--no-figures", action="store_true", help="skip the figures")
+    t.add_argument("--no-figures", action="store_true", help="skip the figures (a resumed run keeps the setting "
+                                                             "it was started with; --no-figures turns them off)")
     t.set_defaults(func=cmd_train)
 
     e = subparsers.add_parser(
@@ -178,7 +179,10 @@ def _slug(name):
 
 
 def _check_out_dir(out):
-    """Refuse an --out that is a file or a non-empty directory (nothing is written)."""
+    """Refuse an --out that is empty, a file or a non-empty directory (nothing is written)."""
+    if str(out).strip() == "":
+        raise TinyVAEError("--out is empty; give the name of a new (or empty) directory for the run, "
+                           "or leave --out out for runs/<model>-<data>")
     if os.path.isfile(out) or (os.path.exists(out) and not os.path.isdir(out)):
         raise TinyVAEError(f"--out {out} is an existing file; give the name of a new (or empty) directory")
     if os.path.isdir(out) and os.listdir(out):
@@ -236,6 +240,18 @@ def _test_data(ds, binarize, seed):
         from .data import binarize_batch
         return binarize_batch(ds.x_test, np.random.default_rng([seed, 5]))
     return ds.x_test
+
+
+def _check_features(model, x, what, advice):
+    """An error naming the real fix when the data's width is not the model's input_dim (for a
+    saved model the fix is other data, not another model)."""
+    if np.ndim(x) == 2 and x.shape[1] != model.input_dim:
+        raise TinyVAEError(f"{what} have {x.shape[1]} values per image but the model expects "
+                           f"{model.input_dim}; {advice}")
+
+
+def _article(word):
+    return "an" if str(word)[:1].lower() in "aeiou" else "a"
 
 
 def _image_shape(run, model):
@@ -321,6 +337,10 @@ def cmd_train(args):
                     figures=not args.no_figures)
         trainer = Trainer(model, opts["batch_size"], opts["lr"], opts["optimizer"], opts["seed"],
                           "dynamic" if opts["binarize"] == "dynamic" else None)
+    if args.resume is not None:
+        restore = (f"restore the data the run in {out} was trained on ({opts['data']}), or start a new run")
+        _check_features(model, ds.x_train, f"the training images of {ds.name}", restore)
+        _check_features(model, ds.x_test, f"the test images of {ds.name}", restore)
     x_train = check_data(model, ds.x_train, f"the training images of {ds.name}")
     x_test = check_data(model, _test_data(ds, opts["binarize"], opts["seed"]), f"the test images of {ds.name}")
     if args.resume is not None:
@@ -348,7 +368,8 @@ def cmd_train(args):
 
     action = "resuming" if args.resume is not None else "training"
     where = f" from epoch {trainer.epoch + 1}" + (f", minibatch {trainer.step + 1}" if trainer.step else "")
-    print(f"{action} a {model!r} on {ds.name} ({x_train.shape[0]} train / {x_test.shape[0]} test images)"
+    print(f"{action} {_article(repr(model))} {model!r} on {ds.name} "
+          f"({x_train.shape[0]} train / {x_test.shape[0]} test images)"
           f"{where if args.resume is not None else ''} -> {out}", flush=True)
     with blas_threads(opts["threads"]):
         if args.resume is None:
@@ -374,7 +395,10 @@ def cmd_train(args):
     last = {k: v[-1] for k, v in trainer.history.items()}
     print(f"done in {elapsed:.1f} s: {_summary(model, last)}")
     print(f"results in {out}/: {', '.join([checkpoint.FILENAME, 'history.csv'] + figures)}")
-    print(f"next: tinyvae eval {out}   |   tinyvae sample {out}")
+    if model.kind == "vae":
+        print(f"next: tinyvae eval {out}   |   tinyvae sample {out}")
+    else:                                  # an autoencoder has no prior to sample from
+        print(f"next: tinyvae eval {out}")
     return 0
 
 
@@ -402,7 +426,8 @@ def _resume(args):
     if explicit:
         names = ", ".join("--" + k.replace("_", "-") for k in explicit)
         raise TinyVAEError(f"--resume continues a run with its saved options; drop {names} "
-                           "(only --epochs, --checkpoint-every and --no-progress may change)")
+                           "(only --epochs, --checkpoint-every, --no-progress and --no-figures may change; "
+                           "the run keeps its saved figures setting)")
     if os.path.isfile(args.resume):
         raise TinyVAEError(f"--resume takes a run directory written by 'tinyvae train', got the file "
                            f"{args.resume}; give its directory")
@@ -467,6 +492,9 @@ def cmd_eval(args):
     ds = load_dataset(data, binarize=None if binarize in ("none", "dynamic") else binarize,
                       seed=run.get("seed", 0), progress=sys.stderr.isatty())
     model = ck.model
+    trained_on = f" ({run['data']})" if run.get("data") and run.get("data") != data else ""
+    _check_features(model, ds.x_test, f"the test images of {ds.name}",
+                    f"pass the --data the model in {ck.path} was trained on{trained_on}")
     x = check_data(model, _test_data(ds, binarize, run.get("seed", 0)), f"the test images of {ds.name}")
     t0 = time.perf_counter()
     print(f"{model!r}\ntest set: {ds.name}, {x.shape[0]} images")
@@ -519,8 +547,8 @@ def cmd_sample(args):
     from . import plots
     fig = plots.plot_samples(model, _image_shape(run, model), n=n, seed=seed)
     try:
-        fig.savefig(out, dpi=110)
+        fig.savefig(out, dpi=110, bbox_inches="tight")     # "tight": a long title on a small grid shows whole
     except OSError as e:
         raise TinyVAEError(f"cannot write {out}: {e.strerror or e}; choose another --out") from None
-    print(f"{n} samples from the prior (seed {seed}) -> {out}")
+    print(f"{n} sample{'' if n == 1 else 's'} from the prior (seed {seed}) -> {out}")
     return 0

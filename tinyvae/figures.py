@@ -62,20 +62,70 @@ from . import figures_backprop, figures_ae, figures_elbo, figures_vae  # noqa: E
 # ==============================================================================================
 # the command
 
-def make_figures(out, quick=False, only=None, seed=0, log=print):
-    """Draw every registered figure (or those named in ``only``) into ``out`` as PNG files and
-    write ``out/README.md`` with the captions. Returns the list of paths written."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise TinyVAEError(f"the seed must be a non-negative integer, got {seed!r}")
+README_HEADER = ("# Figures", "Drawn by `tinyvae figures")     # the first lines of the README it writes
+
+
+def _written_by_us(folder):
+    """True when ``folder/README.md`` is one that :func:`make_figures` wrote."""
+    try:
+        lines = [ln for ln in (folder / "README.md").read_text(encoding="utf-8").splitlines() if ln.strip()]
+    except (OSError, UnicodeDecodeError):
+        return False
+    return len(lines) >= 2 and lines[0].strip() == README_HEADER[0] and lines[1].startswith(README_HEADER[1])
+
+
+def check_out_dir(out):
+    """``out`` as a Path it is safe to draw into, or a TinyVAEError; nothing is created.
+
+    Safe: a directory that does not exist yet (under a directory), an empty one, or one that
+    ``tinyvae figures`` wrote before (its README.md starts with the header written below), whose
+    figures and README may be replaced. Anything else would overwrite files that are not ours."""
+    if str(out).strip() == "":
+        raise TinyVAEError("--out is empty; give the directory to draw the figures into, such as figures")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise TinyVAEError(f"--out {out} is a file; give a directory for the figures")
-    out.mkdir(parents=True, exist_ok=True)
+    if out.is_dir():
+        try:
+            empty = not any(out.iterdir())
+        except OSError as e:
+            raise TinyVAEError(f"--out {out} cannot be read ({e.strerror or e}); choose another directory") from None
+        if not empty and not _written_by_us(out):
+            raise TinyVAEError(f"--out {out} is a non-empty directory that 'tinyvae figures' did not write (it has "
+                               "no README.md starting '# Figures / Drawn by `tinyvae figures`'); give a new or "
+                               "empty directory, so that no file of yours is overwritten")
+        return out
+    parent = out.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise TinyVAEError(f"--out {out}: {parent} is a file, not a directory; choose another location")
+    return out
+
+
+def make_figures(out, quick=False, only=None, seed=0, log=print):
+    """Draw every registered figure (or those named in ``only``) into ``out`` as PNG files and
+    write ``out/README.md`` with the captions. Returns the list of paths written.
+
+    ``out`` must be a new or empty directory, or one this function wrote before (see
+    :func:`check_out_dir`); every argument is checked before anything is created."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise TinyVAEError(f"the seed must be a non-negative integer, got {seed!r}")
     names = [n for n, _, _ in FIGURES]
-    if only:
+    if only is not None:
+        if isinstance(only, str):
+            only = [only]
+        only = [str(n).strip() for n in only if str(n).strip()]
+        if not only:
+            raise TinyVAEError(f"--only names no figure; give one or more of: {', '.join(names)}")
         unknown = sorted(set(only) - set(names))
         if unknown:
             raise TinyVAEError(f"unknown figure(s) {', '.join(unknown)}; known: {', '.join(names)}")
+    out = check_out_dir(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise TinyVAEError(f"cannot create --out {out}: {e.strerror or e}; choose another directory") from None
     ctx = Context(quick=quick, seed=seed)
     written = []
     for name, caption, fn in FIGURES:
@@ -88,7 +138,7 @@ def make_figures(out, quick=False, only=None, seed=0, log=print):
         plt.close(fig)
         written.append(path)
         log(f"{path}  ({time.perf_counter() - start:.1f} s)")
-    lines = ["# Figures", "", "Drawn by `tinyvae figures" + (" --quick" if quick else "") + "`; never edited by hand.", ""]
+    lines = [README_HEADER[0], "", README_HEADER[1] + (" --quick" if quick else "") + "`; never edited by hand.", ""]
     for name, caption, _ in FIGURES:
         if (out / f"{name}.png").exists():
             lines.append(f"- `{name}.png`: {caption}")
@@ -97,16 +147,24 @@ def make_figures(out, quick=False, only=None, seed=0, log=print):
 
 
 def _cmd_figures(args):
-    only = [s for s in (args.only or "").split(",") if s]
     from .commands import nonneg_int
-    make_figures(args.out, quick=args.quick, only=only or None, seed=nonneg_int("--seed", args.seed))
+    seed = nonneg_int("--seed", args.seed)
+    only = None if args.only is None else args.only.split(",")     # '' or ',' name no figure: an error
+    make_figures(args.out, quick=args.quick, only=only, seed=seed)
     return 0
 
 
 def register(sub):
-    p = sub.add_parser("figures", help="redraw the chapter's figures (PNG) into a folder")
+    p = sub.add_parser(
+        "figures", help="redraw the chapter's figures (PNG) into a folder",
+        description="Draw the figures of the lessons as PNG files, with a README.md listing their captions. "
+                    "--out must be a new or empty directory, or one 'tinyvae figures' wrote before; nothing "
+                    "else is overwritten. The full set takes a few minutes; --quick draws a small version in "
+                    "seconds.")
     p.add_argument("--quick", action="store_true", help="small data and few epochs (seconds, not minutes)")
-    p.add_argument("--out", default="figures", help="the folder to write (default: figures)")
-    p.add_argument("--only", default="", help="comma-separated figure names to draw")
+    p.add_argument("--out", default="figures", help="the folder to write: new, empty, or written by "
+                                                    "'tinyvae figures' before (default: figures)")
+    p.add_argument("--only", default=None, help="comma-separated figure names to draw (default: all); "
+                                                "an unknown name lists the known ones")
     p.add_argument("--seed", default="0", help="seed of every random stream (default 0)")
     p.set_defaults(func=_cmd_figures)

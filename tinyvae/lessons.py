@@ -63,12 +63,19 @@ def parse_cells(text):
 # finding lessons
 
 def lessons_dir():
-    """The ``lessons/`` folder: ``$TINYVAE_LESSONS``, beside the package (a source checkout or
-    an editable install), or in the current directory."""
-    candidates = []
-    if os.environ.get("TINYVAE_LESSONS"):
-        candidates.append(Path(os.environ["TINYVAE_LESSONS"]))
-    candidates += [Path(__file__).resolve().parent.parent / "lessons", Path.cwd() / "lessons"]
+    """The ``lessons/`` folder: ``$TINYVAE_LESSONS`` when set (an error if it holds no lessons),
+    else beside the package (a source checkout or an editable install), or in the current directory."""
+    env = os.environ.get("TINYVAE_LESSONS", "")
+    if env.strip():                               # asked for: that folder or an error, no fallback
+        folder = Path(env)
+        if not folder.is_dir():
+            raise TinyVAEError(f"TINYVAE_LESSONS={env} is not a directory; point it at the lessons/ folder "
+                               "of a tinyvae checkout, or unset it")
+        if not any(folder.glob("[0-9][0-9]_*.py")):
+            raise TinyVAEError(f"TINYVAE_LESSONS={env} holds no lessons (files named like 01_topic.py); point "
+                               "it at the lessons/ folder of a tinyvae checkout, or unset it")
+        return folder
+    candidates = [Path(__file__).resolve().parent.parent / "lessons", Path.cwd() / "lessons"]
     for c in candidates:
         if c.is_dir() and any(c.glob("[0-9][0-9]_*.py")):
             return c
@@ -185,16 +192,22 @@ def _cmd_lesson(args):
             print(f"{n:>3}  {title}    ({path.name})")
         print("\n'tinyvae lesson N' steps through lesson N; '--no-pause' runs it straight through.")
         return 0
+    number = _lesson_number(args.number)     # checked here: argparse would swallow the message of a type=
+    path = find_lesson(number)
     if args.quick:
         os.environ["TINYVAE_QUICK"] = "1"
     import matplotlib
     matplotlib.use("Agg")
-    return step_through(find_lesson(args.number), pause=not args.no_pause)
+    return step_through(path, pause=not args.no_pause)
 
 
 def register(sub):
-    p = sub.add_parser("lesson", help="list the lessons, or step through one cell by cell")
-    p.add_argument("number", nargs="?", type=_lesson_number, help="the lesson to step through")
+    p = sub.add_parser(
+        "lesson", help="list the lessons, or step through one cell by cell",
+        description="With no number: list the lessons. 'tinyvae lesson N' shows lesson N cell by cell -- "
+                    "its text, its code, then the code's output -- in one shared namespace; Enter goes on, "
+                    "q quits. The lessons are found in $TINYVAE_LESSONS, beside the package, or in ./lessons.")
+    p.add_argument("number", nargs="?", help="the lesson to step through (1, 2, ...)")
     p.add_argument("--no-pause", action="store_true", help="run every cell without waiting for Enter")
     p.add_argument("--quick", action="store_true", help="small data and few epochs (TINYVAE_QUICK=1)")
     p.set_defaults(func=_cmd_lesson)
@@ -202,9 +215,10 @@ def register(sub):
 
 def _lesson_number(text):
     try:
-        n = int(text)
+        n = int(str(text).strip())
     except ValueError:
-        raise TinyVAEError(f"the lesson number must be an integer such as 1, got {text!r}") from None
+        raise TinyVAEError(f"the lesson number must be a whole number such as 1, got {text!r}; "
+                           "'tinyvae lesson' lists them") from None
     if n < 1:
-        raise TinyVAEError(f"lessons are numbered from 1, got {n}")
+        raise TinyVAEError(f"lessons are numbered from 1, got {text!r}; 'tinyvae lesson' lists them")
     return n
