@@ -408,3 +408,22 @@ def test_the_real_command_prints_one_line_and_no_traceback(tmp_path):
         r = tinyvae_cmd(*args, cwd=tmp_path)
         assert_one_error_line(r.returncode, r.stderr)
     assert sorted(os.listdir(tmp_path)) == ["notes.npz"]
+
+
+def test_an_invalid_backend_variable_is_one_clear_error():
+    env = {**os.environ, "TINYVAE_BACKEND": "fortran"}
+    r = subprocess.run([sys.executable, "-m", "tinyvae", "gradcheck", "--model", "layers", "--quiet"],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 2, r.stderr
+    assert "error: TINYVAE_BACKEND='fortran' is not a backend" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_a_closed_pipe_ends_quietly():
+    # tinyvae gradcheck | head -0: the reader is gone before the first line is written
+    p = subprocess.Popen([sys.executable, "-m", "tinyvae", "gradcheck", "--model", "layers"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p.stdout.close()
+    err = p.stderr.read()
+    assert p.wait(timeout=120) == 141, err
+    assert "Traceback" not in err and "BrokenPipeError" not in err

@@ -2,10 +2,11 @@
 
 Every subcommand's handler lives beside the code it drives; this module only parses options
 and turns errors into the promised behaviour: bad input prints one line ``error: ...`` and
-exits with status 2, Ctrl-C exits with status 130.
+exits with status 2, Ctrl-C exits with status 130, a closed pipe (``| head``) ends quietly.
 """
 import argparse
 import importlib
+import os
 import sys
 
 from .errors import TinyVAEError
@@ -51,6 +52,9 @@ def main(argv=None):
         if not getattr(args, "func", None):
             parser.print_help()
             return 2
+        from .kernels import BACKEND_ENV_ERROR      # an invalid TINYVAE_BACKEND, found at import
+        if BACKEND_ENV_ERROR:
+            raise TinyVAEError(BACKEND_ENV_ERROR)
         status = args.func(args)
         return int(status or 0)
     except TinyVAEError as e:
@@ -59,6 +63,11 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader of our output went away (tinyvae ... | head): stop quietly, as Unix tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141                                   # 128 + SIGPIPE, the shell's status for it
 
 
 if __name__ == "__main__":
