@@ -39,6 +39,19 @@ def test_blas_bound_is_a_positive_time():
     assert 0 < bench.blas_bound(vae, 300, 128, repeats=1) < 10
 
 
+def test_rounds_alternate_their_order(monkeypatch):
+    # A B, B A, A B: a drift of the machine within a round must not always favour the same one
+    calls = []
+
+    def fake_time_tinyvae(x_train, x_test, epochs, backend="numba", **kw):
+        calls.append(backend)
+        return [1.0] * epochs, 100.0, None, [0.5] * epochs
+    monkeypatch.setattr(bench, "time_tinyvae", fake_time_tinyvae)
+    monkeypatch.setattr(bench, "blas_bound", lambda *a, **k: 0.5)
+    bench.run_bench(epochs=2, backends=("numba", "numpy"), rounds=3, n_train=256, cold=False, log=lambda s: None)
+    assert calls == ["numba", "numpy", "numpy", "numba", "numba", "numpy"]
+
+
 def test_bench_command_small_run(capsys):
     assert main(["bench", "--epochs", "2", "--n-train", "256", "--no-cold-start", "--threads", "1"]) == 0
     out = capsys.readouterr().out

@@ -364,7 +364,9 @@ def run_bench(epochs=3, backends=("numba", "numpy"), torch=False, rounds=1, thre
             # minutes, so a fraction only means something between neighbouring timings. For
             # tinyvae it is timed after every epoch and paired with that epoch; PyTorch runs in
             # another process, so its bound is the mean of one timed before and one after.
-            for name in names:
+            # Every other round runs in reverse order (A B C, C B A, ...), so that a drift of
+            # the machine's speed within a round favours no one.
+            for name in (names if r % 2 == 0 else names[::-1]):
                 if name == "pytorch":
                     before = blas_bound(shape, n, BATCH, repeats=1)
                     seconds, test = time_torch(ref, data, n_train, epochs, threads, verbose=verbose)
