@@ -207,7 +207,8 @@ def read(path):
         raise TinyVAEError(f"{corrupt}: its config asks for more memory than there is; train again or "
                            "restore a copy") from None
     except (TinyVAEError, TypeError, ValueError) as e:
-        raise TinyVAEError(f"{corrupt}: its config does not describe {'a VAE' if kind == 'vae' else 'an autoencoder'} ({e}); train again or "
+        what = "a VAE" if kind == "vae" else "an autoencoder"
+        raise TinyVAEError(f"{corrupt}: its config does not describe {what} ({e}); train again or "
                            "restore a copy") from None
     if params.dtype != model.dtype:
         raise TinyVAEError(f"{corrupt}: its parameters are {params.dtype} but its config says "

@@ -14,12 +14,12 @@ import time
 from pathlib import Path
 
 import matplotlib
-import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from .errors import TinyVAEError  # noqa: E402
+from .model import check_seed  # noqa: E402
 
 
 class Context:
@@ -109,8 +109,7 @@ def make_figures(out, quick=False, only=None, seed=0, log=print):
 
     ``out`` must be a new or empty directory, or one this function wrote before (see
     :func:`check_out_dir`); every argument is checked before anything is created."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise TinyVAEError(f"the seed must be a non-negative integer, got {seed!r}")
+    seed = check_seed(seed)
     names = [n for n, _, _ in FIGURES]
     if only is not None:
         if isinstance(only, str):
