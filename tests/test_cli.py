@@ -427,3 +427,11 @@ def test_a_closed_pipe_ends_quietly():
     err = p.stderr.read()
     assert p.wait(timeout=120) == 141, err
     assert "Traceback" not in err and "BrokenPipeError" not in err
+
+
+def test_the_epoch_line_leaves_out_terms_the_epoch_lacks():
+    from tinyvae.commands import _describe
+    line = _describe({"epoch": 3, "loss": 25.0, "rec": 20.0, "kl": 5.0,
+                      "val_loss": float("nan"), "val_rec": float("nan"), "val_kl": float("nan")})
+    assert line == "loss 25.000  (rec 20.000, kl 5.000)"
+    assert "val 26.500" in _describe({"epoch": 3, "loss": 25.0, "val_loss": 26.5})

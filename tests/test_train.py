@@ -251,6 +251,15 @@ def test_training_data_is_checked_with_clear_messages(bad, match):
         tv.fit(small_vae(), bad, epochs=1, progress=False)
 
 
+def test_fit_on_something_that_is_not_a_model_is_a_clear_error(digits):
+    x, _ = digits
+    for not_a_model in ("not a model", None, np.zeros(3)):
+        with pytest.raises(TinyVAEError, match="build one first"):
+            tv.fit(not_a_model, x, epochs=1, progress=False)
+        with pytest.raises(TinyVAEError, match="build one first"):
+            Trainer(not_a_model)
+
+
 def test_gaussian_and_mse_models_accept_data_outside_the_unit_interval():
     x = np.random.default_rng(0).normal(size=(40, 64)) * 3
     assert check_data(small_vae(likelihood="gaussian"), x).dtype == np.float32

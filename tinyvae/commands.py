@@ -262,6 +262,9 @@ def _image_shape(run, model):
 
 
 def _describe(row):
+    """One epoch's line: the loss, the validation loss and the terms; NaN (a term this epoch
+    lacks, e.g. no validation set) is left out."""
+    row = {k: v for k, v in row.items() if not (isinstance(v, float) and math.isnan(v))}
     parts = [f"loss {row['loss']:.3f}"]
     if "val_loss" in row:
         parts.append(f"val {row['val_loss']:.3f}")

@@ -28,7 +28,7 @@ import numpy as np
 
 from .data import binarize_batch
 from .errors import TinyVAEError
-from .model import check_positive_int
+from .model import Model, check_positive_int
 from .optim import OPTIMIZERS, make_optimizer
 
 BINARIZE = (None, "dynamic")
@@ -123,6 +123,9 @@ class Trainer:
     """
 
     def __init__(self, model, batch_size=128, lr=1e-3, optimizer="adam", seed=0, binarize=None):
+        if not isinstance(model, Model):
+            raise TinyVAEError(f"fit and Trainer train a tinyvae model (VAE, Autoencoder, ...), got "
+                               f"{type(model).__name__}; build one first, e.g. VAE(784, 20)")
         self.model = model
         self.batch_size = check_positive_int("batch_size", batch_size)
         self.optimizer = make_optimizer(optimizer, lr)
