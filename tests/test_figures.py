@@ -136,3 +136,18 @@ def test_figures_help_describes_the_command():
     from tinyvae.cli import build_parser
     description = build_parser().subcommands["figures"].description
     assert description and "new or empty" in description
+
+
+@pytest.mark.parametrize("n", [1, 4, 64])
+def test_the_sample_grid_title_fits_its_figure_when_saved_plainly(n):
+    # plot_samples saved with plain savefig (no bbox_inches="tight"): a small grid used to cut
+    # its two-line title off at both sides
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    import tinyvae as tv
+    from tinyvae import plots
+    fig = plots.plot_samples(tv.VAE(input_dim=64, hidden_dims=(8,), latent_dim=2), (8, 8), n=n)
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    title = fig.axes[0].title.get_window_extent(canvas.get_renderer())
+    assert fig.bbox.x0 <= title.x0 and title.x1 <= fig.bbox.x1

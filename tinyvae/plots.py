@@ -45,7 +45,10 @@ def image_grid(images, image_shape, ncols=None, title="Images", xlabel="column",
     nrows = -(-n // ncols)
     h, w = image_shape
     canvas = montage(images, image_shape, ncols, pad)
-    fig = _new_figure(min(10, 0.6 + ncols * 0.5 * max(1, w / 10)), min(10, 0.9 + nrows * 0.5 * max(1, h / 10)))
+    width = min(10, 0.6 + ncols * 0.5 * max(1, w / 10))
+    longest = max(len(line) for line in str(title).splitlines() or [""])
+    width = max(width, min(10, 0.4 + 0.075 * longest))        # about 0.075 in per character at 10 pt
+    fig = _new_figure(width, min(10, 0.9 + nrows * 0.5 * max(1, h / 10)))
     ax = fig.add_subplot()
     _show_grid(ax, canvas, image_shape, ncols, pad)
     ax.set_yticks([r * (h + pad) + (h - 1) / 2 for r in range(nrows)])
