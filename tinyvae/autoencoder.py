@@ -3,7 +3,8 @@
 An encoder h = f(x) and a decoder r = g(h), both MLPs, trained to minimise
 
     L(x, g(f(x)))                                             undercomplete AE      (14.1)
-    L(x, g(f(x))) + Omega(h, x)                               regularized AE        (14.2)
+    L(x, g(f(x))) + Omega(h)                                  sparse AE             (14.2)
+    L(x, g(f(x))) + Omega(h, x)                               regularized AE        (14.10)
 
 with, per example (row vectors; D inputs, C code units):
 
@@ -14,7 +15,7 @@ and the regularizers of the chapter:
 
     sparse       Omega(h) = lambda_1 sum_j |h_j|                     sec. 14.2.1, sparse_l1
     contractive  Omega(h, x) = lambda_c ||dh/dx||_F^2                eq. 14.18, contractive
-    denoising    L(x, g(f(x_tilde))), x_tilde ~ C(x_tilde | x)       secs. 14.2.2, 14.5
+    denoising    L(x, g(f(x_tilde))), x_tilde ~ C(x_tilde | x)       eq. 14.9, secs. 14.2.2, 14.5
 
 A denoising autoencoder compares the reconstruction of the *corrupted* input x_tilde with the
 *clean* x. ``loss_and_grads(x, x_input)`` takes x_tilde explicitly as ``x_input``, so the loss
@@ -40,7 +41,9 @@ relu code that is exactly 0 stays 0 under a small perturbation, so finite differ
 gradient checks keep every other code away from 0).
 
 The loss is the batch mean of the per-example  L + Omega  (squared-error units or nats per
-example), and ``grads`` is its exact gradient.
+example), and ``grads`` is its exact gradient. Despite its name, "mse" is half the *sum* of
+squared errors over the D inputs, not a mean over them: -log N(x; r, I) minus the constant
+D/2 log(2 pi), a Gaussian decoder with unit variance.
 """
 import numpy as np
 
@@ -63,7 +66,8 @@ class Autoencoder(Model):
     reconstruction r for ``mse``, the logits l for ``bce``).
 
     ``hidden_dims=()`` with ``activation="identity"`` and ``loss="mse"`` is the linear
-    autoencoder, whose decoder spans the principal subspace of the data (sec. 14.1).
+    autoencoder: at the minimum of the loss its decoder weights span the principal subspace
+    of the (centred, since the biases absorb the mean) data, like PCA (sec. 14.1).
     ``transform`` / ``inverse_transform`` are ``encode`` / ``decode``, so an autoencoder can
     stand beside ``sklearn.decomposition.PCA``.
     """
@@ -209,7 +213,7 @@ class Autoencoder(Model):
     def _loss_and_grads(self, x, x_input):
         """The forward and backward pass on checked inputs; returns (loss, mean L, mean Omega)."""
         N, ws, dt = x.shape[0], self.workspace, self.dtype
-        # forward: x_input -> h = f(x_input) -> o = g(h) -> L(x, o)                    eq. 14.1
+        # forward: x_input -> h = f(x_input) -> o = g(h) -> L(x, o)    eq. 14.1 (14.9 if denoising)
         h, enc_cache = self.encoder.forward(x_input, ws)                      # (N, C)
         o, dec_cache = self.decoder.forward(h, ws)                            # (N, D) r or l
         rec, do = self._reconstruction(o, x, 1.0 / N, ws)                     # (N,), (N, D)
@@ -247,7 +251,7 @@ class Autoencoder(Model):
                                               work=scratch(ws, "ae.rec_terms", o.shape, dt))
         r_minus_x = np.subtract(o, x, out=scratch(ws, "ae.do", o.shape, dt))   # (N, D)
         rec = 0.5 * np.einsum("nd,nd->n", r_minus_x, r_minus_x)                # 1/2 ||r - x||^2
-        return rec, np.multiply(r_minus_x, scale, out=r_minus_x)               # dL/dr = r - x
+        return rec, np.multiply(r_minus_x, scale, out=r_minus_x)               # scale * dL/dr, dL/dr = r - x
 
     def training_loss_and_grads(self, x, rng):
         """One training step's loss and gradients (used by ``fit``).

@@ -7,8 +7,9 @@ Lesson 5, the marginal likelihood p(x) = int p(x|z) p(z) dz, three ways:
     quadrature (Z <= 2)   p(x) ~= sum_g p(x|z_g) p(z_g) dA  on a grid of z_g                (3)
 
 (2) is ``VAE.log_likelihood`` (Burda et al. 2015); (1) and (3) are here. Both (1) and (2) are
-unbiased for p(x), but (1) wastes almost every sample where p(x|z) is negligible: its
-*effective sample size* (sum w)^2 / sum w^2, w_i = p(x|z_i), stays near 1.
+unbiased for p(x) (their logs are not: by Jensen, E[log of the estimate] <= log p(x)), but (1)
+wastes almost every sample where p(x|z) is negligible: its *effective sample size*
+(sum w)^2 / sum w^2, w_i = p(x|z_i), stays near 1.
 
 Lesson 6, the ELBO in its correct form (the slides drop the logs):
 
@@ -22,14 +23,19 @@ Lesson 7, two unbiased estimators of the gradient of E_q[f(z)], q = N(mu, diag(s
 sigma^2 = exp(logvar), with respect to theta = (mu, logvar), for samples eps ~ N(0, I):
 
     reparameterization    z = mu + sigma eps,   g_mu = f'(z),   g_logvar = f'(z) eps sigma / 2   (6)
-    score function        g = f(z) d/dtheta log q(z):
+    score function        g = (f(z) - b) d/dtheta log q(z), b a baseline (0 or f(mu)):
                           g_mu = (f(z) - b) eps / sigma,   g_logvar = (f(z) - b) (eps^2 - 1) / 2 (7)
 
-(Williams 1992, REINFORCE; Kingma & Welling 2013 sec. 2.4). (7) only needs values of f, (6)
-needs its gradient. A baseline b that does not depend on z leaves (7) unbiased, because
-E_q[d log q / d theta] = 0; here b = f(mu) when asked for. Objectives are small classes with
-``value(z) -> (S,)`` and ``grad(z) -> (S, Z)``: :class:`Quadratic` (exact gradient known) and
-:class:`DecoderLogLikelihood` (f(z) = log p(x|z) under a VAE's decoder).
+with f'(z) = df/dz. (6) is the chain rule through z = mu + sigma eps (dz/dmu = 1,
+dz/dlogvar = eps sigma / 2), the reparameterization trick of Kingma & Welling 2013 sec. 2.4;
+(7) is Williams' 1992 REINFORCE, the high-variance estimator Kingma & Welling sec. 2.2 sets
+out to replace, with d log q / d mu = eps / sigma and d log q / d logvar = (eps^2 - 1) / 2 at
+z = mu + sigma eps.
+(7) only needs values of f, (6) needs its gradient. A baseline b that does not depend on z
+leaves (7) unbiased, because E_q[d log q / d theta] = 0; here b = f(mu) when asked for.
+Objectives are small classes with ``value(z) -> (S,)`` and ``grad(z) -> (S, Z)``:
+:class:`Quadratic` (exact gradient known) and :class:`DecoderLogLikelihood` (f(z) = log p(x|z)
+under a VAE's decoder).
 
 Everything returns float64.
 """
@@ -143,10 +149,11 @@ def _log_sum_exp(a):
 
 
 def grid_log_likelihood(vae, x, n=201, limit=6.0):
-    """log p(x) by the midpoint rule, eq. (3), on an n x n grid over [-limit, limit]^2.
+    """log p(x) by the midpoint rule, eq. (3), on a grid of n^Z cells over [-limit, limit]^Z.
 
     Only for latent_dim <= 2: the grid has n^Z points, which is the point of lesson 5 -- an
-    integral over z by brute force costs exponentially many decoder calls in Z.
+    integral over z by brute force costs exponentially many decoder calls in Z. The prior
+    mass outside the box (about 4e-9 for limit = 6, Z = 2) is left out.
     Returns: (N,) estimates."""
     x = _check_x(vae, x)
     Z = vae.latent_dim
@@ -197,7 +204,7 @@ def mean_and_standard_error(samples, axis=0):
 # lesson 7: objectives f(z) and the two gradient estimators
 
 class Quadratic:
-    """f(z) = -1/2 sum_j c_j (z_j - a_j)^2, whose expected gradient under q is known exactly:
+    """f(z) = -1/2 sum_j c_j (z_j - a_j)^2, for which the gradient of E_q[f] is known exactly:
 
         E_q[f] = -1/2 sum_j c_j ((mu_j - a_j)^2 + sigma_j^2)
         dE/dmu = -c (mu - a),    dE/dlogvar = -c sigma^2 / 2."""

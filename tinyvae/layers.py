@@ -2,8 +2,9 @@
 
 The convention is the one of CS231n's ``layers.py``: ``*_forward(...)`` returns ``(out, cache)``
 and ``*_backward(dout, cache)`` returns the gradients, where ``cache`` holds only what the
-backward pass reads. Row vectors throughout (Goodfellow et al. sec. 6.5): a batch X has shape
-(N, fan_in) and a dense layer computes
+backward pass reads. Row vectors throughout, one example per row, as in the minibatch example
+H = max{0, X W} of Goodfellow et al. sec. 6.5.7: a batch X has shape (N, fan_in) and a dense
+layer computes
 
     A = X W + b,        W (fan_in, fan_out),  b (fan_out,)                       (forward)
     dX = dA W^T,  dW = X^T dA,  db = sum_n dA[n]                               (chain rule)
@@ -122,10 +123,10 @@ def _check_sizes(sizes):
 
 
 class MLP:
-    """A multilayer perceptron h_L = g_L(... f(x W_0 + b_0) ...) with explicit backprop.
+    """A multilayer perceptron h_{i+1} = f_i(h_i W_i + b_i), h_0 = x, with explicit backprop.
 
-    ``sizes`` = (d_0, ..., d_L) are the layer widths; hidden layers use ``activation`` and the
-    last layer ``final_activation`` (``identity`` by default: a linear output). Parameters are
+    ``sizes`` = (d_0, ..., d_L) are the layer widths; hidden layers use f_i = ``activation`` and
+    the last layer ``final_activation`` (``identity`` by default: a linear output). Parameters are
     named ``{prefix}W{i}`` (d_i, d_{i+1}) and ``{prefix}b{i}`` (d_{i+1},).
 
     Standalone, ``MLP(sizes, "tanh", seed=0)`` owns its parameters (``.params``, ``.grads``).
@@ -152,9 +153,10 @@ class MLP:
     def init(self, params, rng):
         """Draw the initial parameters from ``rng``.
 
-        ``init="he"`` (the default): W ~ N(0, gain / fan_in), gain 2 for ReLU-like layers (He et
-        al. 2015), 1 otherwise (LeCun); b = 0. ``init="uniform"``: W and b ~ U(-1/sqrt(fan_in),
-        1/sqrt(fan_in)), the default of PyTorch's nn.Linear (used to match its reference)."""
+        ``init="he"`` (the default): W ~ N(0, gain / fan_in), gain 2 when the layer's own
+        activation is ReLU-like (relu, leaky_relu, softplus; He et al. 2015), 1 otherwise
+        (LeCun); b = 0. ``init="uniform"``: W and b ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), the
+        default of PyTorch's nn.Linear (used to match its reference)."""
         for i in range(self.n_layers):
             kind = self.activation if i < self.n_layers - 1 else self.final_activation
             W, b = params[f"{self.prefix}W{i}"], params[f"{self.prefix}b{i}"]
@@ -199,7 +201,7 @@ class MLP:
             W, _, kind = self.layer(i)
             dW, db = self.grads[f"{self.prefix}W{i}"], self.grads[f"{self.prefix}b{i}"]
             da = scratch(workspace, (self.prefix, "da", i), dh.shape, dh.dtype)
-            kernels.activation_backward(dh, hs[i + 1], kind, da=da, db=db)  # dA = dH f'(A)
+            kernels.activation_backward(dh, hs[i + 1], kind, da=da, db=db)  # dA = dH f'(A), db = sum_n dA
             np.matmul(hs[i].T, da, out=dW)                                  # dW = h_i^T dA
             if i == 0 and not need_dx:
                 return None

@@ -9,19 +9,24 @@ With ``hidden_dims=()`` and ``likelihood="gaussian"`` the VAE's decoder is affin
     p(x)   = N(x; b, C),           C = W^T W + sigma2 I_D                                (1)
     p(z|x) = N(z; m(x), S),        S = (I_Z + W W^T / sigma2)^-1,  m = (x - b) W^T S / sigma2   (2)
 
-and for the (affine, diagonal) encoder q(z|x) = N(mu(x), diag(s2(x))), s2 = exp(logvar):
+((1): x = z W + b + noise is a sum of independent Gaussians, so Cov x = W^T W + sigma2 I.
+(2): complete the square in z of log p(z) + log p(x|z); the precision S^-1 is the prior's, I,
+plus the likelihood's, W W^T / sigma2.) And for the (affine, diagonal) encoder q(z|x) = N(mu(x), diag(s2(x))), s2 = exp(logvar):
 
     E_q[log p(x|z)] = -D/2 log(2 pi sigma2) - (|x - mu W - b|^2 + sum_j s2_j |W_j|^2) / (2 sigma2)
     E_q[log p(z)]   = -Z/2 log(2 pi) - 1/2 sum_j (mu_j^2 + s2_j)
     -E_q[log q]     =  Z/2 (log(2 pi) + 1) + 1/2 sum_j logvar_j                       (entropy)
 
+where W_j is row j of W (the weights out of z_j): the first line uses
+E_q|x - z W - b|^2 = |x - mu W - b|^2 + sum_j s2_j |W_j|^2 (the error at the mean of z plus
+the variance of z W).
 The ELBO is the sum of these three expectations, and the identity
 
     log p(x) = ELBO(x) + KL(q(z|x) || p(z|x))                                              (3)
 
-holds exactly (Kingma & Welling 2013, eq. 1): the gap between log p(x) and the ELBO is the
-KL divergence from q to the true posterior. All functions take such a VAE and x (N, D) and
-work in float64.
+holds exactly (Kingma & Welling 2013, eq. 1): the gap between log p(x) and the ELBO is
+KL(q(z|x) || p(z|x)), with q in the first slot, the direction variational inference minimises.
+The functions take such a VAE (and x (N, D) where they need it) and work in float64.
 """
 import numpy as np
 
@@ -85,7 +90,12 @@ def expected_elbo(vae, x):
 
 
 def kl_to_posterior(vae, x):
-    """KL(q(z|x) || p(z|x)) between the diagonal q and the full-covariance posterior, (N,)."""
+    """KL(q(z|x) || p(z|x)) between the diagonal q and the full-covariance posterior, (N,).
+
+    For q = N(mu, Sq), Sq = diag(s2), and p(z|x) = N(m, S) with precision P = S^-1:
+
+        KL = 1/2 (tr(P Sq) + (m - mu) P (m - mu)^T - Z + log det S - log det Sq)
+    """
     mu, logvar = _q(vae, x)
     m, S = posterior(vae, x)
     P = np.linalg.inv(S)                                       # posterior precision (Z, Z)
@@ -98,10 +108,12 @@ def kl_to_posterior(vae, x):
 
 
 def fit_encoder_to_posterior(vae, x):
-    """Set the affine encoder to the best diagonal q for data like x, in closed form.
+    """Set the affine encoder to the best diagonal q for every x at once, in closed form.
 
-    For the linear-Gaussian model the optimal mean is mu = m(x), affine in x, and the optimal
-    diagonal variance is s2_j = 1 / P_jj (P = S^-1), constant in x (Turner & Sahani, 2011).
+    For the linear-Gaussian model the diagonal q that minimises KL(q || p(z|x)), i.e. maximises
+    the ELBO, has mean mu = m(x), affine in x, and variances s2_j = 1 / P_jj (P = S^-1),
+    constant in x (Bishop 2006, PRML sec. 10.1.2; Turner & Sahani 2011). Since the optimum is
+    the same affine map for every x, ``x`` itself is not used (it is kept for the signature).
     Returns the VAE (changed in place)."""
     _, _, W, b, sigma2 = _parts(vae)
     Z = vae.latent_dim

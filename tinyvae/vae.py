@@ -14,8 +14,9 @@ and for each example x the evidence lower bound (ELBO), with a one-sample estima
                        ~= log p(x | z = mu + exp(logvar/2) * eps) - KL,  eps ~ N(0, I)  (3)
 
 (The slides' E[p(X|Z)] + E[p(Z)] - E[q(Z|X)] drops the logs; (1) is the correct form.)
-The training loss is the batch mean of  rec + beta * KL,  rec = -log p(x|z): nats per
-example, equal to -ELBO when beta = 1. The KL of (2) is closed form (Kingma & Welling app. B):
+The training loss is the batch mean of  rec + beta * KL,  rec = -log p(x|z) at the sampled z:
+nats per example, equal to minus the one-sample estimate (3) when beta = 1. The KL of (2) is
+closed form (Kingma & Welling app. B):
 
     KL = 1/2 sum_j (mu_j^2 + exp(logvar_j) - 1 - logvar_j)                               (4)
 
@@ -170,7 +171,7 @@ class VAE(Model):
                                         dmu=de[:, :Z], dlogvar=de[:, Z:])
         self.encoder.backward(de, enc_cache, need_dx=False, workspace=ws)
         if self.learn_sigma2:
-            # rec_n = SSE_n / (2 sigma2) + D/2 log(2 pi sigma2), so
+            # rec_n = SSE_n / (2 sigma2) + D/2 log(2 pi sigma2), so (the KL has no sigma2)
             # d rec_n / d log sigma2 = -SSE_n / (2 sigma2) + D/2
             D, s2 = self.input_dim, self.sigma2
             half_sse_over_s2 = rec_mean - 0.5 * D * np.log(2 * np.pi * s2)   # mean_n SSE_n/(2 s2)
@@ -222,9 +223,11 @@ class VAE(Model):
 
             log p(x) ~= log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i|x),   z_i ~ q(z|x)
 
-        a lower bound that tightens to log p(x) as k grows (k = 1 is the ELBO). Computed with a
-        running log-sum-exp over chunks of examples and samples, so memory stays bounded
-        (``max_rows`` decoder rows at a time) whatever N and k are."""
+        The estimate is random. Its expectation L_k is a lower bound on log p(x) that rises with
+        k and tends to log p(x) for bounded weights (Burda et al., thm. 1); L_1 is the ELBO (1),
+        with the KL sampled here rather than the closed form (4). Computed with a running
+        log-sum-exp over chunks of examples and samples, so memory stays bounded (``max_rows``
+        decoder rows at a time) whatever N and k are."""
         x = self._data(x)
         k = check_positive_int("k", k)
         rng = np.random.default_rng(check_seed(seed, allow_sequence=True))
@@ -245,6 +248,8 @@ class VAE(Model):
                 kc = min(k_chunk, k - done)
                 eps = rng.standard_normal((kc, n, Z))                      # (kc, n, Z)
                 z = mu + np.exp(0.5 * logvar) * eps                        # (kc, n, Z)
+                # log q(z|x) = -1/2 sum_j (log 2 pi + logvar_j + (z_j - mu_j)^2 / exp(logvar_j)),
+                # and (z_j - mu_j)^2 / exp(logvar_j) = eps_j^2
                 log_q = -0.5 * np.sum(LOG_2PI + logvar + eps**2, axis=-1)  # log q(z|x)  (kc, n)
                 log_pz = -0.5 * np.sum(LOG_2PI + z**2, axis=-1)            # log p(z)    (kc, n)
                 o = self.decoder(z.reshape(kc * n, Z).astype(self.dtype))  # (kc n, D)
