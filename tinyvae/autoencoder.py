@@ -4,7 +4,7 @@ An encoder h = f(x) and a decoder r = g(h), both MLPs, trained to minimise
 
     L(x, g(f(x)))                                             undercomplete AE      (14.1)
     L(x, g(f(x))) + Omega(h)                                  sparse AE             (14.2)
-    L(x, g(f(x))) + Omega(h, x)                               regularized AE        (14.10)
+    L(x, g(f(x))) + Omega(h, x)                               regularized AE   (sec. 14.2.3)
 
 with, per example (row vectors; D inputs, C code units):
 
@@ -15,7 +15,7 @@ and the regularizers of the chapter:
 
     sparse       Omega(h) = lambda_1 sum_j |h_j|                     sec. 14.2.1, sparse_l1
     contractive  Omega(h, x) = lambda_c ||dh/dx||_F^2                eq. 14.18, contractive
-    denoising    L(x, g(f(x_tilde))), x_tilde ~ C(x_tilde | x)       eq. 14.9, secs. 14.2.2, 14.5
+    denoising    L(x, g(f(x_tilde))), x_tilde ~ C(x_tilde | x)       secs. 14.2.2, 14.5
 
 A denoising autoencoder compares the reconstruction of the *corrupted* input x_tilde with the
 *clean* x. ``loss_and_grads(x, x_input)`` takes x_tilde explicitly as ``x_input``, so the loss
@@ -213,7 +213,7 @@ class Autoencoder(Model):
     def _loss_and_grads(self, x, x_input):
         """The forward and backward pass on checked inputs; returns (loss, mean L, mean Omega)."""
         N, ws, dt = x.shape[0], self.workspace, self.dtype
-        # forward: x_input -> h = f(x_input) -> o = g(h) -> L(x, o)    eq. 14.1 (14.9 if denoising)
+        # forward: x_input -> h = f(x_input) -> o = g(h) -> L(x, o)    eq. 14.1 (sec. 14.2.2 if denoising)
         h, enc_cache = self.encoder.forward(x_input, ws)                      # (N, C)
         o, dec_cache = self.decoder.forward(h, ws)                            # (N, D) r or l
         rec, do = self._reconstruction(o, x, 1.0 / N, ws)                     # (N,), (N, D)
