@@ -11,7 +11,8 @@
 # elementwise activation, and trained with one algorithm, back-propagation (sec. 6.5). No
 # autodiff here: tinyvae writes every backward pass by hand. This lesson derives them.
 #
-# Conventions (those of `tinyvae.layers`, and of the book's sec. 6.5.4): examples are *rows*.
+# Conventions (those of `tinyvae.layers`, and of the book's minibatch example in sec. 6.5.7,
+# H = max{0, X W^(1)}; sec. 6.5.4 writes single examples as columns, W h): examples are *rows*.
 # A batch X has shape (N, fan_in); a dense layer computes
 #
 #     Y = X W + b,        X (N, fan_in),  W (fan_in, fan_out),  b (fan_out,),  Y (N, fan_out)   (1)

@@ -96,7 +96,7 @@ assert err32 > 100 * err32_at_1e3                    # at h = 1e-6 round-off has
 # ## Measuring the disagreement
 #
 # For a whole parameter array, tinyvae compares the analytic gradient a with the numerical one
-# n by one number (as in CS231n's notes):
+# n by one number (a variant of the relative error in CS231n's notes, taken over the array):
 #
 #     err = max|a - n| / max(1e-8, max|a| + max|n|)                                         (3)
 #

@@ -79,10 +79,11 @@ assert np.all(np.diff(sparse["rec"]) > 0)           # ... paid for in reconstruc
 
 # %% [markdown]
 # Without the penalty the overcomplete code reconstructs almost perfectly -- it has learned to
-# copy, and even then over 40% of its relu code values are 0 (about a fifth of the units are
-# 0 for every test digit: "dead" relus, which get no gradient while they stay 0). With
-# it, each digit is described by a handful of active units. The penalty also shrinks the
-# values that stay on, so the error grows with lambda: lambda trades sparsity for fidelity.
+# copy, and even then over 40% of its relu code values are 0 (a fifth to a quarter of the
+# units, as counted above, are 0 for every test digit: "dead" relus, which get no gradient
+# while they stay 0). With it, each digit is described by a handful of active units. The
+# penalty also shrinks the values that stay on, so the error grows with lambda: lambda trades
+# sparsity for fidelity.
 #
 # ## Denoising autoencoders (secs. 14.2.2, 14.5)
 #
@@ -223,7 +224,7 @@ assert con["gain"][i, empty].mean() < 0.1 * con["gain"][0, empty].mean()     # .
 # handful of 128 units, trading reconstruction for sparsity as lambda grows. The denoising
 # autoencoder, trained to map x~ = x + noise back to x, learned a field g(f(x~)) - x~ that
 # points at the data manifold (mean cosine 0.95 with the true direction, against a
-# field of near-zero arrows without noise), as in fig. 14.4. The contractive penalty
+# field of near-zero arrows without noise), as in figs. 14.4 and 14.5. The contractive penalty
 # lambda ||dh/dx||_F^2 (eq. 14.18) made the code far less sensitive to the input at the same
 # reconstruction error -- partly by rescaling encoder and decoder, the loophole sec. 14.7
 # warns about, and partly by a real contraction of x -> g(f(x)) in the directions the data do

@@ -190,9 +190,9 @@ assert rms["score"] > 4 * rms["reparameterization"] and rms["score_baseline"] > 
 # %% [markdown]
 # All three are unbiased, but the score-function estimates scatter almost seven times as widely
 # (four times with the baseline): they use f only through its value, multiplied by a random
-# factor like eps / sigma, so anything that shifts f -- here f is around -4 -- turns into noise. The baseline b = f(mu) removes
-# much of that shift; the reparameterization estimate uses the slope f'(z), which is what the
-# gradient is about.
+# factor like eps / sigma, so anything that shifts f -- here f is around -4 -- turns into
+# noise. The baseline b = f(mu) removes much of that shift; the reparameterization estimate
+# uses the slope f'(z), which is what the gradient is about.
 #
 # ## On a real objective: f(z) = log p(x|z) of a trained decoder
 #
@@ -235,10 +235,11 @@ tv.lessons.save_figure(fig, "gradient_variance", __file__)
 
 # %% [markdown]
 # Since the spread falls like 1/sqrt(n), a score-function estimate of this gradient needs
-# ratio^2 -- several hundred -- times as many samples for the same precision as the
-# reparameterization estimate. f = log p(x|z) is about -20 nats for this digit; without a
-# baseline that whole offset multiplies the random factor eps / sigma. The reparameterization estimate is why a VAE trains with a single sample of z
-# per example per step.
+# ratio^2 -- hundreds of times (the printout above) -- as many samples for the same precision
+# as the reparameterization estimate. f = log p(x|z) is about -20 nats for this digit; without
+# a baseline that whole offset multiplies the random factor eps / sigma. The
+# reparameterization estimate is why a VAE trains with a single sample of z per example per
+# step.
 #
 # ## Recap
 #
