@@ -154,9 +154,7 @@ for Z, model in models.items():
 # even with 10^4 - 10^5 samples (below: about 6 nats at k = 10^4 in the quick run, over 20 at
 # k = 10^5 in the full run -- factors of e^6 and e^20 in p(x)). Importance sampling from a
 # distribution q(z|x) that concentrates where p(x|z) p(z) is large -- the VAE's encoder, lesson
-# 6 -- fixes this: p(x) = E_q[p(x|z) p(z) / q(z|x)] (`VAE.log_likelihood`). (The figure's
-# panel titles number the estimators as `tinyvae.estimators` does: its eq. (1) is our eq. (2),
-# the naive estimate, and its eq. (2) is importance sampling.)
+# 6 -- fixes this: p(x) = E_q[p(x|z) p(z) / q(z|x)] (`VAE.log_likelihood`).
 
 # %%
 results = {f"Z = {Z}": (estimators.estimates_versus_k(model, x, ks, seed=Z),

@@ -49,7 +49,7 @@ def plot_likelihood_estimates(results, title="Estimating log p(x) = log ∫ p(x|
         ax_ess.plot(k, np.median(est["naive_ess"], axis=1), "o-", color=colour, label=label)
     kmax = max(est["k"].max() for est, _ in results.values())
     ax_ess.plot([1, kmax], [1, kmax], ls=":", color="gray", label="ESS = k (ideal)")
-    for ax, name in ((ax_naive, "naive: z ~ p(z), eq. (1)"), (ax_is, "importance sampling: z ~ q(z|x), eq. (2)")):
+    for ax, name in ((ax_naive, "naive: z ~ p(z)"), (ax_is, "importance sampling: z ~ q(z|x)")):
         ax.axhline(0, color="black", lw=0.8)
         ax.set_xscale("log")
         ax.set_xlabel("samples k")
