@@ -208,3 +208,27 @@ def test_log_px_given_z_checks_rows_and_widths():
         est.log_px_given_z(vae, x[:2], z)
     with pytest.raises(TinyVAEError, match=r"\(N, 2\)"):
         est.log_px_given_z(vae, x, np.zeros((4, 3)))
+
+
+def test_effective_sample_size_of_unequal_weights_by_hand():
+    """(sum w)^2 / sum w^2: for w = (1, 1/2) that is 2.25 / 1.25 = 1.8; for w = (1, 1, 1/2, 1/4)
+    it is 2.75^2 / 2.3125. The log weights sit near 700, where exp() alone would overflow."""
+    assert est.effective_sample_size(np.log([1.0, 0.5]) + 700) == pytest.approx(1.8, rel=1e-12)
+    log_w = np.log([[1.0, 1.0], [1.0, 1.0], [0.5, 1.0], [0.25, 1.0]]) - 700     # two columns
+    np.testing.assert_allclose(est.effective_sample_size(log_w, axis=0), [2.75**2 / 2.3125, 4.0], rtol=1e-12)
+
+
+def test_naive_estimate_and_its_ess_when_the_decoder_ignores_z():
+    """With dec.W0 = 0, p(x|z) = N(x; b, sigma2 I) for every z: all k weights are equal, so the
+    effective sample size is k and the estimate is exactly that Gaussian's log density."""
+    vae = linear_vae(D=5, Z=2, sigma2=0.7)
+    vae.params["dec.W0"][...] = 0
+    x = ppca_data(n=3, D=5)
+    b = vae.params["dec.b0"]
+    want = multivariate_normal(b, 0.7 * np.eye(5)).logpdf(x)
+    estimate, ess = est.naive_log_likelihood(vae, x, k=50, seed=0, chunk=7, return_ess=True)
+    np.testing.assert_allclose(estimate, want, rtol=1e-10)
+    np.testing.assert_allclose(ess, 50, rtol=1e-9)
+    # a decoder that depends on z: unequal weights, an ESS between 1 and k
+    _, ess = est.naive_log_likelihood(linear_vae(D=5, Z=2), x, k=50, seed=0, return_ess=True)
+    assert np.all((ess >= 1) & (ess <= 50))

@@ -99,3 +99,16 @@ def test_a_relu_kink_failure_comes_with_a_hint():
     smooth = tv.Autoencoder(4, hidden_dims=(3,), code_dim=2, activation="tanh", dtype="float64")
     ok = check_model(smooth, rng.random((3, 4)))
     assert ok.passed() and ok.hint == ""
+
+
+def test_relative_error_of_small_gradients_is_relative():
+    """The 1e-8 floor only guards 0/0: gradients of size 1e-4 are judged relative to their own
+    size (a floor of 1 would turn the check into an absolute one and pass them all)."""
+    a, n = np.array([1e-4, -3e-4]), np.array([2e-4, -3e-4])
+    assert relative_error(a, n) == pytest.approx(1e-4 / (3e-4 + 3e-4), rel=1e-12)
+    # f(a) = 1e-6 sum(a^2) has gradient 2e-6 a; claiming half of it must fail the check
+    a = np.array([0.3, -1.2, 0.7])
+    report = check_function(lambda a: 1e-6 * np.sum(a**2), {"a": a}, {"a": 1e-6 * a})
+    assert not report.passed() and report.max_error == pytest.approx(1 / 3, rel=1e-3)
+    ok = check_function(lambda a: 1e-6 * np.sum(a**2), {"a": a}, {"a": 2e-6 * a})
+    assert ok.passed()

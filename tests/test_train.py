@@ -380,3 +380,58 @@ def test_history_lists_stay_aligned_when_x_val_comes_and_goes(digits):
     val = np.array(h["val_loss"])
     assert np.isnan(val[[0, 1, 3]]).all() and np.isfinite(val[2])
 
+
+
+# ---------------------------------------------------------------------------------------------
+# data order, and what fit does with a new seed or a new learning rate on a continued run
+
+def test_every_epoch_visits_each_example_once_in_a_fresh_order():
+    """Minibatch SGD: each epoch is a permutation of the training set, shuffled anew."""
+    x = np.random.default_rng(0).uniform(size=(30, 64)).astype(np.float32)   # 30 distinct rows
+    index = {row.tobytes(): i for i, row in enumerate(x)}
+    vae = small_vae()
+    seen = []
+    real = vae.training_loss_and_grads
+
+    def spy(xb, rng):
+        seen.extend(index[row.tobytes()] for row in xb)
+        return real(xb, rng)
+    vae.training_loss_and_grads = spy
+    tv.fit(vae, x, epochs=3, batch_size=8, progress=False)                  # 8 + 8 + 8 + 6 per epoch
+    orders = [seen[i:i + 30] for i in range(0, 90, 30)]
+    assert len(seen) == 90
+    for order in orders:
+        assert sorted(order) == list(range(30))                              # each example once
+    assert orders[0] != list(range(30))                                      # shuffled
+    assert orders[0] != orders[1] and orders[1] != orders[2]                 # anew each epoch
+
+
+def test_a_new_seed_on_a_continued_run_restarts_the_streams(digits):
+    x, _ = digits
+    same, reseeded = small_vae(), small_vae()
+    for vae, second_seed in ((same, 0), (reseeded, 5)):
+        tv.fit(vae, x, epochs=1, batch_size=64, seed=0, progress=False)
+        tv.fit(vae, x, epochs=1, batch_size=64, seed=second_seed, progress=False)
+    assert reseeded.trainer.seed == 5
+    assert not np.array_equal(same.flat, reseeded.flat)
+
+
+def test_a_new_learning_rate_on_a_continued_run_is_used_and_keeps_the_moments():
+    """One full-batch Adam step after a change of lr, against Kingma & Ba's alg. 1 written out
+    here: m, v and t carry on from the first fit, the step uses the new lr."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(20, 8))
+    ae = tv.Autoencoder(8, hidden_dims=(), code_dim=3, activation="tanh", dtype="float64", seed=0)
+    tv.fit(ae, x, epochs=2, batch_size=20, lr=1e-3, progress=False)        # two Adam steps
+    opt = ae.trainer.optimizer
+    theta, m, v, t = ae.flat.copy(), opt.m.copy(), opt.v.copy(), opt.t
+    assert t == 2
+    g = ae.loss_and_grads(x)[1]
+    g = np.concatenate([g[k].ravel() for k in ae.params])                  # the flat layout
+    tv.fit(ae, x, epochs=1, batch_size=20, lr=1e-2, progress=False)        # one step, new lr
+    b1, b2, eps, lr = 0.9, 0.999, 1e-8, 1e-2
+    m = b1 * m + (1 - b1) * g
+    v = b2 * v + (1 - b2) * g * g
+    expected = theta - lr * (m / (1 - b1**3)) / (np.sqrt(v / (1 - b2**3)) + eps)
+    assert ae.trainer.optimizer.lr == 1e-2 and ae.trainer.optimizer.t == 3
+    np.testing.assert_allclose(ae.flat, expected, rtol=0, atol=1e-12)

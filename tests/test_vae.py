@@ -454,3 +454,22 @@ def test_numpy_integer_seeds_and_odd_arguments():
 def test_a_model_too_large_to_allocate_is_refused_before_allocating():
     with pytest.raises(TinyVAEError, match="parameters"):
         tv.VAE(10_000_000, hidden_dims=(1_000_000,))
+
+
+def test_sampled_draws_have_the_decoders_noise():
+    """sample(mean=False) draws x ~ p(x|z). With the decoder's weights zeroed, the mean of
+    p(x|z) is the bias b for every z, so the draws must have mean b and standard deviation
+    sqrt(sigma2) (Gaussian), or mean sigmoid(b) (Bernoulli)."""
+    b = np.array([0.3, -1.0, 2.0])
+    vae = tv.VAE(input_dim=3, hidden_dims=(), latent_dim=2, likelihood="gaussian", sigma2=0.25,
+                 dtype="float64", seed=0)
+    vae.params["dec.W0"][...] = 0
+    vae.params["dec.b0"][...] = b
+    draws = vae.sample(20_000, seed=1, mean=False)                       # (20000, 3)
+    np.testing.assert_allclose(draws.mean(axis=0), b, atol=4 * 0.5 / np.sqrt(20_000))
+    np.testing.assert_allclose(draws.std(axis=0), 0.5, rtol=0.03)       # sqrt(0.25), not 0.25
+    bern = tv.VAE(input_dim=3, hidden_dims=(), latent_dim=2, dtype="float64", seed=0)
+    bern.params["dec.W0"][...] = 0
+    bern.params["dec.b0"][...] = b
+    bits = bern.sample(20_000, seed=1, mean=False)
+    np.testing.assert_allclose(bits.mean(axis=0), 1 / (1 + np.exp(-b)), atol=0.015)
