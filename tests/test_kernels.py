@@ -289,6 +289,21 @@ def test_matching_shapes_still_pass_the_checks(backend):
         np.testing.assert_array_equal(db, [1.5, 1.5])
 
 
+@pytest.mark.parametrize("kind", K.ACTIVATIONS)
+def test_activation_backward_overwrites_a_reused_bias_gradient(backend, kind):
+    """db is a gradient buffer reused every step: the kernel must overwrite it with sum_n dA,
+    not add to what the last step left there."""
+    rng = np.random.default_rng(1)
+    dh, h = rng.normal(size=(5, 3)), rng.uniform(0.1, 0.9, size=(5, 3))   # h inside every range
+    for name in ("numba", "numpy"):
+        backend(name)
+        db = np.full(3, 7.0)                                               # last step's values
+        da, db = K.activation_backward(dh, h, kind, da=np.full((5, 3), 7.0), db=db)
+        np.testing.assert_allclose(db, da.sum(axis=0), rtol=1e-12, err_msg=name)
+        if kind == "relu":                                                 # h > 0: f'(a) = 1
+            np.testing.assert_array_equal(da, dh)
+
+
 def test_unknown_backend_and_activation_are_tinyvae_errors():
     with pytest.raises(tv.TinyVAEError, match="numba, numpy"):
         tv.set_backend("foo")
