@@ -147,13 +147,15 @@ tv.lessons.save_figure(plot_samples(vae, ds.image_shape, n=64, seed=0), "samples
 # prior's quantiles draws the *learned manifold* (Kingma & Welling fig. 4): a 2-D sheet of
 # images, each blending smoothly into its neighbours. Plotting the posterior means mu(x) of the
 # test set, coloured by a label the VAE never saw, shows what the two coordinates encode. (The
-# full run uses Fashion-MNIST, 28x28 pictures of clothes, when its files are present.)
+# full run uses Fashion-MNIST, 28x28 pictures of clothes, when its files are present: Debian's
+# dataset-fashion-mnist, or a download by `tinyvae train --data fashion-mnist`. The lesson
+# itself never downloads; without the files it uses the digits.)
 
 # %%
 if quick:
     ds2, note = ds, ""
 else:
-    ds2, note = figures_vae.pictures_dataset()                        # Fashion-MNIST, or digits
+    ds2, note = figures_vae.pictures_dataset(download=False)          # Fashion-MNIST, or digits
 vae2 = tv.VAE(ds2.input_dim, hidden_dims=(128,) if ds2.name == "digits" else (512,), latent_dim=2, seed=0)
 with recipes.one_blas_thread():
     tv.fit(vae2, ds2.x_train, epochs=(40 if quick else 200) if ds2.name == "digits" else 15,
