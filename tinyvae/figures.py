@@ -159,8 +159,8 @@ def register(sub):
         description="Draw the figures of the lessons as PNG files, with a README.md listing their captions. "
                     "--out must be a new or empty directory, or one 'tinyvae figures' wrote before; nothing "
                     "else is overwritten. The full set takes a few minutes; --quick draws a small version in "
-                    "seconds.")
-    p.add_argument("--quick", action="store_true", help="small data and few epochs (seconds, not minutes)")
+                    "about half a minute.")
+    p.add_argument("--quick", action="store_true", help="small data and few epochs (about half a minute, not minutes)")
     p.add_argument("--out", default="figures", help="the folder to write: new, empty, or written by "
                                                     "'tinyvae figures' before (default: figures)")
     p.add_argument("--only", default=None, help="comma-separated figure names to draw (default: all); "
