@@ -31,6 +31,7 @@ dz/dlogvar = eps sigma / 2), the reparameterization trick of Kingma & Welling 20
 (7) is Williams' 1992 REINFORCE, the high-variance estimator Kingma & Welling sec. 2.2 sets
 out to replace, with d log q / d mu = eps / sigma and d log q / d logvar = (eps^2 - 1) / 2 at
 z = mu + sigma eps.
+
 (7) only needs values of f, (6) needs its gradient. A baseline b that does not depend on z
 leaves (7) unbiased, because E_q[d log q / d theta] = 0; here b = f(mu) when asked for.
 Objectives are small classes with ``value(z) -> (S,)`` and ``grad(z) -> (S, Z)``:

@@ -160,7 +160,8 @@ def register(sub):
                     "--out must be a new or empty directory, or one 'tinyvae figures' wrote before; nothing "
                     "else is overwritten. The full set takes a few minutes; --quick draws a small version in "
                     "about half a minute.")
-    p.add_argument("--quick", action="store_true", help="small data and few epochs (about half a minute, not minutes)")
+    p.add_argument("--quick", action="store_true",
+                   help="small data and few epochs (about half a minute, not minutes)")
     p.add_argument("--out", default="figures", help="the folder to write: new, empty, or written by "
                                                     "'tinyvae figures' before (default: figures)")
     p.add_argument("--only", default=None, help="comma-separated figure names to draw (default: all); "
