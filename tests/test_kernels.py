@@ -96,6 +96,57 @@ def test_reparameterize_twins_agree(mu, seed):
     assert_agree(*both(K.reparameterize_backward, dz, mu, logvar, eps, 0.7))
 
 
+
+@pytest.mark.parametrize("backend_name", K.BACKENDS)
+def test_kl_of_a_nearly_collapsed_dimension_stays_nonnegative_in_float32(backend_name, backend):
+    """Near logvar = 0 the terms of exp(lv) - 1 - lv nearly cancel. Computed as expm1(lv) - lv,
+    the KL keeps its sign and errs by a rounding of lv itself, not of 1 (exp(lv) - 1 - lv gave
+    -8e-9 at lv = -1e-4, where the KL is 2.5e-9)."""
+    backend(backend_name)
+    lv = np.concatenate([-np.logspace(-7, -2, 21), [0.0], np.logspace(-7, -2, 21)]).astype(np.float32)
+    logvar = lv[:, None]                                        # (43, 1): one dimension per row
+    mu = np.zeros_like(logvar)
+    _, kl = K.reparameterize(mu, logvar, mu)
+    exact = 0.5 * (np.expm1(lv.astype(np.float64)) - lv.astype(np.float64))   # of the float32 lv
+    assert kl.dtype == np.float32 and np.all(kl >= 0)
+    assert np.all(np.abs(kl - exact) <= 1.2e-7 * np.abs(lv))   # float32's eps times |lv|
+    vae = tv.VAE(4, hidden_dims=(), latent_dim=2, dtype="float32")
+    vae.encode = lambda x: (np.zeros((2, 2), np.float32), np.full((2, 2), -1e-4, np.float32))
+    assert np.all(vae.kl_per_dimension(np.zeros((2, 4), np.float32)) > 0)
+
+
+@given(mu=matrix(lo=-10, hi=10), seed=st.integers(0, 2**16))
+def test_float32_twins_agree_to_float32_rounding(mu, seed):
+    """The numba kernels compute in the arrays' precision, as the twins do: in float32 the two
+    agree to a few roundings (they used to differ where numba computed in float64)."""
+    r = np.random.default_rng(seed)
+    mu = mu.astype(np.float32)
+    logvar = r.uniform(-3, 3, size=mu.shape).astype(np.float32)
+    eps, dz = (r.standard_normal(mu.shape).astype(np.float32) for _ in range(2))
+    x = r.uniform(size=mu.shape).astype(np.float32)
+    for nb, np_ in (both(K.reparameterize, mu, logvar, eps),
+                    both(K.reparameterize_backward, dz, mu, logvar, eps, 0.7),
+                    both(K.gaussian_nll_grad, mu, x, 0.3, 0.5),
+                    both(K.gaussian_nll, mu, x, 0.3),
+                    both(K.bernoulli_nll, mu, x)):
+        for a, b in zip(nb, np_):
+            assert a.dtype == b.dtype == np.float32
+            np.testing.assert_allclose(a, b, rtol=2e-6, atol=2e-6 * np.abs(b).max())
+
+
+@pytest.mark.parametrize("kind", ["sigmoid", "softplus", "tanh"])
+def test_float32_kernels_pass_nan_through_like_the_twin(kind):
+    """exp of a NaN must not be flushed to 0 by the float32 exp's underflow test."""
+    a = np.array([[np.nan, -100.0, 0.5]], np.float32)
+    nb, np_ = both(K.activation, a, kind)
+    assert np.isnan(nb[0][0, 0]) and np.isnan(np_[0][0, 0])
+    logits, x = np.array([[np.nan, 1.0]], np.float32), np.array([[0.5, 0.5]], np.float32)
+    with np.errstate(invalid="ignore"):
+        (rows_nb, d_nb), (rows_np, d_np) = both(K.bernoulli_nll_grad, logits, x, 1.0)
+    np.testing.assert_array_equal(np.isnan(d_nb), [[True, False]])
+    np.testing.assert_array_equal(np.isnan(d_np), [[True, False]])
+    assert np.isnan(rows_nb[0]) and np.isnan(rows_np[0])
+
 @given(n=st.integers(1, 50), t=st.integers(1, 1000), seed=st.integers(0, 2**16))
 def test_optimizer_twins_agree(n, t, seed):
     r = np.random.default_rng(seed)

@@ -78,7 +78,9 @@ def activation_code(kind):
 
 
 # --------------------------------------------------------------------------------------------
-# NumPy twins: scalar-free formulas, stable for |a| up to 1e4 (no overflow, no warnings)
+# NumPy twins: scalar-free formulas. The activations and likelihoods are stable for |a| up to
+# 1e4 (no overflow, no warnings); the reparameterization takes exp(logvar) as it is, so a
+# logvar above 88 (float32) or 709 (float64) overflows to inf, with NumPy's warning.
 
 def sigmoid_np(a):
     """sigma(a) = 1 / (1 + exp(-a)), computed through e = exp(-|a|) <= 1 so nothing overflows."""
@@ -162,20 +164,24 @@ def bernoulli_nll_grad_np(logits, x, scale):
 
 def gaussian_nll_np(mean, x, sigma2):
     """-log N(x; o, sigma2 I) = sum_d (x_d - o_d)^2 / (2 sigma2) + log(2 pi sigma2) / 2, per row."""
-    return ((x - mean) ** 2 / (2 * sigma2) + 0.5 * np.log(2 * np.pi * sigma2)).sum(axis=1)
+    sigma2 = float(sigma2)
+    half_log = mean.dtype.type(0.5 * np.log(2 * np.pi * sigma2))   # a constant, in the data's precision
+    return ((x - mean) ** 2 / (2 * sigma2) + half_log).sum(axis=1)
 
 
 def gaussian_nll_grad_np(mean, x, sigma2, scale):
     """Per-example -log N(x; o, sigma2 I) and scale * d/do = scale * (o - x) / sigma2."""
-    return gaussian_nll_np(mean, x, sigma2), scale * (mean - x) / sigma2
+    return gaussian_nll_np(mean, x, sigma2), scale * (mean - x) / float(sigma2)
 
 
 def reparameterize_np(mu, logvar, eps):
     """z = mu + exp(logvar / 2) * eps and KL(N(mu, exp(logvar)) || N(0, I)) per example.
 
-    KL = 1/2 sum_j (mu_j^2 + exp(logvar_j) - 1 - logvar_j)   (Kingma & Welling 2013, app. B)."""
+    KL = 1/2 sum_j (mu_j^2 + exp(logvar_j) - 1 - logvar_j)   (Kingma & Welling 2013, app. B).
+    exp(lv) - 1 is computed as expm1(lv): near lv = 0, where a collapsed dimension sits, the
+    three terms nearly cancel, and exp(lv) - 1 - lv in float32 can even come out negative."""
     z = mu + np.exp(0.5 * logvar) * eps
-    kl = 0.5 * (mu**2 + np.exp(logvar) - 1 - logvar).sum(axis=1)
+    kl = 0.5 * (mu**2 + np.expm1(logvar) - logvar).sum(axis=1)
     return z, kl
 
 
@@ -184,7 +190,7 @@ def reparameterize_backward_np(dz, mu, logvar, eps, kl_scale):
 
     dz/dmu = 1, dz/dlogvar = eps * exp(logvar/2) / 2; dKL/dmu = mu, dKL/dlogvar = (exp(logvar) - 1) / 2."""
     dmu = dz + kl_scale * mu
-    dlogvar = dz * eps * 0.5 * np.exp(0.5 * logvar) + kl_scale * 0.5 * (np.exp(logvar) - 1)
+    dlogvar = dz * eps * 0.5 * np.exp(0.5 * logvar) + kl_scale * 0.5 * np.expm1(logvar)
     return dmu, dlogvar
 
 
@@ -200,7 +206,7 @@ def adam_np(theta, g, m, v, lr, beta1, beta2, eps, t):
 
 
 def sgd_np(theta, g, velocity, lr, momentum):
-    """One SGD step with (heavy-ball) momentum, in place: v <- mu v - lr g; theta <- theta + v."""
+    """One SGD step with (heavy-ball) momentum, in place: first v <- mu v - lr g, then theta <- theta + v."""
     velocity[...] = momentum * velocity - lr * g
     theta[...] = theta + velocity
 
@@ -250,7 +256,8 @@ def _exp_nonpositive(x):
         # exp(x) = 2^n exp(r), n = round(x / ln 2), |r| <= ln(2)/2, with ln 2 split in a short
         # high part and a low part so n ln 2 is exact (Cody & Waite); exp(r) by its Taylor
         # polynomial to r^7 (truncation error < 6e-9, below float32's 6e-8 rounding); 2^n built
-        # from its exponent bits. Below -87 the result would be subnormal: it is flushed to 0.
+        # from its exponent bits. Below -87, just above where float32 turns subnormal (-87.34),
+        # the result is flushed to 0; a NaN falls through the test and stays NaN.
         f = np.float32
         n = np.floor(x * f(1.4426950408889634) + f(0.5))
         r = (x - n * f(0.693359375)) - n * f(-2.12194440e-4)
@@ -263,7 +270,7 @@ def _exp_nonpositive(x):
         p = p * r + f(1)
         p = p * r + f(1)
         two_n = _float32_from_bits((np.int32(max(n, f(-126))) + np.int32(127)) << 23)
-        return p * two_n if x >= f(-87) else f(0)
+        return f(0) if x < f(-87) else p * two_n
     return exp_float32
 
 
@@ -274,7 +281,7 @@ def _log1p_unit(e):
 
     def log1p_float32(e):
         # log(1 + e) = 2 atanh(t), t = e / (2 + e) in [0, 1/3]; atanh(t) = t + t^3/3 + t^5/5 + ...
-        # to t^15/15: truncation error below 1e-9, under float32's rounding.
+        # to t^15/15: truncation error about 1e-9 at most (at e = 1), under float32's rounding.
         f = np.float32
         t = e / (f(2) + e)
         t2 = t * t
@@ -439,8 +446,9 @@ def bernoulli_nll_terms_nb(logits, x, scale, terms, dlogits):
 @njit(**JIT)
 def bernoulli_nll_nb(logits, x, rows):
     n, d = logits.shape
+    real = logits.dtype.type
     for i in range(n):
-        total = 0.0
+        total = real(0)
         for j in range(d):
             l = logits[i, j]
             total += _softplus(l) - x[i, j] * l
@@ -450,48 +458,55 @@ def bernoulli_nll_nb(logits, x, rows):
 @njit(**JIT)
 def gaussian_nll_grad_nb(mean, x, sigma2, scale, rows, dmean):
     n, d = mean.shape
-    half_log = 0.5 * math.log(2.0 * math.pi * sigma2)
+    real = mean.dtype.type
+    s2, c = real(sigma2), real(scale)
+    two_s2, half_log = real(2) * s2, real(0.5 * math.log(2.0 * math.pi * sigma2))
     for i in range(n):
-        total = 0.0
+        total = real(0)
         for j in range(d):
             r = mean[i, j] - x[i, j]
-            total += r * r / (2.0 * sigma2) + half_log
-            dmean[i, j] = scale * r / sigma2
+            total += r * r / two_s2 + half_log
+            dmean[i, j] = c * r / s2
         rows[i] = total
 
 
 @njit(**JIT)
 def gaussian_nll_nb(mean, x, sigma2, rows):
     n, d = mean.shape
-    half_log = 0.5 * math.log(2.0 * math.pi * sigma2)
+    real = mean.dtype.type
+    two_s2, half_log = real(2) * real(sigma2), real(0.5 * math.log(2.0 * math.pi * sigma2))
     for i in range(n):
-        total = 0.0
+        total = real(0)
         for j in range(d):
             r = mean[i, j] - x[i, j]
-            total += r * r / (2.0 * sigma2) + half_log
+            total += r * r / two_s2 + half_log
         rows[i] = total
 
 
 @njit(**JIT)
 def reparameterize_nb(mu, logvar, eps, z, kl):
     n, k = mu.shape
+    real = mu.dtype.type
+    half = real(0.5)
     for i in range(n):
-        total = 0.0
+        total = real(0)
         for j in range(k):
             lv = logvar[i, j]
-            z[i, j] = mu[i, j] + math.exp(0.5 * lv) * eps[i, j]
-            total += 0.5 * (mu[i, j] * mu[i, j] + math.exp(lv) - 1.0 - lv)
+            z[i, j] = mu[i, j] + math.exp(half * lv) * eps[i, j]
+            total += half * (mu[i, j] * mu[i, j] + math.expm1(lv) - lv)     # expm1: see the twin
         kl[i] = total
 
 
 @njit(**JIT)
 def reparameterize_backward_nb(dz, mu, logvar, eps, kl_scale, dmu, dlogvar):
     n, k = mu.shape
+    real = mu.dtype.type
+    half, c = real(0.5), real(kl_scale)
     for i in range(n):
         for j in range(k):
             lv = logvar[i, j]
-            dmu[i, j] = dz[i, j] + kl_scale * mu[i, j]
-            dlogvar[i, j] = dz[i, j] * eps[i, j] * 0.5 * math.exp(0.5 * lv) + kl_scale * 0.5 * (math.exp(lv) - 1.0)
+            dmu[i, j] = dz[i, j] + c * mu[i, j]
+            dlogvar[i, j] = dz[i, j] * eps[i, j] * half * math.exp(half * lv) + c * half * math.expm1(lv)
 
 
 @njit(**JIT)

@@ -13,7 +13,7 @@ from .model import check_nonneg_float
 
 
 class SGD:
-    """theta <- theta + v,  v <- momentum * v - lr * grad   (Goodfellow et al. alg. 8.2)."""
+    """v <- momentum * v - lr * grad, then theta <- theta + v   (Goodfellow et al. alg. 8.2)."""
 
     name = "sgd"
 

@@ -278,7 +278,8 @@ class VAE(Model):
 
         Dimensions with KL near 0 carry no information about x: posterior collapse."""
         mu, logvar = self.encode(x)
-        return (0.5 * (mu**2 + np.exp(logvar) - 1 - logvar)).mean(axis=0).astype(np.float64)
+        # exp(lv) - 1 as expm1(lv): near lv = 0 (a collapsed dimension) the terms nearly cancel
+        return (0.5 * (mu**2 + np.expm1(logvar) - logvar)).mean(axis=0).astype(np.float64)
 
     def latent_activity(self, x):
         """Var over x of E_q[z_j] = mu_j(x), per latent dimension (Burda et al. 2015), (Z,)."""
