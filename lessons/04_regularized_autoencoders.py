@@ -9,7 +9,7 @@
 # *regularized* autoencoder keeps the code as large as the input, or larger (overcomplete),
 # and adds a penalty Omega to the loss instead (Goodfellow et al. sec. 14.2):
 #
-#     L(x, g(f(x))) + Omega(h, x),        h = f(x)                  (eq. 14.2, sec. 14.2.3)
+#     L(x, g(f(x))) + Omega(h, x),        h = f(x)                  (eq. 14.10, sec. 14.2.3)
 #
 # Omega asks the code for a property besides reconstruction. Three classic choices, all
 # options of `tv.Autoencoder`:

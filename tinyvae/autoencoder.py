@@ -4,7 +4,7 @@ An encoder h = f(x) and a decoder r = g(h), both MLPs, trained to minimise
 
     L(x, g(f(x)))                                             undercomplete AE      (14.1)
     L(x, g(f(x))) + Omega(h)                                  sparse AE             (14.2)
-    L(x, g(f(x))) + Omega(h, x)                               regularized AE   (sec. 14.2.3)
+    L(x, g(f(x))) + Omega(h, x)                               regularized AE   (14.10)
 
 with, per example (row vectors; D inputs, C code units):
 

@@ -13,6 +13,9 @@ and for each example x the evidence lower bound (ELBO), with a one-sample estima
                         = E_q[log p(x|z)] - KL(q(z|x) || p(z))                        (2)
                        ~= log p(x | z = mu + exp(logvar/2) * eps) - KL,  eps ~ N(0, I)  (3)
 
+((3) is Kingma & Welling's estimator B, their eq. (7), with one sample, L = 1. Equation
+numbers in tinyvae are local to each module: (3) here is not (3) of estimators.py.)
+
 (The slides' E[p(X|Z)] + E[p(Z)] - E[q(Z|X)] drops the logs; (1) is the correct form.)
 The training loss is the batch mean of  rec + beta * KL,  rec = -log p(x|z) at the sampled z:
 nats per example, equal to minus the one-sample estimate (3) when beta = 1. The KL of (2) is
@@ -25,6 +28,14 @@ The reparameterization (3) makes z a differentiable function of (mu, logvar) for
     dz/dmu = 1,   dz/dlogvar = eps * exp(logvar/2) / 2                                   (5)
 
 so the gradient of the loss reaches the encoder through z as well as through the KL.
+(The kernels compute exp(logvar) - 1 in (4) as expm1(logvar): near logvar = 0 the terms
+nearly cancel.) logvar is not clamped: an encoder that diverges shows an infinite KL.
+
+With likelihood="bernoulli" the data must lie in [0, 1]. For grey levels (not 0/1) the
+Bernoulli "log-likelihood" is the usual cross-entropy loss but not a normalised density of
+x, so its nats are not log p(x) of the images (the continuous Bernoulli of Loaiza-Ganem &
+Cunningham 2019 adds the missing normaliser); binarize the data to compare with the
+literature's MNIST numbers.
 """
 import numpy as np
 
@@ -203,7 +214,10 @@ class VAE(Model):
         return -(self._nll(self.decoder(z), x) + kl).astype(np.float64)
 
     def evaluate(self, x, rng=None, batch_size=1000):
-        """Mean loss terms over ``x``: {"loss": mean(rec + beta KL), "rec": ..., "kl": ...}."""
+        """Mean loss terms over ``x``: {"loss": mean(rec + beta KL), "rec": ..., "kl": ...}.
+
+        rec (and so loss) is the one-sample Monte Carlo estimate (3): one z ~ q(z|x) per
+        example, drawn with ``rng`` (default: a generator seeded 0); the KL is exact."""
         x = self._data(x)
         batch_size = check_positive_int("batch_size", batch_size)
         rng = np.random.default_rng(0) if rng is None else rng
