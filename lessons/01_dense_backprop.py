@@ -3,7 +3,7 @@
 #
 # Run it: `python lessons/01_dense_backprop.py` (add `TINYVAE_QUICK=1` for a quick run),
 # step through it cell by cell with `tinyvae lesson 1`, or open it as a notebook with
-# `pip install jupytext && jupytext --to notebook lessons/01_dense_backprop.py`.
+# `pip install -e ".[notebooks]" && jupytext --to notebook lessons/01_dense_backprop.py`.
 #
 # An autoencoder (Goodfellow et al. ch. 14) is two networks, an encoder h = f(x) and a decoder
 # r = g(h), trained by gradient descent on a loss L(x, g(f(x))) (sec. 14.1). Everything in this
@@ -141,7 +141,7 @@ assert sg[0] == 0.0 and sg[-1] == 1.0
 
 curves = activation_curves()
 fig = plot_activations(curves)
-tv.lessons.save_figure(fig, "activations", __file__)
+tv.lessons.save_figure(fig, "activations", "01_dense_backprop")
 worst = max(np.max(np.abs(df - num)[np.abs(a_) > 1e-3]) for a_, _, df, num in curves.values())
 print(f"largest |f'(a) - central difference| on the grid (away from the kink at 0): {worst:.1e}")
 assert worst < 1e-8
@@ -177,7 +177,7 @@ for name, p in mlp.params.items():
 assert [h.shape for h in mlp_cache] == [(n_batch, 64), (n_batch, 32), (n_batch, 16), (n_batch, 8)]
 fig = plot_mlp_graph(mlp, batch="N", title=f"Backprop through the {'-'.join(map(str, mlp.sizes))} tanh MLP "
                                              f"(N = {n_batch}): every node's shape, and its gradient's formula")
-tv.lessons.save_figure(fig, "backprop_graph", __file__)
+tv.lessons.save_figure(fig, "backprop_graph", "01_dense_backprop")
 
 # %% [markdown]
 # ## Backward through the MLP

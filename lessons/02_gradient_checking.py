@@ -3,7 +3,7 @@
 #
 # Run it: `python lessons/02_gradient_checking.py` (add `TINYVAE_QUICK=1` for a quick run),
 # step through it cell by cell with `tinyvae lesson 2`, or open it as a notebook with
-# `pip install jupytext && jupytext --to notebook lessons/02_gradient_checking.py`.
+# `pip install -e ".[notebooks]" && jupytext --to notebook lessons/02_gradient_checking.py`.
 #
 # Lesson 1 derived backward passes by hand. A wrong one rarely crashes: the shapes are right,
 # the loss still goes down (more slowly, or to a worse place), and nothing says why. The cure
@@ -131,7 +131,7 @@ print(f"{'h':>8}  {'float64':>9}  {'float32':>9}")
 for h, e64, e32 in zip(hs, sweep["errors"]["float64"], sweep["errors"]["float32"]):
     print(f"{h:8.0e}  {e64:9.1e}  {e32:9.1e}")
 fig = plot_step_size(sweep)
-tv.lessons.save_figure(fig, "gradcheck_step_size", __file__)
+tv.lessons.save_figure(fig, "gradcheck_step_size", "02_gradient_checking")
 
 C, K = sweep["truncation"], sweep["roundoff"]
 for dt in ("float64", "float32"):

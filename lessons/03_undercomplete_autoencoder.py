@@ -3,7 +3,7 @@
 #
 # Run it: `python lessons/03_undercomplete_autoencoder.py` (add `TINYVAE_QUICK=1` for a quick run),
 # step through it cell by cell with `tinyvae lesson 3`, or open it as a notebook with
-# `pip install jupytext && jupytext --to notebook lessons/03_undercomplete_autoencoder.py`.
+# `pip install -e ".[notebooks]" && jupytext --to notebook lessons/03_undercomplete_autoencoder.py`.
 #
 # An autoencoder is a network trained to copy its input to its output through a code h
 # (Goodfellow et al. ch. 14). It has two parts,
@@ -201,13 +201,13 @@ assert result["nonlinear"][0] < 0.95 * result["pca"][0]               # ... and 
 
 # %%
 fig = figures_ae.plot_linear_ae_vs_pca(result, ds.image_shape)
-tv.lessons.save_figure(fig, "linear_ae_vs_pca", __file__)
+tv.lessons.save_figure(fig, "linear_ae_vs_pca", "03_undercomplete_autoencoder")
 
 models = {f"{name}, k = 8": result["models"][key][i8]
           for key, name in (("pca", "PCA"), ("linear", "linear AE"), ("nonlinear", "nonlinear AE"))}
 fig = figures_ae.plot_reconstruction_comparison(x_test[:16], models, ds.image_shape,
                                                 title="Test digits and their reconstructions from k = 8 numbers")
-tv.lessons.save_figure(fig, "reconstructions_pca_vs_ae", __file__)
+tv.lessons.save_figure(fig, "reconstructions_pca_vs_ae", "03_undercomplete_autoencoder")
 
 # %% [markdown]
 # ## Recap

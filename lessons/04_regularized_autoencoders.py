@@ -3,7 +3,7 @@
 #
 # Run it: `python lessons/04_regularized_autoencoders.py` (add `TINYVAE_QUICK=1` for a quick run),
 # step through it cell by cell with `tinyvae lesson 4`, or open it as a notebook with
-# `pip install jupytext && jupytext --to notebook lessons/04_regularized_autoencoders.py`.
+# `pip install -e ".[notebooks]" && jupytext --to notebook lessons/04_regularized_autoencoders.py`.
 #
 # Lesson 3 stopped the autoencoder from copying its input by making the code small. A
 # *regularized* autoencoder keeps the code as large as the input, or larger (overcomplete),
@@ -67,7 +67,7 @@ for i, lam in enumerate(lambdas):
 dead = np.all(sparse["codes"][0] == 0, axis=0).sum()
 print(f"lambda = 0: {dead} of 128 relu units are 0 for every test digit")
 fig = figures_ae.plot_sparse_codes(sparse)
-tv.lessons.save_figure(fig, "sparse_codes", __file__)
+tv.lessons.save_figure(fig, "sparse_codes", "04_regularized_autoencoders")
 
 baseline = np.mean(0.5 * np.sum((x_test - x_train.mean(axis=0)) ** 2, axis=1))   # x_hat = the mean digit
 print(f"for scale: reconstructing every digit by the mean digit has error {baseline:.3f}")
@@ -121,7 +121,7 @@ for noise_std, cos, ratio in zip(den["noise_stds"], den["mean_cosine"], den["med
     print(f"noise_std = {noise_std:3g}: mean cos(field, direction to curve) = {cos:.3f}, "
           f"median |g(f(x~)) - x~| / distance to curve = {ratio:.2f}")
 fig = figures_ae.plot_denoising_field(den)
-tv.lessons.save_figure(fig, "denoising_field", __file__)
+tv.lessons.save_figure(fig, "denoising_field", "04_regularized_autoencoders")
 
 (cos_dae, cos_ae), (len_dae, len_ae) = den["mean_cosine"], den["median_length_ratio"]
 assert cos_dae > 0.85 and cos_dae > cos_ae + 0.3        # the DAE's field points at the curve
@@ -167,7 +167,7 @@ for i, lam in enumerate(c_lambdas):
     print(f"{lam:6g}      {con['jac_fro2'][i]:6.2f}       {con['rec'][i]:.3f}          "
           f"{con['rec_jac_fro2'][i]:6.2f}           {con['enc_norm'][i]:.2f}       {con['dec_norm'][i]:.2f}")
 fig = figures_ae.plot_contractive_jacobian(con)
-tv.lessons.save_figure(fig, "contractive_jacobian", __file__)
+tv.lessons.save_figure(fig, "contractive_jacobian", "04_regularized_autoencoders")
 
 i = c_lambdas.index(0.01)
 assert con["jac_fro2"][i] < 0.6 * con["jac_fro2"][0]     # a much less sensitive code ...

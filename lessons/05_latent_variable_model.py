@@ -3,7 +3,7 @@
 #
 # Run it: `python lessons/05_latent_variable_model.py` (add `TINYVAE_QUICK=1` for a quick run),
 # step through it cell by cell with `tinyvae lesson 5`, or open it as a notebook with
-# `pip install jupytext && jupytext --to notebook lessons/05_latent_variable_model.py`.
+# `pip install -e ".[notebooks]" && jupytext --to notebook lessons/05_latent_variable_model.py`.
 #
 # An autoencoder (lessons 1-4) maps x to a code h = f(x) and back to x_hat = g(h). Nothing in it
 # lets us *generate* new data, or say how probable an image is. The variational autoencoder
@@ -59,7 +59,7 @@ fig = image_grid(np.vstack([x_mean, np.clip(x_new, 0, 1)]), ds.image_shape, ncol
                  title="Ancestral sampling from the linear-Gaussian model\n"
                        "rows 1-2: the mean o(z), z ~ p(z);  rows 3-4: x ~ N(o(z), sigma2 I)",
                  xlabel="sample", ylabel="row")
-tv.lessons.save_figure(fig, "ancestral_samples", __file__)
+tv.lessons.save_figure(fig, "ancestral_samples", "05_latent_variable_model")
 
 # %% [markdown]
 # ## Why p(x) is intractable
@@ -165,7 +165,7 @@ for label, (r, truth) in results.items():
           f"importance-sampling error {np.mean(r['importance'][-1] - truth):+7.4f}, "
           f"naive ESS {np.median(r['naive_ess'][-1]):8.1f} of {ks[-1]}")
 fig = plot_likelihood_estimates(results)
-tv.lessons.save_figure(fig, "naive_monte_carlo", __file__)
+tv.lessons.save_figure(fig, "naive_monte_carlo", "05_latent_variable_model")
 
 r2, t2 = results["Z = 2"]
 r20, t20 = results["Z = 20"]

@@ -3,7 +3,7 @@
 #
 # Run it: `python lessons/06_elbo.py` (add `TINYVAE_QUICK=1` for a quick run), step through it
 # cell by cell with `tinyvae lesson 6`, or open it as a notebook with
-# `pip install jupytext && jupytext --to notebook lessons/06_elbo.py`.
+# `pip install -e ".[notebooks]" && jupytext --to notebook lessons/06_elbo.py`.
 #
 # Lesson 5 left us with a model we can sample from but whose likelihood
 # log p(x) = log ∫ p(x|z) p(z) dz we cannot compute, and a hint: sampling z from a distribution
@@ -191,7 +191,7 @@ assert np.allclose(study["log_px"], log_px) and np.allclose(study["elbo"]["train
 
 fig = plot_elbo_gap(study["log_px"], study["elbo"], study["kl_samples"], study["kl_closed"],
                     history=h, best_kl=study["best_kl"])
-tv.lessons.save_figure(fig, "elbo_gap", __file__)
+tv.lessons.save_figure(fig, "elbo_gap", "06_elbo")
 
 # %% [markdown]
 # ## Recap

@@ -3,7 +3,7 @@
 #
 # Run it: `python lessons/07_reparameterization.py` (add `TINYVAE_QUICK=1` for a quick run),
 # step through it cell by cell with `tinyvae lesson 7`, or open it as a notebook with
-# `pip install jupytext && jupytext --to notebook lessons/07_reparameterization.py`.
+# `pip install -e ".[notebooks]" && jupytext --to notebook lessons/07_reparameterization.py`.
 #
 # Lesson 6 gave the VAE its objective, for each x
 #
@@ -231,7 +231,7 @@ fall = curve_rms["reparameterization"][0] / curve_rms["reparameterization"][-1]
 assert 0.75 < fall / np.sqrt(dec["ns"][-1] / dec["ns"][0]) < 1.33   # std ~ 1/sqrt(n)
 
 fig = plot_gradient_variance(settings)
-tv.lessons.save_figure(fig, "gradient_variance", __file__)
+tv.lessons.save_figure(fig, "gradient_variance", "07_reparameterization")
 
 # %% [markdown]
 # Since the spread falls like 1/sqrt(n), a score-function estimate of this gradient needs

@@ -42,6 +42,7 @@ def test_lesson_structure(path):
     assert recap and recap[-1] is [c for c in cells if c.kind == "markdown"][-1], "end with a recap"
     code = "\n".join(c.source for c in cells if c.kind == "code")
     assert "assert " in code, "a lesson asserts its key numbers"
+    assert "__file__" not in code, "a notebook defines no __file__: pass the lesson's name"
 
 
 def test_parse_cells_percent_format():
@@ -76,6 +77,41 @@ def test_stepper_runs_cells_in_one_namespace_and_pauses(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "value is 42" in out and "second cell sees 42" in out and "Lesson 1: first" in out
     assert len(prompts) == 2                      # between the three cells
+
+
+def test_stepper_runs_cells_as_a_notebook_would_and_numbers_them(tmp_path, capsys):
+    folder = tmp_path / "lessons"
+    folder.mkdir()
+    (folder / "03_nb.py").write_text("# %% [markdown]\n# # Lesson 3: nb\n\n# %%\n"
+                                     "print('has __file__:', '__file__' in globals())\n", encoding="utf-8")
+    assert step_through(folder / "03_nb.py", pause=False) == 0
+    out = capsys.readouterr().out
+    assert "has __file__: False" in out
+    assert "(cell 1 of 2)" in out and "code 1 of 1  (cell 2 of 2, line " in out
+
+
+def test_save_figure_shows_the_figure_in_a_notebook(tmp_path, monkeypatch, capsys):
+    import types
+
+    from matplotlib.figure import Figure
+
+    from tinyvae.lessons import save_figure
+    shown = []
+    ipython = types.ModuleType("IPython")
+    ipython.version_info = (9, 0)                            # matplotlib looks at it
+    display = types.ModuleType("IPython.display")
+    display.display = shown.append
+    monkeypatch.setitem(sys.modules, "IPython.display", display)
+    monkeypatch.setenv("TINYVAE_LESSON_OUT", str(tmp_path))
+    fig = Figure()
+    ipython.get_ipython = lambda: None                       # IPython imported, no shell: a script
+    monkeypatch.setitem(sys.modules, "IPython", ipython)
+    assert save_figure(fig, "plain", "06_elbo") == tmp_path / "06_elbo" / "plain.png"
+    assert shown == []
+    ipython.get_ipython = lambda: object()                   # inside a kernel
+    path = save_figure(fig, "inline", "06_elbo")
+    assert path.is_file() and shown == [fig]
+    assert "[figure saved:" in capsys.readouterr().out
 
 
 def test_stepper_quits_on_q(tmp_path, capsys):

@@ -115,23 +115,37 @@ def quick():
     return os.environ.get("TINYVAE_QUICK", "").strip() not in ("", "0", "false", "no")
 
 
-def output_dir(lesson_file=None):
-    """Where a lesson writes its figures: ``$TINYVAE_LESSON_OUT`` or ``lesson-output/<lesson>``."""
+def output_dir(lesson=None):
+    """Where a lesson writes its figures: ``$TINYVAE_LESSON_OUT`` or ``lesson-output``, then a
+    folder named after ``lesson`` (its name such as "06_elbo", or its file)."""
     base = Path(os.environ.get("TINYVAE_LESSON_OUT") or "lesson-output")
-    if lesson_file:
-        base = base / Path(lesson_file).stem
+    if lesson:
+        base = base / Path(lesson).stem
     base.mkdir(parents=True, exist_ok=True)
     return base
 
 
-def save_figure(fig, name, lesson_file=None):
-    """Save a matplotlib figure as PNG beside the lesson's other outputs; return the path."""
-    path = output_dir(lesson_file) / f"{name}.png"
+def save_figure(fig, name, lesson=None):
+    """Save a matplotlib figure as PNG beside the lesson's other outputs; return the path.
+
+    ``lesson`` is the lesson's name ("06_elbo"): the lessons pass it as a string, not
+    ``__file__``, which a notebook does not define. In a notebook (IPython) the figure is also
+    shown in place; elsewhere it is only saved."""
+    path = output_dir(lesson) / f"{name}.png"
     fig.savefig(path, dpi=110, bbox_inches="tight")
     print(f"[figure saved: {path}]")
+    if _in_ipython():
+        from IPython.display import display
+        display(fig)
     import matplotlib.pyplot as plt
     plt.close(fig)
     return path
+
+
+def _in_ipython():
+    """True inside IPython or a Jupyter kernel (where a lesson opened as a notebook runs)."""
+    ipython = sys.modules.get("IPython")
+    return ipython is not None and getattr(ipython, "get_ipython", lambda: None)() is not None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -146,18 +160,19 @@ def step_through(path, pause=True, read=input, write=print):
     in a cell (its traceback is shown), and 0 when the reader quits with ``q``."""
     path = Path(path)
     cells = parse_cells(path.read_text(encoding="utf-8"))
-    namespace = {"__name__": "__main__", "__file__": str(path)}
+    # no __file__, as in a notebook: the lessons must run in either
+    namespace = {"__name__": "__main__"}
     code_cells = sum(c.kind == "code" for c in cells)
     done = 0
     sys.path.insert(0, str(path.parent))
     try:
         for i, cell in enumerate(cells, 1):
             if cell.kind == "markdown":
-                write(_rule(f"{path.name}  [{i}/{len(cells)}]"))
+                write(_rule(f"{path.name}  (cell {i} of {len(cells)})"))
                 write(cell.source)
             else:
                 done += 1
-                write(_rule(f"code {done}/{code_cells}  (line {cell.line})"))
+                write(_rule(f"code {done} of {code_cells}  (cell {i} of {len(cells)}, line {cell.line})"))
                 write("\n".join(f"  {ln}" for ln in cell.source.splitlines()))
                 write(_rule("output"))
                 start = time.perf_counter()
