@@ -207,7 +207,7 @@ models = {f"{name}, k = 8": result["models"][key][i8]
           for key, name in (("pca", "PCA"), ("linear", "linear AE"), ("nonlinear", "nonlinear AE"))}
 fig = figures_ae.plot_reconstruction_comparison(x_test[:16], models, ds.image_shape,
                                                 title="Test digits and their reconstructions from k = 8 numbers")
-tv.lessons.save_figure(fig, "reconstructions_pca_vs_ae", "03_undercomplete_autoencoder")
+tv.lessons.save_figure(fig, "pca_vs_autoencoder_digits", "03_undercomplete_autoencoder")
 
 # %% [markdown]
 # ## Recap
