@@ -113,9 +113,32 @@ def test_eval_reports_the_negative_elbo_and_a_tighter_iwae_bound(main_run):
     run, _ = main_run
     r = tinyvae_cmd("eval", run, "--k", "200")
     assert r.returncode == 0, r.stderr
-    elbo = float(re.search(r"negative ELBO.*?:\s+([\d.]+) nats", r.stdout).group(1))
+    assert "both bounds on the same images, all 297 images:" in r.stdout
+    elbo = float(re.search(r"negative ELBO, 100 samples per image\s*:\s+([\d.]+) nats", r.stdout).group(1))
     iwae = float(re.search(r"importance-weighted k=200\s*:\s+([\d.]+) nats", r.stdout).group(1))
     assert 5 < iwae < elbo < 80                        # log p(x) >= IWAE_k >= ELBO, in nats per 8x8 image
+
+
+def test_eval_compares_the_elbo_and_the_iwae_bound_on_the_same_images(main_run, capsys):
+    # --n 50 of the 297 test images: the bound on those 50 must be set beside the ELBO on those
+    # 50, not beside the ELBO of the whole test set (a different set of images)
+    from tinyvae.commands import ELBO_SAMPLES
+    run, _ = main_run
+    assert main(["eval", str(run), "--k", "100", "--n", "50", "--seed", "3"]) == 0
+    out = capsys.readouterr().out
+    whole = float(re.search(r"negative ELBO, 1 sample per image\s*:\s+([\d.]+) nats", out).group(1))
+    assert "both bounds on the same images, the first 50 of the 297 images" in out
+    elbo = float(re.search(rf"negative ELBO, {ELBO_SAMPLES} samples per image\s*:\s+([\d.]+) nats", out).group(1))
+    iwae = float(re.search(r"importance-weighted k=100\s*:\s+([\d.]+) nats", out).group(1))
+    # the same numbers, recomputed from the first 50 test images with the same noise
+    model, x = tv.load(run), tv.load_dataset("digits").x_test
+    rng = np.random.default_rng([3, 1])
+    elbo_50 = -np.mean([model.elbo(x[:50], rng=rng) for _ in range(ELBO_SAMPLES)])
+    whole_set = -model.elbo(x, rng=np.random.default_rng(3)).mean()
+    assert abs(elbo - elbo_50) < 1.5e-3 and abs(whole - whole_set) < 1.5e-3
+    assert abs(iwae - -model.log_likelihood(x[:50], k=100, seed=3).mean()) < 1.5e-3
+    # the gap of this small model (about 1 nat) is some 30 times the noise of the 100-sample ELBO
+    assert iwae < elbo - 0.3
 
 
 def test_eval_of_an_autoencoder_prints_its_reconstruction_loss(tmp_path, capsys):
@@ -140,6 +163,15 @@ def test_a_single_sample_is_one_sample_and_its_title_is_not_cut_off(main_run, tm
     fig.canvas.draw()
     title_px = fig.axes[0].title.get_window_extent().width * 110 / fig.dpi    # at the saved dpi
     assert mpimg.imread(out).shape[1] >= title_px                            # the whole title fits
+
+
+def test_sample_caps_the_grid_size(main_run, rejected):
+    from tinyvae.commands import MAX_SAMPLES
+    run, _ = main_run
+    before = snapshot(run)
+    for n in (MAX_SAMPLES + 1, 100000):
+        rejected(["sample", run, "--n", n], rf"--n {n} is too many for one grid: at most {MAX_SAMPLES}")
+    assert snapshot(run) == before
 
 
 def test_sample_writes_a_grid_and_never_overwrites_unless_forced(main_run, tmp_path, capsys):
@@ -234,6 +266,32 @@ def test_resume_keeps_the_run_options_and_refuses_a_finished_run(main_run, rejec
     rejected(["train", "--resume", run, "--no-figures", "--epochs", "2"], "finished its 4 epochs")
     rejected(["train", "--resume", run], "finished its 4 epochs")
     rejected(["train", "--resume", run / "model.npz"], "run directory")
+
+
+def test_resume_of_a_missing_or_foreign_directory_says_only_what_resume_takes(tmp_path, rejected):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("keep")
+    for where, what in ((tmp_path / "nope", "no such directory"), (tmp_path / "notes", "holds no model.npz")):
+        err = rejected(["train", "--resume", where], rf"--resume .*{what}.*directory written by 'tinyvae train'")
+        assert ".npz written by" not in err and "model.save" not in err      # --resume refuses an .npz
+
+
+@pytest.mark.parametrize("command", [["train", "--epochs", "1"], ["eval", "RUN"], ["bench", "--epochs", "2"]])
+def test_more_threads_than_cores_is_one_clear_error(command, main_run, rejected, monkeypatch):
+    run, _ = main_run
+    command = [str(run) if a == "RUN" else a for a in command]
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    for n in ("3", "99"):
+        rejected([*command, "--threads", n], rf"--threads {n} is more than this machine's 2 cores; "
+                                             r"give at most --threads 2")
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    rejected([*command, "--threads", "2"], r"more than this machine's 1 core; give at most --threads 1")
+
+
+def test_threads_up_to_the_core_count_are_accepted(monkeypatch):
+    from tinyvae.commands import thread_count
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    assert [thread_count("--threads", n) for n in ("1", "4")] == [1, 4]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -348,6 +406,20 @@ def test_every_subcommand_has_a_description_in_its_help():
 
 def test_unknown_dataset_name(rejected):
     rejected(["train", "--data", "cifar-100"], "unknown dataset 'cifar-100'")
+
+
+def test_a_missing_data_path_says_what_data_can_be(rejected):
+    rejected(["train", "--data", "/nonexistent/path"],
+             r"no such file or directory: /nonexistent/path; give a dataset name \(digits, mnist, "
+             r"fashion-mnist\), a directory of IDX files or a \.npy/\.npz image array")
+
+
+@pytest.mark.parametrize("loss, likelihood", [("bce", "bernoulli"), ("mse", "gaussian")])
+def test_an_autoencoder_loss_for_the_vae_names_its_vae_equivalent(rejected, loss, likelihood):
+    err = rejected(["train", "--likelihood", loss], rf"--likelihood {loss} names an autoencoder loss \(--model ae\)")
+    assert f"use --likelihood {likelihood}" in err and "bernoulli (its bce) and gaussian (its mse)" in err
+    err = rejected(["train", "--likelihood", "poisson"], "must be one of bernoulli, gaussian for the VAE")
+    assert "--model ae, also takes bce, mse" in err
 
 
 def test_output_path_that_is_a_file_or_a_full_directory(tmp_path, rejected):

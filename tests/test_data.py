@@ -300,6 +300,15 @@ def test_unknown_dataset_name():
         tv.load_dataset("missing/images.npy")
 
 
+@pytest.mark.parametrize("path", ["/nonexistent/path", "missing/images.npy", "missing.npz"])
+def test_a_missing_path_says_what_to_give_instead(path):
+    with pytest.raises(TinyVAEError) as e:
+        tv.load_dataset(path)
+    msg = str(e.value)
+    assert msg.startswith(f"no such file or directory: {path}; ") and "\n" not in msg
+    assert "digits, mnist, fashion-mnist" in msg and "directory of IDX files" in msg and ".npy/.npz" in msg
+
+
 def test_missing_files_offline_names_files_and_places(tmp_path, monkeypatch, isolated):
     monkeypatch.setenv("TINYVAE_DATA", str(tmp_path / "store"))
     with pytest.raises(TinyVAEError) as e:

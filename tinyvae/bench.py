@@ -469,14 +469,15 @@ def _check_named_data(data):
 
 
 def _cmd_bench(args):
-    from .commands import positive_int
+    from .commands import positive_int, thread_count
     epochs = positive_int("--epochs", args.epochs)
     if epochs < 2:
         raise TinyVAEError(f"--epochs must be at least 2, got {args.epochs!r}: the first epoch is a warm-up "
                            "and is not timed")
     backends = _bench_backends(args.backends)
     rounds = positive_int("--rounds", args.rounds)
-    threads = positive_int("--threads", args.threads)
+    # default 2 (1 on a one-core machine); never more threads than cores
+    threads = min(2, os.cpu_count() or 1) if args.threads is None else thread_count("--threads", args.threads)
     n_train = None
     if args.n_train is not None:
         n_train = positive_int("--n-train", args.n_train)
@@ -503,7 +504,8 @@ def register(sub):
     p.add_argument("--torch", action="store_true", help="also time the PyTorch reference, alternating with tinyvae")
     p.add_argument("--torch-ref", default=None, help=f"path of the reference (default {TORCH_REF})")
     p.add_argument("--rounds", default="1", help="alternating rounds; medians are quoted (default 1)")
-    p.add_argument("--threads", default="2", help="BLAS (and PyTorch) threads (default 2)")
+    p.add_argument("--threads", default=None, help="BLAS (and PyTorch) threads, at most the core count "
+                                                   "(default 2, or 1 on a one-core machine)")
     p.add_argument("--data", default="fashion-mnist", help="fashion-mnist (default), mnist (already on this "
                                                           "machine: bench never downloads), or a path")
     p.add_argument("--n-train", default=None, help=argparse.SUPPRESS)   # small runs, for tests

@@ -36,6 +36,8 @@ MODEL_OPTIONS = ("model", "data", "batch_size", "lr", "hidden", "latent", "likel
                  "beta", "sigma2", "seed", "optimizer", "binarize", "threads", "out")
 FIGURES = ("reconstructions.png", "samples.png", "latent_space.png", "latent_manifold.png", "loss_curves.png")
 IMAGE_EXTENSIONS = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
+ELBO_SAMPLES = 100         # eval: draws of z per image for the ELBO it sets beside the IW bound
+MAX_SAMPLES = 400          # sample: a 20 x 20 grid; more images are too small to see
 
 
 # --------------------------------------------------------------------------------------------
@@ -58,6 +60,17 @@ def nonneg_int(option, text):
         raise TinyVAEError(f"{option} must be a non-negative integer, got {text!r}") from None
     if value < 0:
         raise TinyVAEError(f"{option} must be a non-negative integer, got {text!r}")
+    return value
+
+
+def thread_count(option, text):
+    """A --threads value: a positive integer no larger than the machine's core count (more BLAS
+    threads than cores spin against each other: training runs tens of times slower)."""
+    value = positive_int(option, text)
+    cores = os.cpu_count() or 1
+    if value > cores:
+        raise TinyVAEError(f"{option} {value} is more than this machine's {cores} core{'' if cores == 1 else 's'}; "
+                           f"give at most {option} {cores} (more threads than cores only slow it down)")
     return value
 
 
@@ -125,8 +138,8 @@ def register(subparsers):
     t.add_argument("--binarize", help=f"none | static | dynamic: train on Bernoulli draws of the gray "
                                       f"values (default {d['binarize']})")
     t.add_argument("--seed", help=f"seed of every random stream (default {d['seed']})")
-    t.add_argument("--threads", help=f"BLAS threads (default {d['threads']}: fastest for small models, "
-                                     "and bits independent of the machine)")
+    t.add_argument("--threads", help=f"BLAS threads, at most the core count (default {d['threads']}: fastest "
+                                     "for small models, and bits independent of the machine)")
     t.add_argument("--checkpoint-every", help=f"save the checkpoint every N epochs (default {d['checkpoint_every']}; "
                                               "also at the end and on Ctrl-C)")
     t.add_argument("--out", help="the run directory to create (default: runs/<model>-<data>, numbered if taken)")
@@ -138,21 +151,23 @@ def register(subparsers):
 
     e = subparsers.add_parser(
         "eval", help="test-set negative ELBO and importance-weighted log-likelihood of a run",
-        description="Evaluate a trained model on its test set: the negative ELBO (one sample per image) "
-                    "and -log p(x) estimated with k importance samples (Burda et al. 2015), in nats per image.")
+        description="Evaluate a trained model on its test set, in nats per image: the negative ELBO (one "
+                    "sample per image) on the whole test set; then, on the same first N images, the negative "
+                    "ELBO averaged over min(k, 100) samples per image beside -log p(x) estimated with k "
+                    "importance samples (Burda et al. 2015), the tighter bound.")
     e.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (or a model .npz)")
     e.add_argument("--k", default="5000", help="importance samples per image (default 5000)")
-    e.add_argument("--n", help="evaluate the log-likelihood on the first N test images "
+    e.add_argument("--n", help="compare the two bounds on the first N test images "
                                "(default: all, at most 1000)")
     e.add_argument("--data", help="the dataset, if the checkpoint does not name it")
     e.add_argument("--seed", default="0", help="seed of the evaluation noise (default 0)")
-    e.add_argument("--threads", default="1", help="BLAS threads (default 1)")
+    e.add_argument("--threads", default="1", help="BLAS threads, at most the core count (default 1)")
     e.set_defaults(func=cmd_eval)
 
     s = subparsers.add_parser("sample", help="an image grid of samples from a trained VAE's prior",
                               description="Decode z ~ N(0, I) and write the images as a grid.")
     s.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (or a model .npz)")
-    s.add_argument("--n", default="64", help="number of samples (default 64)")
+    s.add_argument("--n", default="64", help=f"number of samples, at most {MAX_SAMPLES} (default 64)")
     s.add_argument("--seed", default="0", help="seed of z (default 0)")
     s.add_argument("--out", help="the image file (default RUN_DIR/sample-seed<SEED>.png, numbered if taken)")
     s.add_argument("--force", action="store_true", help="overwrite --out if it exists")
@@ -286,12 +301,18 @@ def _train_options(args):
                 beta=positive_float("--beta", o["beta"], allow_zero=True), sigma2=positive_float("--sigma2", o["sigma2"]),
                 seed=nonneg_int("--seed", o["seed"]), optimizer=choice("--optimizer", o["optimizer"], ("adam", "sgd")),
                 binarize=choice("--binarize", o["binarize"], ("none", "static", "dynamic")),
-                threads=positive_int("--threads", o["threads"]),
+                threads=thread_count("--threads", o["threads"]),
                 checkpoint_every=positive_int("--checkpoint-every", o["checkpoint_every"]))
     from .kernels import ACTIVATIONS
     choice("--activation", opts["activation"], ACTIVATIONS)
-    likelihoods = ("bernoulli", "gaussian") if opts["model"] == "vae" else ("bernoulli", "gaussian", "bce", "mse")
-    opts["likelihood"] = choice("--likelihood", o["likelihood"], likelihoods)
+    if opts["model"] == "vae" and o["likelihood"] in ("bce", "mse"):
+        raise TinyVAEError(f"--likelihood {o['likelihood']} names an autoencoder loss (--model ae); the VAE's "
+                           "likelihoods are bernoulli (its bce) and gaussian (its mse): use --likelihood "
+                           f"{'bernoulli' if o['likelihood'] == 'bce' else 'gaussian'}, or add --model ae")
+    if opts["model"] == "vae" and o["likelihood"] not in ("bernoulli", "gaussian"):
+        raise TinyVAEError(f"--likelihood must be one of bernoulli, gaussian for the VAE (the autoencoder, "
+                           f"--model ae, also takes bce, mse), got {o['likelihood']!r}")
+    opts["likelihood"] = choice("--likelihood", o["likelihood"], ("bernoulli", "gaussian", "bce", "mse"))
     if opts["model"] == "ae":
         for name in ("beta", "sigma2"):
             if name in given:
@@ -434,6 +455,12 @@ def _resume(args):
     if os.path.isfile(args.resume):
         raise TinyVAEError(f"--resume takes a run directory written by 'tinyvae train', got the file "
                            f"{args.resume}; give its directory")
+    if not os.path.isdir(args.resume):
+        raise TinyVAEError(f"--resume {args.resume}: no such directory; give the run directory written by "
+                           "'tinyvae train' (it printed 'results in DIR/')")
+    if not os.path.isfile(os.path.join(args.resume, checkpoint.FILENAME)):
+        raise TinyVAEError(f"--resume {args.resume} holds no {checkpoint.FILENAME}: not a run directory; give "
+                           "the directory written by 'tinyvae train' (it printed 'results in DIR/')")
     ck = checkpoint.read(args.resume)
     out = args.resume
     if ck.trainer is None or ck.run is None or ck.run.get("data") is None:
@@ -485,7 +512,7 @@ def cmd_eval(args):
     k = positive_int("--k", args.k)
     n_max = None if args.n is None else positive_int("--n", args.n)
     seed = nonneg_int("--seed", args.seed)
-    threads = positive_int("--threads", args.threads)
+    threads = thread_count("--threads", args.threads)
     ck, run, data = _load_run(args.run_dir, args.data)
     if data is None:
         raise TinyVAEError(f"{ck.path} does not name its dataset; pass --data NAME_OR_PATH")
@@ -510,13 +537,24 @@ def cmd_eval(args):
         elbo = model.elbo(x, rng=np.random.default_rng(seed))
         r = model.evaluate(x, rng=np.random.default_rng(seed))
         n = min(x.shape[0], n_max if n_max is not None else 1000)
+        # the comparison is on the same n images, with the ELBO averaged over s draws of z
+        # per image, so that its Monte Carlo noise is far below the gap it is compared with
+        s = min(k, ELBO_SAMPLES)
+        rng = np.random.default_rng([seed, 1])
+        elbo_n = sum(model.elbo(x[:n], rng=rng) for _ in range(s)) / s
         ll = model.log_likelihood(x[:n], k=k, seed=seed)
     dt = time.perf_counter() - t0
-    subset = "" if n == x.shape[0] else f" (the first {n} of {x.shape[0]} images; --n to change)"
-    print(f"  negative ELBO, 1 sample per image : {-elbo.mean():9.3f} nats per image "
+    labels = ("negative ELBO, 1 sample per image", f"negative ELBO, {s} sample{'' if s == 1 else 's'} per image",
+              f"-log p(x), importance-weighted k={k}")
+    w = max(map(len, labels))
+    print(f"  {labels[0]:<{w}} : {-elbo.mean():9.3f} nats per image "
           f"(reconstruction {r['rec']:.3f} + KL {r['kl']:.3f})")
-    print(f"  -log p(x), importance-weighted k={k:<5}: {-ll.mean():9.3f} nats per image{subset}")
-    print(f"  (the second is a tighter bound: -log p(x) <= it <= the negative ELBO on average; {dt:.1f} s)")
+    which = f"all {n} images" if n == x.shape[0] else f"the first {n} of the {x.shape[0]} images (--n to change)"
+    print(f"both bounds on the same images, {which}:")
+    print(f"  {labels[1]:<{w}} : {-elbo_n.mean():9.3f} nats per image")
+    print(f"  {labels[2]:<{w}} : {-ll.mean():9.3f} nats per image")
+    print(f"  (-log p(x) <= the importance-weighted bound <= the negative ELBO, on average; "
+          f"the bound tightens as k grows; {dt:.1f} s)")
     return 0
 
 
@@ -531,6 +569,9 @@ def _free_name(path):
 
 def cmd_sample(args):
     n = positive_int("--n", args.n)
+    if n > MAX_SAMPLES:
+        raise TinyVAEError(f"--n {n} is too many for one grid: at most {MAX_SAMPLES} (20 x 20 images; more "
+                           "would be too small to see); for more samples run again with other --seed values")
     seed = nonneg_int("--seed", args.seed)
     if args.out is not None:
         if os.path.isdir(args.out):

@@ -408,7 +408,8 @@ def _load_path(path, test_fraction):
     lower = path.lower()
     if not os.path.exists(path):
         if lower.endswith((".npy", ".npz")) or os.sep in path or (os.altsep and os.altsep in path):
-            raise TinyVAEError(f"no such file or directory: {path}")
+            raise TinyVAEError(f"no such file or directory: {path}; give a dataset name ({', '.join(NAMED)}), "
+                               "a directory of IDX files or a .npy/.npz image array")
         raise TinyVAEError(f"unknown dataset {path!r}: the known names are {', '.join(NAMED)}; "
                            "or give a path to a directory of IDX files or to a .npy/.npz image array")
     if not lower.endswith((".npy", ".npz")):
