@@ -151,3 +151,68 @@ def test_the_sample_grid_title_fits_its_figure_when_saved_plainly(n):
     canvas.draw()
     title = fig.axes[0].title.get_window_extent(canvas.get_renderer())
     assert fig.bbox.x0 <= title.x0 and title.x1 <= fig.bbox.x1
+
+
+# --------------------------------------------------------------------------------------------
+# quick and full-size figures never mix in one folder; the README says which a folder holds
+
+def figures_folder(root, quick, names=(CHEAP,)):
+    """A folder as `tinyvae figures` leaves it, without drawing: stand-in PNGs and the README."""
+    from tinyvae.figures import write_readme
+    root.mkdir()
+    for name in names:
+        (root / f"{name}.png").write_bytes(b"stand-in for a " + (b"quick" if quick else b"full") + b" figure")
+    write_readme(root, quick=quick)
+    return root
+
+
+def test_quick_refuses_a_folder_of_full_size_figures(tmp_path, capsys):
+    from tinyvae.figures import check_out_dir
+    full = figures_folder(tmp_path / "full", quick=False)
+    before = files_under(tmp_path)
+    for only in ([], ["--only", CHEAP]):
+        figures_rejected(capsys, [*only, "--out", full], r"holds full-size figures.*another folder.*"
+                                                         r"figures-quick.*or drop --quick")
+    assert files_under(tmp_path) == before
+    with pytest.raises(TinyVAEError, match="full-size"):         # the committed folder, checked only
+        check_out_dir(ROOT / "figures", quick=True)
+
+
+def test_quick_draws_into_figures_quick_by_default(tmp_path, capsys, monkeypatch):
+    from tinyvae.cli import main
+    monkeypatch.chdir(tmp_path)
+    assert main(["figures", "--quick", "--only", CHEAP]) == 0
+    assert sorted(os.listdir(tmp_path)) == ["figures-quick"]
+    readme = (tmp_path / "figures-quick" / "README.md").read_text()
+    assert "Drawn by `tinyvae figures --quick`" in readme and f"`{CHEAP}.png`" in readme
+
+
+def test_some_full_size_figures_never_go_among_quick_ones(tmp_path, capsys):
+    from tinyvae.cli import main
+    quick = figures_folder(tmp_path / "quick", quick=True)
+    before = files_under(tmp_path)
+    assert main(["figures", "--only", CHEAP, "--out", str(quick)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
+    assert "holds quick figures" in err and "drop --only" in err
+    assert files_under(tmp_path) == before
+
+
+def test_only_accepts_the_png_file_name(tmp_path, capsys):
+    from tinyvae.cli import main
+    out = tmp_path / "figs"
+    assert main(["figures", "--quick", "--only", f"{CHEAP}.png", "--out", str(out)]) == 0
+    assert sorted(os.listdir(out)) == ["README.md", f"{CHEAP}.png"]
+
+
+def test_every_caption_names_its_lesson():
+    unnamed = [name for name, caption, _ in FIGURES if not re.search(r"[(;] ?lesson \d\)\.$", caption)]
+    assert not unnamed, f"captions without '(lesson N)': {unnamed}"
+
+
+def test_the_committed_readme_is_what_the_code_writes(tmp_path):
+    # figures/README.md lists the committed PNGs with the captions of the @figure decorators;
+    # after editing a caption, tinyvae.figures.write_readme("figures") updates it without redrawing
+    committed = ROOT / "figures"
+    copy = figures_folder(tmp_path / "copy", quick=False, names=[p.stem for p in committed.glob("*.png")])
+    assert (committed / "README.md").read_text(encoding="utf-8") == (copy / "README.md").read_text(encoding="utf-8")

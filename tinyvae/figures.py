@@ -63,23 +63,35 @@ from . import figures_backprop, figures_ae, figures_elbo, figures_vae  # noqa: E
 # the command
 
 README_HEADER = ("# Figures", "Drawn by `tinyvae figures")     # the first lines of the README it writes
+QUICK_OUT = "figures-quick"          # --quick's default folder: the full-size figures/ is never touched
+
+
+def _drawn_by_us(folder):
+    """How ``folder/README.md`` says :func:`make_figures` drew the folder: "quick", "full", or
+    None if that README is not one it wrote."""
+    try:
+        lines = [ln for ln in (folder / "README.md").read_text(encoding="utf-8").splitlines() if ln.strip()]
+    except (OSError, UnicodeDecodeError):
+        return None
+    if len(lines) < 2 or lines[0].strip() != README_HEADER[0] or not lines[1].startswith(README_HEADER[1]):
+        return None
+    return "quick" if lines[1].startswith(README_HEADER[1] + " --quick`") else "full"
 
 
 def _written_by_us(folder):
     """True when ``folder/README.md`` is one that :func:`make_figures` wrote."""
-    try:
-        lines = [ln for ln in (folder / "README.md").read_text(encoding="utf-8").splitlines() if ln.strip()]
-    except (OSError, UnicodeDecodeError):
-        return False
-    return len(lines) >= 2 and lines[0].strip() == README_HEADER[0] and lines[1].startswith(README_HEADER[1])
+    return _drawn_by_us(folder) is not None
 
 
-def check_out_dir(out):
+def check_out_dir(out, quick=False, only=None):
     """``out`` as a Path it is safe to draw into, or a TinyVAEError; nothing is created.
 
     Safe: a directory that does not exist yet (under a directory), an empty one, or one that
     ``tinyvae figures`` wrote before (its README.md starts with the header written below), whose
-    figures and README may be replaced. Anything else would overwrite files that are not ours."""
+    figures and README may be replaced. Anything else would overwrite files that are not ours.
+    A folder holds figures of one kind, so its README can say how they were drawn: quick
+    figures (``quick``) never go into a folder of full-size ones, such as the committed
+    ``figures/``, and some full-size ones (``only``) never go among quick ones."""
     if str(out).strip() == "":
         raise TinyVAEError("--out is empty; give the directory to draw the figures into, such as figures")
     out = Path(out)
@@ -90,10 +102,18 @@ def check_out_dir(out):
             empty = not any(out.iterdir())
         except OSError as e:
             raise TinyVAEError(f"--out {out} cannot be read ({e.strerror or e}); choose another directory") from None
-        if not empty and not _written_by_us(out):
+        drawn = None if empty else _drawn_by_us(out)
+        if not empty and drawn is None:
             raise TinyVAEError(f"--out {out} is a non-empty directory that 'tinyvae figures' did not write (it has "
                                "no README.md starting '# Figures / Drawn by `tinyvae figures`'); give a new or "
                                "empty directory, so that no file of yours is overwritten")
+        if quick and drawn == "full":
+            raise TinyVAEError(f"--out {out} holds full-size figures, which --quick would replace with small "
+                               f"versions; draw the quick ones into another folder (without --out they go to "
+                               f"{QUICK_OUT}), or drop --quick to redraw them at full size")
+        if not quick and only and drawn == "quick":
+            raise TinyVAEError(f"--out {out} holds quick figures, and --only would put full-size ones among them; "
+                               "drop --only to redraw them all at full size, or choose another folder")
         return out
     parent = out.absolute().parent
     while not parent.exists():
@@ -103,9 +123,23 @@ def check_out_dir(out):
     return out
 
 
+def write_readme(out, quick=False):
+    """Write ``out/README.md``: the header, then each registered figure whose PNG is in ``out``
+    with its caption. Draws nothing (after editing a caption, this alone updates the README)."""
+    out = Path(out)
+    lines = [README_HEADER[0], "", README_HEADER[1] + (" --quick" if quick else "") + "`; never edited by hand.", ""]
+    for name, caption, _ in FIGURES:
+        if (out / f"{name}.png").exists():
+            lines.append(f"- `{name}.png`: {caption}")
+    path = out / "README.md"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
 def make_figures(out, quick=False, only=None, seed=0, log=print):
-    """Draw every registered figure (or those named in ``only``) into ``out`` as PNG files and
-    write ``out/README.md`` with the captions. Returns the list of paths written.
+    """Draw every registered figure (or those named in ``only``, with or without ``.png``) into
+    ``out`` as PNG files and write ``out/README.md`` with the captions. Returns the list of
+    paths written.
 
     ``out`` must be a new or empty directory, or one this function wrote before (see
     :func:`check_out_dir`); every argument is checked before anything is created."""
@@ -115,12 +149,13 @@ def make_figures(out, quick=False, only=None, seed=0, log=print):
         if isinstance(only, str):
             only = [only]
         only = [str(n).strip() for n in only if str(n).strip()]
+        only = [n[:-len(".png")] if n.lower().endswith(".png") else n for n in only]
         if not only:
             raise TinyVAEError(f"--only names no figure; give one or more of: {', '.join(names)}")
         unknown = sorted(set(only) - set(names))
         if unknown:
             raise TinyVAEError(f"unknown figure(s) {', '.join(unknown)}; known: {', '.join(names)}")
-    out = check_out_dir(out)
+    out = check_out_dir(out, quick=quick, only=only)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -137,11 +172,7 @@ def make_figures(out, quick=False, only=None, seed=0, log=print):
         plt.close(fig)
         written.append(path)
         log(f"{path}  ({time.perf_counter() - start:.1f} s)")
-    lines = [README_HEADER[0], "", README_HEADER[1] + (" --quick" if quick else "") + "`; never edited by hand.", ""]
-    for name, caption, _ in FIGURES:
-        if (out / f"{name}.png").exists():
-            lines.append(f"- `{name}.png`: {caption}")
-    (out / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_readme(out, quick=quick)
     return written
 
 
@@ -149,7 +180,8 @@ def _cmd_figures(args):
     from .commands import nonneg_int
     seed = nonneg_int("--seed", args.seed)
     only = None if args.only is None else args.only.split(",")     # '' or ',' name no figure: an error
-    make_figures(args.out, quick=args.quick, only=only, seed=seed)
+    out = args.out if args.out is not None else (QUICK_OUT if args.quick else "figures")
+    make_figures(out, quick=args.quick, only=only, seed=seed)
     return 0
 
 
@@ -159,12 +191,13 @@ def register(sub):
         description="Draw the figures of the lessons as PNG files, with a README.md listing their captions. "
                     "--out must be a new or empty directory, or one 'tinyvae figures' wrote before; nothing "
                     "else is overwritten. The full set takes a few minutes; --quick draws a small version in "
-                    "about half a minute.")
+                    f"about half a minute, into {QUICK_OUT}/ unless --out says otherwise, and never into a "
+                    "folder of full-size figures such as figures/.")
     p.add_argument("--quick", action="store_true",
-                   help="small data and few epochs (about half a minute, not minutes)")
-    p.add_argument("--out", default="figures", help="the folder to write: new, empty, or written by "
-                                                    "'tinyvae figures' before (default: figures)")
-    p.add_argument("--only", default=None, help="comma-separated figure names to draw (default: all); "
-                                                "an unknown name lists the known ones")
+                   help=f"small data and few epochs (about half a minute, not minutes); default --out {QUICK_OUT}")
+    p.add_argument("--out", default=None, help="the folder to write: new, empty, or written by 'tinyvae figures' "
+                                               f"before (default: figures, or {QUICK_OUT} with --quick)")
+    p.add_argument("--only", default=None, help="comma-separated figure names to draw, with or without .png "
+                                                "(default: all); an unknown name lists the known ones")
     p.add_argument("--seed", default="0", help="seed of every random stream (default 0)")
     p.set_defaults(func=_cmd_figures)

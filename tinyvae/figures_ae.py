@@ -534,13 +534,13 @@ def _pca_comparison(ctx):
 
 @figure("linear_ae_vs_pca", "A linear autoencoder's decoder rows span the PCA subspace (principal "
         "angles near 0) in a different basis; a nonlinear autoencoder reconstructs digits better "
-        "than PCA at the same code size.")
+        "than PCA at the same code size (lesson 3).")
 def fig_linear_ae_vs_pca(ctx):
     return plot_linear_ae_vs_pca(_pca_comparison(ctx), _digits(ctx).image_shape)
 
 
 @figure("pca_vs_autoencoder_digits", "Test digits reconstructed from an 8-number code by "
-        "PCA, a linear autoencoder (the same error) and a nonlinear autoencoder (lower error).")
+        "PCA, a linear autoencoder (the same error) and a nonlinear autoencoder (lower error; lesson 3).")
 def fig_pca_vs_autoencoder_digits(ctx):
     result, ds = _pca_comparison(ctx), _digits(ctx)
     i = list(result["code_dims"]).index(8)
@@ -552,7 +552,7 @@ def fig_pca_vs_autoencoder_digits(ctx):
 
 @figure("denoising_field", "Denoising autoencoder on a curve in the plane: the field g(f(x~)) - x~ "
         "points from noisy points back to the manifold; a plain overcomplete autoencoder learns "
-        "nearly the identity and no such field.")
+        "nearly the identity and no such field (lesson 4).")
 def fig_denoising_field(ctx):
     result = ctx.get("figures_ae.denoising",
                      lambda: denoising_experiment(epochs=60, seed=ctx.seed))
@@ -560,7 +560,7 @@ def fig_denoising_field(ctx):
 
 
 @figure("sparse_codes", "Sparse autoencoder (128 relu code units on digits): the L1 penalty "
-        "drives most code values to exactly zero, at some cost in reconstruction.")
+        "drives most code values to exactly zero, at some cost in reconstruction (lesson 4).")
 def fig_sparse_codes(ctx):
     ds = _digits(ctx)
     lambdas = (0.0, 0.03, 0.3) if ctx.quick else (0.0, 0.003, 0.01, 0.03, 0.1, 0.3)
@@ -571,7 +571,7 @@ def fig_sparse_codes(ctx):
 
 @figure("contractive_jacobian", "Contractive autoencoder on digits: the penalty shrinks the "
         "encoder's Jacobian dh/dx at almost the same reconstruction error; the reconstruction "
-        "still follows the data's main directions but no longer the ones the digits never vary in.")
+        "still follows the data's main directions but no longer the ones the digits never vary in (lesson 4).")
 def fig_contractive_jacobian(ctx):
     ds = _digits(ctx)
     lambdas = (0.0, 0.01, 0.1) if ctx.quick else (0.0, 0.003, 0.01, 0.03, 0.1)
