@@ -124,9 +124,17 @@ def test_reparameterization_spread_is_known_and_smaller():
         est.per_sample_gradients(f, mu, logvar, np.zeros((3, 2)), "pathwise")
 
 
-def test_decoder_log_likelihood_gradient_by_finite_differences(rng):
-    vae = tv.VAE(6, hidden_dims=(5,), latent_dim=2, activation="tanh", dtype="float64", seed=0)
-    f = est.DecoderLogLikelihood(vae, (rng.uniform(size=6) > 0.5).astype(float))
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+def test_decoder_log_likelihood_gradient_by_finite_differences(rng, likelihood):
+    """df/dz by backprop against float64 central differences of f(z) = log p(x|z), for both
+    decoders (the Gaussian one with sigma2 != 1, so a missing 1/sigma2 shows too)."""
+    vae = tv.VAE(6, hidden_dims=(5,), latent_dim=2, activation="tanh", likelihood=likelihood,
+                 sigma2=0.3, dtype="float64", seed=0)
+    if likelihood == "bernoulli":
+        x = (rng.uniform(size=6) > 0.5).astype(float)
+    else:
+        x = rng.normal(size=6)
+    f = est.DecoderLogLikelihood(vae, x)
     z, h = rng.normal(size=(4, 2)), 1e-6
     numeric = np.stack([(f.value(z + h * e) - f.value(z - h * e)) / (2 * h) for e in np.eye(2)], axis=1)
     assert np.allclose(f.grad(z), numeric, rtol=1e-6, atol=1e-8)

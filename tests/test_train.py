@@ -159,6 +159,65 @@ def test_sigint_mid_epoch_saves_a_state_that_resumes_to_the_same_bits(digits, tm
     assert h == h_ref
 
 
+@pytest.fixture
+def default_sigint():
+    """Python's own SIGINT handler (KeyboardInterrupt at once) for the test, whatever the runner
+    set (a job started in the background may inherit SIGINT ignored); restored afterwards."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.parametrize("k", [7, 10])          # mid-epoch; the last minibatch of epoch 1
+def test_sigint_inside_the_optimizer_step_is_deferred_to_the_end_of_the_minibatch(digits, tmp_path, k,
+                                                                                   default_sigint):
+    """The test above sends SIGINT from a callback, a point that is safe anyway. Here it arrives
+    in the middle of minibatch k: inside the optimizer's step, before the update. The deferral
+    must let that minibatch finish -- update applied and counted -- and only then raise
+    KeyboardInterrupt; the checkpoint written on the way out resumes to the bits of a run that
+    was never interrupted. Without the deferral the step is cut short and the count is k - 1."""
+    x, _ = digits                                                   # 300 / 32: 10 minibatches an epoch
+    ref = small_vae()
+    after_k = {}
+
+    def remember(t):
+        if t.n_steps == k:
+            after_k.update(flat=t.model.flat.copy(), m=t.optimizer.m.copy(), v=t.optimizer.v.copy())
+    h_ref = tv.fit(ref, x, epochs=2, batch_size=32, progress=False, callback=remember)
+
+    vae = small_vae()
+    vae.trainer = trainer = Trainer(vae, batch_size=32)             # fit continues this trainer
+    real_step, calls = trainer.optimizer.step, []
+
+    def step_with_a_sigint(model):
+        calls.append(1)
+        if len(calls) == k:
+            signal.raise_signal(signal.SIGINT)                      # before the real update
+        real_step(model)
+    trainer.optimizer.step = step_with_a_sigint
+
+    path = tmp_path / "model.npz"
+    with pytest.raises(KeyboardInterrupt):
+        tv.fit(vae, x, epochs=2, batch_size=32, progress=False, checkpoint=path)
+    assert vae.trainer is trainer and len(calls) == k               # no minibatch after the k-th
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    # minibatch k was applied and counted in full, and the trainer is at a boundary
+    assert trainer.n_steps == trainer.optimizer.t == k
+    assert (trainer.epoch, trainer.step) == divmod(k, 10)
+    assert trainer.sums.get("n", 0) == 32 * trainer.step
+    assert len(trainer.history.get("loss", [])) == trainer.epoch
+    assert np.array_equal(vae.flat, after_k["flat"])
+    assert np.array_equal(trainer.optimizer.m, after_k["m"]) and np.array_equal(trainer.optimizer.v, after_k["v"])
+
+    loaded = tv.load(path)                                          # saved by fit on the way out
+    assert (loaded.trainer.epoch, loaded.trainer.step, loaded.trainer.n_steps) == (*divmod(k, 10), k)
+    assert np.array_equal(loaded.flat, after_k["flat"])
+    h = tv.fit(loaded, x, epochs=2 - loaded.trainer.epoch, batch_size=32, progress=False)
+    assert loaded.trainer.n_steps == 20
+    assert np.array_equal(loaded.flat, ref.flat)
+    assert h == h_ref
+
+
 def test_resuming_mid_epoch_on_other_data_is_refused(digits, tmp_path):
     x, _ = digits
     vae = small_vae()
@@ -435,3 +494,33 @@ def test_a_new_learning_rate_on_a_continued_run_is_used_and_keeps_the_moments():
     expected = theta - lr * (m / (1 - b1**3)) / (np.sqrt(v / (1 - b2**3)) + eps)
     assert ae.trainer.optimizer.lr == 1e-2 and ae.trainer.optimizer.t == 3
     np.testing.assert_allclose(ae.flat, expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["numpy", "numba"])
+def test_sgd_with_momentum_against_the_update_written_out(backend, name):
+    """Three full-batch SGD steps against Goodfellow et al. alg. 8.2 written out here, with
+    the gradient at each step taken from a twin model at the hand-computed parameters:
+    v <- momentum v - lr g;  theta <- theta + v, from v = 0. From the second step on, the
+    result depends on the momentum."""
+    backend(name)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(20, 8))
+    kw = dict(hidden_dims=(), code_dim=3, activation="tanh", dtype="float64", seed=0)
+    ae, twin = tv.Autoencoder(8, **kw), tv.Autoencoder(8, **kw)
+    lr, momentum = 0.1, 0.9
+    theta, v = twin.flat.copy(), np.zeros_like(twin.flat)
+    expected = []
+    for _ in range(3):
+        twin.flat[...] = theta
+        g = twin.loss_and_grads(x)[1]
+        g = np.concatenate([g[k].ravel() for k in twin.params])            # the flat layout
+        v = momentum * v - lr * g
+        theta = theta + v
+        expected.append((theta, v))
+    for step in range(3):                                                   # one step per epoch
+        tv.fit(ae, x, epochs=1, batch_size=20, optimizer="sgd", lr=lr, progress=False)
+        opt = ae.trainer.optimizer
+        assert opt.name == "sgd" and opt.momentum == momentum and opt.t == step + 1
+        np.testing.assert_allclose(ae.flat, expected[step][0], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(opt.velocity, expected[step][1], rtol=0, atol=1e-12)
+    assert np.max(np.abs(momentum * expected[0][1])) > 1e-2                 # momentum's share, far above atol
