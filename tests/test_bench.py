@@ -36,7 +36,8 @@ def test_timed_products_have_the_shapes_and_layouts_of_the_step(kind):
 
 def test_blas_bound_is_a_positive_time():
     vae = tv.VAE(784, hidden_dims=(16,), latent_dim=2)
-    assert 0 < bench.blas_bound(vae, 300, 128, repeats=1) < 10
+    seconds = bench.blas_bound(vae, 300, 128, repeats=1)
+    assert np.isfinite(seconds) and seconds > 0
 
 
 def test_rounds_alternate_their_order(monkeypatch):
@@ -84,7 +85,7 @@ def test_step_floor_times_each_elementwise_part_alone(backend):
         kernels.set_backend(previous)
     # the parts of the profile, less the matrix products (which the BLAS bound times)
     assert [label for label, _ in parts] == [label for label, *_ in bench.PROFILE_PARTS[1:]]
-    assert all(0 < t < 1 for _, t in parts), parts
+    assert all(np.isfinite(t) and t > 0 for _, t in parts), parts
 
 
 def test_bench_command_profile(capsys):
@@ -94,21 +95,23 @@ def test_bench_command_profile(capsys):
     assert "where an epoch goes, tinyvae/numba" in out and "Adam over all parameters" in out
     assert "alone, in cache" in out
     ceiling = re.search(r"reaches at most (\d+)% of the BLAS bound", out)
-    assert ceiling and 0 < int(ceiling.group(1)) < 100, out
+    assert ceiling and 0 < int(ceiling.group(1)) <= 100, out     # a ratio of two measured times
 
 
-def test_the_paired_bound_is_timed_after_every_epoch_and_outside_it():
-    import time
+def test_the_paired_bound_is_timed_after_every_epoch_and_outside_it(monkeypatch):
     x_train, x_test, _ = bench.load_bench_data("fashion-mnist", n_train=256, log=lambda s: None)
-    calls = []
+    calls, skipped = [], [0.0]
+    clock = bench.time.perf_counter
+    # a clock that jumps 1000 s whenever the bound is timed: no epoch may contain a jump
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: clock() + skipped[0])
 
     def slow_bound():
-        calls.append(time.perf_counter())
-        time.sleep(0.6)
+        calls.append(len(calls))
+        skipped[0] += 1000.0
         return 1.5
     seconds, test, vae, bounds = bench.time_tinyvae(x_train, x_test, 3, bound=slow_bound)
     assert bounds == [1.5, 1.5, 1.5] and len(seconds) == 3 and len(calls) == 3
-    assert max(seconds[1:]) < 0.6                  # two steps of 128 rows (~10 ms); the 0.6 s sleeps are not in them
+    assert all(0 < s < 1000 for s in seconds), seconds
     assert np.isfinite(test)
 
 
