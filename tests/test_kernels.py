@@ -168,10 +168,47 @@ def test_optimizer_twins_agree(n, t, seed):
 
 def test_twins_handle_float32_and_views():
     a = np.linspace(-5, 5, 24, dtype=np.float32).reshape(4, 6)
-    view = a[:, 1:4]                                            # a non-contiguous view
-    nb, np_ = both(K.activation, view, "softplus")
-    assert nb[0].dtype == np.float32
+
+    def on_a_view(a):                                           # both() copies its arguments,
+        view = a[:, 1:4]                                        # so the view is made here
+        assert not view.flags.c_contiguous
+        return K.activation(view, "softplus")
+
+    nb, np_ = both(on_a_view, a)
+    assert nb[0].dtype == np.float32 and nb[0].shape == (4, 3)
     np.testing.assert_allclose(nb[0], np_[0], rtol=1e-6)
+    np.testing.assert_allclose(nb[0], np.log1p(np.exp(a[:, 1:4].astype(np.float64))), rtol=1e-6)
+
+
+@pytest.mark.parametrize("kind", K.ACTIVATIONS)
+def test_float32_layer_and_optimizer_twins_agree(kind):
+    """float32 is the models' default: the layer kernels and both optimizers agree with their
+    twins there too, to float32's rounding."""
+    r = np.random.default_rng(3)
+    a = r.uniform(-4, 4, (5, 7)).astype(np.float32)
+    b, dh = r.standard_normal(7).astype(np.float32), r.standard_normal((5, 7)).astype(np.float32)
+    h = K.activation_np(a, kind)
+    assert h.dtype == np.float32
+    for nb, np_ in (both(K.bias_activation, a, b, kind), both(K.activation_deriv, h, kind),
+                    both(K.activation_second, h, kind), both(K.activation_backward, dh, h, kind)):
+        for x, y in zip(nb, np_):
+            assert x.dtype == y.dtype == np.float32
+            np.testing.assert_allclose(x, y, rtol=2e-6, atol=2e-6 * max(1.0, np.abs(y).max()))
+    theta, g = r.standard_normal(50).astype(np.float32), r.standard_normal(50).astype(np.float32)
+    m, v = r.standard_normal(50).astype(np.float32), r.uniform(0, 2, 50).astype(np.float32)
+
+    def adam(theta, g, m, v):
+        K.adam(theta, g, m, v, 1e-3, 0.9, 0.999, 1e-8, 3)
+        return theta, m, v
+
+    def sgd(theta, g, vel):
+        K.sgd(theta, g, vel, 0.1, 0.9)
+        return theta, vel
+
+    for nb, np_ in (both(adam, theta, g, m, v), both(sgd, theta, g, m)):
+        for x, y in zip(nb, np_):
+            assert x.dtype == np.float32
+            np.testing.assert_allclose(x, y, rtol=2e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize("kind", ["sigmoid", "softplus", "tanh"])
