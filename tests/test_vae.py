@@ -375,6 +375,8 @@ def test_training_on_digits_lowers_the_loss_and_iwae_beats_the_elbo():
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(likelihood="poisson"), "unknown likelihood"),
+    (dict(likelihood="bce"), "autoencoder's name for it: use likelihood='bernoulli'"),
+    (dict(likelihood="mse"), "use likelihood='gaussian'"),
     (dict(learn_sigma2=True), "learn_sigma2"),
     (dict(latent_dim=0), "latent_dim"),
     (dict(hidden_dims=(4, -1)), "hidden width"),

@@ -71,7 +71,10 @@ class VAE(Model):
         hidden = check_hidden_dims(hidden_dims)
         dec_hidden = tuple(reversed(hidden)) if decoder_hidden_dims is None else check_hidden_dims(decoder_hidden_dims)
         if likelihood not in LIKELIHOODS:
-            raise TinyVAEError(f"unknown likelihood {likelihood!r}: expected bernoulli or gaussian")
+            hint = {"bce": " (bce is the autoencoder's name for it: use likelihood='bernoulli')",
+                    "mse": " (mse is the autoencoder's name for it: use likelihood='gaussian')"}
+            raise TinyVAEError(f"unknown likelihood {likelihood!r}: expected bernoulli or gaussian"
+                               + hint.get(str(likelihood).lower(), ""))
         kernels.activation_code(activation)
         if init not in INITS:
             raise TinyVAEError(f"unknown init {init!r}: expected one of {', '.join(INITS)}")
