@@ -47,8 +47,14 @@ def test_sweep_float64_beats_float32_by_orders_of_magnitude(sweep):
 
 
 def test_sweep_guide_constants(sweep):
-    assert sweep["roundoff"] == pytest.approx(sweep["loss"] / (2 * sweep["grad_max"]))
-    assert np.isfinite(sweep["truncation"]) and sweep["truncation"] > 0
+    """The two guide lines predict the measured errors where each dominates: round-off
+    eps K / h on the left arm of each U (to within an order of magnitude: K is a scale, not a
+    bound) and truncation C h^2 on the right arm of the float64 U."""
+    h, K, C = sweep["h"], sweep["roundoff"], sweep["truncation"]
+    for dtype, left in (("float64", slice(0, 3)), ("float32", slice(1, 6))):   # h <= 1e-5; 1e-6..1e-2
+        ratio = sweep["errors"][dtype][left] / (sweep["eps"][dtype] * K / h[left])
+        assert np.all((0.05 < ratio) & (ratio < 2)), (dtype, ratio)
+    np.testing.assert_allclose(sweep["errors"]["float64"][3:] / (C * h[3:] ** 2), 1, rtol=0.05)
     fig = plot_step_size(sweep)
     ax = fig.axes[0]
     assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
