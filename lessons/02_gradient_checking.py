@@ -89,7 +89,7 @@ for h in (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6):
 assert err32 > 100 * err32_at_1e3                    # at h = 1e-6 round-off has taken over
 
 # %% [markdown]
-# In float32 the error bottoms out near h = 1e-2 .. 1e-3 (at about 1e-6: tanh is a benign
+# In float32 the error bottoms out near h = 1e-2 .. 1e-3 (at about 2e-6: tanh is a benign
 # function, |f| < 1 and f''' modest) and then *grows* as h shrinks: at h = 1e-6 the two values
 # of f differ in their last few bits only.
 #
@@ -151,7 +151,7 @@ assert sweep["errors"]["float64"][np.argmin(abs(np.log10(hs / 1e-5)))] < 1e-7   
 # cancel), and float32's lies 5 * 10^8 times higher. Far left, float32 cannot even represent
 # theta + h != theta and the numerical gradient is 0 (error 1).
 #
-# So gradient checks run in **float64**: its best error is about 1e-10, five to six orders of
+# So gradient checks run in **float64**: its best error is about 3e-10, five to six orders of
 # magnitude below float32's best, and the default h = 1e-5 sits near its minimum. A float32 check could not
 # tell a correct gradient from one that is wrong by 0.01 %. The checker refuses to try:
 
@@ -287,8 +287,8 @@ for name, rep in tv.vae.gradcheck_suite():
 # In this lesson we compared hand-written gradients with central differences
 # (f(x + h) - f(x - h)) / 2h, whose truncation error is O(h^2) (the one-sided difference is only
 # O(h)) while round-off adds about eps |f| / h: the error against h is a U with its bottom near
-# h ~ eps^(1/3). For a real VAE the float64 check reaches about 1e-10 near h = 1e-5, float32
-# only about 1e-4 near h = 1e-2, so checks run in float64 (and the checker refuses float32). We
+# h ~ eps^(1/3). For a real VAE the float64 check reaches about 3e-10 near h = 1e-5, float32
+# only about 5e-5 near h = 1e-2, so checks run in float64 (and the checker refuses float32). We
 # measured the disagreement per array by max|a - n| / max(1e-8, max|a| + max|n|), planted four
 # bugs in an MLP's backward pass -- a forgotten activation derivative, a transposed dW, a mean
 # for a sum, a 0.01 % slip -- and saw the checker catch each and name the array, and we checked

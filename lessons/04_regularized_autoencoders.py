@@ -79,7 +79,7 @@ assert np.all(np.diff(sparse["rec"]) > 0)           # ... paid for in reconstruc
 
 # %% [markdown]
 # Without the penalty the overcomplete code reconstructs almost perfectly -- it has learned to
-# copy, and even then over 40% of its relu code values are 0 (a fifth to a quarter of the
+# copy, and even then over 40% of its relu code values are 0 (a fifth to over a quarter of the
 # units, as counted above, are 0 for every test digit: "dead" relus, which get no gradient
 # while they stay 0). With it, each digit is described by a handful of active units. The
 # penalty also shrinks the values that stay on, so the error grows with lambda: lambda trades
