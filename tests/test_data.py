@@ -1,7 +1,8 @@
 """Tests for tinyvae.data: the datasets, the IDX reader, verified downloads, binarization.
 
 Every network access goes to a server on 127.0.0.1 that the test starts; a guard makes any
-other address fail. $HOME and $TINYVAE_DATA point into tmp_path, so no real cache is touched.
+other address fail. $HOME is a fresh temporary directory and $TINYVAE_DATA is unset (conftest's
+data_env), so no real cache is touched.
 """
 import functools
 import gzip
@@ -75,12 +76,10 @@ def sha256(raw):
 
 
 @pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    """Fresh $HOME, no $TINYVAE_DATA, no proxies, and no network beyond 127.0.0.1."""
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.delenv("TINYVAE_DATA", raising=False)
+def isolated(data_env, monkeypatch):
+    """conftest's data_env (fresh $HOME, no $TINYVAE_DATA) and, stricter here, no proxies and
+    any address but 127.0.0.1 an assertion error. Returns $HOME."""
+    home = data_env
     for var in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
@@ -94,6 +93,16 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.setattr(urllib.request, "urlopen", local_only)
     monkeypatch.setattr(data, "DOWNLOAD_TIMEOUT", 5)
     return home
+
+
+def test_every_test_runs_with_a_controlled_data_environment(data_env):
+    """conftest's autouse data_env, which every test file gets: a fresh empty $HOME and no
+    $TINYVAE_DATA, so tinyvae looks only in the empty cache there (and Debian's directory)."""
+    assert os.path.expanduser("~") == str(data_env) and "TINYVAE_DATA" not in os.environ
+    assert [d for _, d in data.search_dirs("mnist")] == [str(data_env / ".cache" / "tinyvae" / "mnist")]
+    assert [d for _, d in data.search_dirs("fashion-mnist")] == [
+        str(data_env / ".cache" / "tinyvae" / "fashion-mnist"), DEBIAN_FASHION]
+    assert os.listdir(data_env) == []
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -453,6 +462,25 @@ def test_real_fashion_mnist_and_checksum_table():
     assert ds.x_train.dtype == np.float32 and ds.x_train.min() == 0.0 and ds.x_train.max() == 1.0
     np.testing.assert_array_equal(np.bincount(ds.y_train), [6000] * 10)     # balanced classes
     np.testing.assert_array_equal(np.bincount(ds.y_test), [1000] * 10)
+    # content: the first test labels (ankle boot, pullover, trouser, trouser, shirt, ...) and
+    # the mean grey level of the training images, 0.286040 (checked against Debian's files)
+    np.testing.assert_array_equal(ds.y_test[:10], [9, 2, 1, 1, 6, 1, 4, 6, 5, 7])
+    assert ds.x_train.mean(dtype=np.float64) == pytest.approx(0.28604, abs=1e-5)
+    # pairing: each class's mean grey level straight from the IDX bytes (gzip and numpy, not
+    # tinyvae) equals the loader's. The classes differ a lot (train: sandals 0.137, trousers
+    # 0.223, pullovers 0.377, coats 0.385) and labels shuffled apart from their images pull
+    # every class to about 0.286, so a mispairing moves some class by far more than 1e-5.
+    for split, stem in (("train", "train"), ("test", "t10k")):
+        def raw(kind, header):
+            with gzip.open(os.path.join(DEBIAN_FASHION, f"{stem}-{kind}.gz")) as f:
+                return np.frombuffer(f.read(), dtype=np.uint8, offset=header)
+        images, labels = raw("images-idx3-ubyte", 16).reshape(-1, 784), raw("labels-idx1-ubyte", 8)
+        x, y = getattr(ds, f"x_{split}"), getattr(ds, f"y_{split}")
+        np.testing.assert_array_equal(y, labels)
+        expected = np.array([images[labels == c].mean(dtype=np.float64) / 255 for c in range(10)])
+        got = np.array([x[y == c].mean(dtype=np.float64) for c in range(10)])
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6, err_msg=split)
+        assert expected[8] - expected[1] > 0.1 and np.argmin(expected) == 5   # bags vs trousers; sandals
 
 
 # --- .npy / .npz arrays ------------------------------------------------------------------
