@@ -288,6 +288,20 @@ def test_more_threads_than_cores_is_one_clear_error(command, main_run, rejected,
     rejected([*command, "--threads", "2"], r"more than this machine's 1 core; give at most --threads 1")
 
 
+def test_a_run_resumed_on_fewer_cores_continues_with_the_core_count(tmp_path, monkeypatch, capsys):
+    run = tmp_path / "r"
+    assert main(["train", "--epochs", "1", "--hidden", "16", "--threads", "2", "--no-figures",
+                 "--no-progress", "--out", str(run)]) == 0
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "started with --threads 2; this machine has 1 core, so it continues with --threads 1" in err
+    from tinyvae import checkpoint
+    ck = checkpoint.read(run)
+    assert ck.trainer.epoch == 2 and ck.run["threads"] == 1
+
+
 def test_threads_up_to_the_core_count_are_accepted(monkeypatch):
     from tinyvae.commands import thread_count
     monkeypatch.setattr(os, "cpu_count", lambda: 4)

@@ -471,6 +471,11 @@ def _resume(args):
         opts["epochs"] = positive_int("--epochs", args.epochs)
     if args.checkpoint_every is not None:
         opts["checkpoint_every"] = positive_int("--checkpoint-every", args.checkpoint_every)
+    cores = os.cpu_count() or 1
+    if opts.get("threads", 1) > cores:           # saved on a bigger machine: more would only slow it
+        print(f"note: the run was started with --threads {opts['threads']}; this machine has {cores} "
+              f"core{'' if cores == 1 else 's'}, so it continues with --threads {cores}", file=sys.stderr)
+        opts["threads"] = cores
     trainer = ck.trainer
     if trainer.epoch >= opts["epochs"]:
         raise TinyVAEError(f"the run in {out} has finished its {trainer.epoch} epochs; to train further pass "
