@@ -400,13 +400,16 @@ def test_kl_per_dimension_and_active_units():
     vae.params["enc.W0"][:, [1, 4]] = 0
     vae.params["enc.b0"][[1, 4]] = 0
     vae.params["enc.W0"][:, 0] *= 10                        # latent 0: strongly informative
+    vae.params["enc.W0"][:, 2] *= 1e-3                      # latent 2: barely moves with x
     kl_dims = vae.kl_per_dimension(x)
     assert kl_dims[1] == 0 and kl_dims[0] > 0
     mu, logvar = vae.encode(x)
     assert np.sum(kl_dims) == pytest.approx(np.mean(gaussian_kl_by_hand(mu, logvar)), rel=1e-12)
     activity = vae.latent_activity(x)
     np.testing.assert_allclose(activity, mu.var(axis=0), rtol=1e-12)
-    assert vae.active_units(x) == int(np.sum(mu.var(axis=0) > 0.01)) and activity[1] == 0
+    assert activity[1] == 0 and activity[2] < 1e-4 < 0.01 < activity[0]
+    assert vae.active_units(x) == 1                         # only latent 0 carries information
+    assert vae.active_units(x, threshold=0.0) == 2          # latent 2 does, barely
 
 
 def test_training_on_digits_lowers_the_loss_and_iwae_beats_the_elbo():
