@@ -536,3 +536,20 @@ def test_sampled_draws_have_the_decoders_noise():
     bern.params["dec.b0"][...] = b
     bits = bern.sample(20_000, seed=1, mean=False)
     np.testing.assert_allclose(bits.mean(axis=0), 1 / (1 + np.exp(-b)), atol=0.015)
+
+
+def test_evaluate_is_the_exact_kl_plus_a_one_sample_reconstruction_term():
+    """evaluate's KL is the closed form (no noise); its rec is -log p(x|z) at one z per example,
+    so over many seeds it averages to the Monte Carlo mean of the by-hand Bernoulli NLL."""
+    vae = tv.VAE(input_dim=5, hidden_dims=(4,), latent_dim=2, beta=0.5, dtype="float64", seed=3)
+    x = np.random.default_rng(1).uniform(size=(40, 5))
+    mu, logvar = vae.encode(x)
+    seeds = [vae.evaluate(x, rng=np.random.default_rng(s), batch_size=7) for s in range(200)]
+    assert all(r["kl"] == pytest.approx(np.mean(gaussian_kl_by_hand(mu, logvar)), rel=1e-12) for r in seeds)
+    assert all(r["loss"] == pytest.approx(r["rec"] + 0.5 * r["kl"], rel=1e-12) for r in seeds)
+    # the expectation of the reconstruction term, by hand, with 4000 draws of z per example
+    eps = np.random.default_rng(2).standard_normal((4000, *mu.shape))
+    logits = vae.decoder((mu + np.exp(logvar / 2) * eps).reshape(-1, 2)).reshape(4000, 40, 5)   # l(z)
+    rec_by_hand = np.mean(np.sum(np.logaddexp(0, logits) - x * logits, axis=-1))
+    recs = np.array([r["rec"] for r in seeds])
+    assert abs(recs.mean() - rec_by_hand) < 4 * recs.std() / np.sqrt(len(recs)) + 1e-3
