@@ -235,7 +235,7 @@ class VAE(Model):
         n = x.shape[0]
         return {"loss": (rec_sum + self.beta * kl_sum) / n, "rec": rec_sum / n, "kl": kl_sum / n}
 
-    def log_likelihood(self, x, k=1000, seed=0, max_rows=None):
+    def log_likelihood(self, x, k=1000, seed=0, max_rows=None, return_elbo=False):
         """Importance-weighted estimate of log p(x) per example, (N,) (Burda et al. 2015):
 
             log p(x) ~= log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i|x),   z_i ~ q(z|x)
@@ -244,7 +244,11 @@ class VAE(Model):
         k and tends to log p(x) for bounded weights (Burda et al., thm. 1); L_1 is the ELBO (1),
         with the KL sampled here rather than the closed form (4). Computed with a running
         log-sum-exp over chunks of examples and samples, so memory stays bounded (``max_rows``
-        decoder rows at a time) whatever N and k are."""
+        decoder rows at a time) whatever N and k are.
+
+        With ``return_elbo``, also the mean of the same k log-weights, (N,): a k-sample estimate
+        of the ELBO. By Jensen's inequality (log of a mean >= mean of the logs) it is never above
+        the importance-weighted estimate from the same draws, for every example and every k."""
         x = self._data(x)
         k = check_positive_int("k", k)
         rng = np.random.default_rng(check_seed(seed, allow_sequence=True))
@@ -255,12 +259,13 @@ class VAE(Model):
         max_rows = max_rows or max(1, (1 << 22) // widest)            # ~16-32 MB per buffer
         n_chunk = max(1, min(N, max_rows))
         k_chunk = max(1, min(k, max_rows // n_chunk))
-        out = np.empty(N, dtype=np.float64)
+        out, elbo = np.empty(N, dtype=np.float64), np.empty(N, dtype=np.float64)
         for s in range(0, N, n_chunk):
             xb = x[s:s + n_chunk]                                          # (n, D)
             n = xb.shape[0]
             mu, logvar = self._split(self.encoder(xb))                     # (n, Z)
             run_max, run_sum = np.full(n, -np.inf), np.zeros(n)            # running log-sum-exp
+            sum_log_w = np.zeros(n)                                        # for the ELBO estimate
             for done in range(0, k, k_chunk):
                 kc = min(k_chunk, k - done)
                 eps = rng.standard_normal((kc, n, Z))                      # (kc, n, Z)
@@ -272,11 +277,13 @@ class VAE(Model):
                 o = self.decoder(z.reshape(kc * n, Z).astype(self.dtype))  # (kc n, D)
                 log_px_z = -self._nll(o, np.tile(xb, (kc, 1))).reshape(kc, n)
                 log_w = log_px_z.astype(np.float64) + log_pz - log_q      # (kc, n)
+                sum_log_w += log_w.sum(axis=0)
                 new_max = np.maximum(run_max, log_w.max(axis=0))
                 run_sum = run_sum * np.exp(run_max - new_max) + np.exp(log_w - new_max).sum(axis=0)
                 run_max = new_max
             out[s:s + n] = run_max + np.log(run_sum) - np.log(k)
-        return out
+            elbo[s:s + n] = sum_log_w / k
+        return (out, elbo) if return_elbo else out
 
     def sample(self, n, seed=0, mean=True):
         """n new examples: z ~ N(0, I), then the mean of p(x|z) (or a draw from it if not mean)."""
