@@ -103,11 +103,11 @@ def test_save_figure_shows_the_figure_in_a_notebook(tmp_path, monkeypatch, capsy
     fig = Figure()
     ipython.get_ipython = lambda: None                       # IPython imported, no shell: a script
     monkeypatch.setitem(sys.modules, "IPython", ipython)
-    assert save_figure(fig, "plain", "06_elbo") == tmp_path / "06_elbo" / "plain.png"
-    assert shown == []
+    assert save_figure(fig, "plain", "06_elbo") is None      # a cell ending here shows no Out[]
+    assert (tmp_path / "06_elbo" / "plain.png").is_file() and shown == []
     ipython.get_ipython = lambda: object()                   # inside a kernel
-    path = save_figure(fig, "inline", "06_elbo")
-    assert path.is_file() and shown == [fig]
+    save_figure(fig, "inline", "06_elbo")
+    assert (tmp_path / "06_elbo" / "inline.png").is_file() and shown == [fig]
     assert "[figure saved:" in capsys.readouterr().out
 
 

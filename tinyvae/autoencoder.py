@@ -84,8 +84,9 @@ class Autoencoder(Model):
             raise TinyVAEError(f"unknown activation {activation!r}: expected one of "
                                f"{', '.join(kernels.ACTIVATIONS)}")
         if loss not in LOSSES:
-            raise TinyVAEError(f"unknown loss {loss!r}: expected 'mse' (real-valued data) or "
-                               "'bce' (data in [0, 1])")
+            hint = {"bernoulli": " (the VAE's name for bce)", "gaussian": " (the VAE's name for mse)"}
+            raise TinyVAEError(f"unknown loss {loss!r}{hint.get(str(loss).lower(), '')}: expected 'mse' "
+                               "(real-valued data) or 'bce' (data in [0, 1])")
         contractive = check_nonneg_float("contractive", contractive)
         if contractive and hidden:
             raise TinyVAEError(f"the contractive penalty is exact only for a single-layer encoder: "

@@ -34,7 +34,8 @@ def build_parser():
                     "central differences in float64 and print the relative error per parameter array; exits "
                     "with status 1 if any error is above 1e-7.")
     g.add_argument("--model", default="all", help="layers | vae | ae | all (default: all)")
-    g.add_argument("--quiet", action="store_true", help="print only the summary")
+    g.add_argument("--quiet", action="store_true",
+                   help="one line per configuration (its worst error) and the summary, without the per-array tables")
     g.set_defaults(func=_cmd_gradcheck)
     for module in ("commands", "lessons", "figures", "bench"):   # train/eval/sample, lesson, figures, bench
         importlib.import_module(f"tinyvae.{module}").register(sub)

@@ -439,9 +439,10 @@ def _summary(model, last):
         if "val_loss" in last:
             s += f", test -ELBO {last['val_rec'] + last['val_kl']:.2f} nats (rec {last['val_rec']:.2f} + KL {last['val_kl']:.2f})"
         return s
-    s = f"train loss {last['loss']:.4f}"
+    unit = "nats" if model.loss == "bce" else "(half the squared error)"     # per image, as eval says
+    s = f"train loss {last['loss']:.2f} {unit}"
     if "val_loss" in last:
-        s += f", test loss {last['val_loss']:.4f}"
+        s += f", test loss {last['val_loss']:.2f}"
     return s
 
 

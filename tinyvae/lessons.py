@@ -126,7 +126,7 @@ def output_dir(lesson=None):
 
 
 def save_figure(fig, name, lesson=None):
-    """Save a matplotlib figure as PNG beside the lesson's other outputs; return the path.
+    """Save a matplotlib figure as PNG beside the lesson's other outputs and print its path.
 
     ``lesson`` is the lesson's name ("06_elbo"): the lessons pass it as a string, not
     ``__file__``, which a notebook does not define. In a notebook (IPython) the figure is also
@@ -138,8 +138,7 @@ def save_figure(fig, name, lesson=None):
         from IPython.display import display
         display(fig)
     import matplotlib.pyplot as plt
-    plt.close(fig)
-    return path
+    plt.close(fig)              # returns nothing, so a notebook cell that ends here shows no Out[]
 
 
 def _in_ipython():
