@@ -351,6 +351,7 @@ def test_shapes(n, d, c, hidden, activation, loss, seed):
 
 @pytest.mark.parametrize("kwargs, match", [
     (dict(loss="l2"), "unknown loss 'l2'.*'mse'.*'bce'"),
+    (dict(loss="bernoulli"), r"unknown loss 'bernoulli' \(the VAE's name for bce\)"),
     (dict(activation="gelu"), "unknown activation 'gelu'.*relu"),
     (dict(hidden_dims=(8,), contractive=0.1), "single-layer encoder.*hidden_dims=\\(\\).*contractive=0"),
     (dict(sparse_l1=-1.0), "sparse_l1 must be a finite, non-negative"),

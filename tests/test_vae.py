@@ -553,3 +553,21 @@ def test_evaluate_is_the_exact_kl_plus_a_one_sample_reconstruction_term():
     rec_by_hand = np.mean(np.sum(np.logaddexp(0, logits) - x * logits, axis=-1))
     recs = np.array([r["rec"] for r in seeds])
     assert abs(recs.mean() - rec_by_hand) < 4 * recs.std() / np.sqrt(len(recs)) + 1e-3
+
+
+@pytest.mark.parametrize("k", [1, 3, 50])
+def test_the_elbo_from_the_same_draws_is_never_above_the_iwae_estimate(k):
+    """log of the mean weight >= mean of the log weights (Jensen), example by example; with
+    one draw the two are the same number, and the estimate itself does not change."""
+    vae = tv.VAE(input_dim=6, hidden_dims=(5,), latent_dim=2, dtype="float64", seed=2)
+    x = np.random.default_rng(0).uniform(size=(30, 6))
+    ll, elbo = vae.log_likelihood(x, k=k, seed=4, max_rows=7, return_elbo=True)
+    np.testing.assert_array_equal(ll, vae.log_likelihood(x, k=k, seed=4, max_rows=7))
+    if k == 1:
+        np.testing.assert_allclose(ll, elbo, rtol=0, atol=1e-12)
+    else:
+        assert np.all(ll >= elbo) and np.mean(ll - elbo) > 1e-3
+    # over many draws the mean log-weight estimates the ELBO of eq. (1): sampled KL, closed form
+    _, elbo_many = vae.log_likelihood(x, k=4000, seed=5, return_elbo=True)
+    np.testing.assert_allclose(elbo_many.mean(), np.mean([vae.elbo(x, rng=np.random.default_rng(s)).mean()
+                                                          for s in range(300)]), atol=0.03)
