@@ -311,6 +311,21 @@ def test_a_run_resumed_on_fewer_cores_continues_with_the_core_count(tmp_path, mo
     assert ck.trainer.epoch == 2 and ck.run["threads"] == 1
 
 
+def test_a_run_whose_data_file_has_gone_says_what_to_do(tmp_path, capsys):
+    data = tmp_path / "images.npy"
+    np.save(data, np.random.default_rng(0).uniform(size=(60, 16)))
+    run = tmp_path / "r"
+    assert main(["train", "--data", str(data), "--epochs", "1", "--no-figures", "--out", str(run), *SMALL]) == 0
+    data.unlink()
+    capsys.readouterr()
+    assert main(["eval", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert_one_error_line(2, err, r"images\.npy, is no longer there; pass --data NAME_OR_PATH")
+    assert main(["train", "--resume", str(run), "--epochs", "2"]) == 2
+    err = capsys.readouterr().err
+    assert_one_error_line(2, err, r"is no longer there; put it back to continue the run")
+
+
 def test_threads_up_to_the_core_count_are_accepted(monkeypatch):
     from tinyvae.commands import thread_count
     monkeypatch.setattr(os, "cpu_count", lambda: 4)

@@ -481,6 +481,9 @@ def _resume(args):
     if trainer.epoch >= opts["epochs"]:
         raise TinyVAEError(f"the run in {out} has finished its {trainer.epoch} epochs; to train further pass "
                            f"--epochs N with N > {trainer.epoch}")
+    if not _dataset_exists(opts["data"]):
+        raise TinyVAEError(f"the run's training data, {opts['data']}, is no longer there; put it back "
+                           "to continue the run (--resume keeps the data it started with)")
     ds = _load_data(opts)
     return ck.model, trainer, opts, ds, out
 
@@ -507,6 +510,12 @@ def write_figures(model, ds, x_test, history, out):
 # --------------------------------------------------------------------------------------------
 # tinyvae eval / sample
 
+def _dataset_exists(data):
+    """False only for a file or folder path that has gone (names such as digits always 'exist')."""
+    from .data import ALIASES
+    return str(data).strip().lower() in ALIASES or os.path.exists(data)
+
+
 def _load_run(run_dir, data=None):
     ck = checkpoint.read(run_dir)
     run = ck.run or {}
@@ -525,6 +534,9 @@ def cmd_eval(args):
     from .data import load_dataset
     from .train import check_data
     binarize = run.get("binarize", "none")
+    if args.data is None and not _dataset_exists(data):
+        raise TinyVAEError(f"the dataset {ck.path} was trained on, {data}, is no longer there; "
+                           "pass --data NAME_OR_PATH to evaluate on other images of the same size")
     ds = load_dataset(data, binarize=None if binarize in ("none", "dynamic") else binarize,
                       seed=run.get("seed", 0), progress=sys.stderr.isatty())
     model = ck.model
