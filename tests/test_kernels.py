@@ -418,3 +418,19 @@ def test_an_invalid_TINYVAE_BACKEND_does_not_break_the_import():
     assert "TINYVAE_BACKEND='foo'" in bad.stderr and "Warning" in bad.stderr
     fine = run("NumPy")
     assert fine.stdout.splitlines() == ["numpy", "None"] and "Warning" not in fine.stderr
+
+
+@pytest.mark.parametrize("backend_name", K.BACKENDS)
+def test_a_784_term_row_in_float32_is_summed_to_its_last_digit(backend_name, backend):
+    """The per-example NLLs add 784 float32 terms; both backends accumulate them in float64, so
+    a row is off by about one float32 rounding of its total, not by the 2e-3 nats (18 roundings)
+    that adding them one after another in float32 gave."""
+    backend(backend_name)
+    r = np.random.default_rng(0)
+    logits = (r.standard_normal((500, 784)) * 4).astype(np.float32)
+    x, mean = r.uniform(size=(2, 500, 784)).astype(np.float32)
+    exact = K.bernoulli_nll_np(logits.astype(np.float64), x.astype(np.float64))
+    assert np.all(np.abs(K.bernoulli_nll(logits, x) - exact) <= 1.2e-7 * np.abs(exact))
+    exact = K.gaussian_nll_np(mean.astype(np.float64), x.astype(np.float64), 0.3)
+    assert np.all(np.abs(K.gaussian_nll(mean, x, 0.3) - exact) <= 1.2e-7 * np.abs(exact))
+    assert np.all(np.abs(K.gaussian_nll_grad(mean, x, 0.3, 1.0)[0] - exact) <= 1.2e-7 * np.abs(exact))

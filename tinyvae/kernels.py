@@ -154,7 +154,7 @@ def activation_backward_np(dh, h, kind):
 
 def bernoulli_nll_np(logits, x):
     """-log p(x | z) = sum_d softplus(l_d) - x_d l_d per example (rows), for logits l (N, D)."""
-    return (softplus_np(logits) - x * logits).sum(axis=1)
+    return (softplus_np(logits) - x * logits).sum(axis=1, dtype=np.float64)
 
 
 def bernoulli_nll_grad_np(logits, x, scale):
@@ -166,7 +166,7 @@ def gaussian_nll_np(mean, x, sigma2):
     """-log N(x; o, sigma2 I) = sum_d (x_d - o_d)^2 / (2 sigma2) + log(2 pi sigma2) / 2, per row."""
     sigma2 = float(sigma2)
     half_log = mean.dtype.type(0.5 * np.log(2 * np.pi * sigma2))   # a constant, in the data's precision
-    return ((x - mean) ** 2 / (2 * sigma2) + half_log).sum(axis=1)
+    return ((x - mean) ** 2 / (2 * sigma2) + half_log).sum(axis=1, dtype=np.float64)
 
 
 def gaussian_nll_grad_np(mean, x, sigma2, scale):
@@ -181,7 +181,7 @@ def reparameterize_np(mu, logvar, eps):
     exp(lv) - 1 is computed as expm1(lv): near lv = 0, where a collapsed dimension sits, the
     three terms nearly cancel, and exp(lv) - 1 - lv in float32 can even come out negative."""
     z = mu + np.exp(0.5 * logvar) * eps
-    kl = 0.5 * (mu**2 + np.expm1(logvar) - logvar).sum(axis=1)
+    kl = 0.5 * (mu**2 + np.expm1(logvar) - logvar).sum(axis=1, dtype=np.float64)
     return z, kl
 
 
@@ -219,7 +219,9 @@ def sgd_np(theta, g, velocity, lr, momentum):
 # what lets LLVM turn loops that divide into SIMD code); fastmath off, because every kernel
 # sits on a gradient-checked path; nogil, so a kernel releases Python's interpreter lock and
 # a caller's own threads can run kernels side by side. Constants are made in the arrays' own
-# precision (``real = a.dtype.type``) so float32 kernels compute in float32 throughout.
+# precision (``real = a.dtype.type``) so float32 kernels compute in float32, as the twins do;
+# the per-example sums over a row (the NLLs, the KL) accumulate in float64 in both, so that
+# 784 terms added one after another lose nothing worth a printed digit.
 
 JIT = dict(cache=True, nogil=True, error_model="numpy", fastmath=False)
 
@@ -446,9 +448,8 @@ def bernoulli_nll_terms_nb(logits, x, scale, terms, dlogits):
 @njit(**JIT)
 def bernoulli_nll_nb(logits, x, rows):
     n, d = logits.shape
-    real = logits.dtype.type
     for i in range(n):
-        total = real(0)
+        total = 0.0                                     # a row's sum in float64, as in the twin
         for j in range(d):
             l = logits[i, j]
             total += _softplus(l) - x[i, j] * l
@@ -462,7 +463,7 @@ def gaussian_nll_grad_nb(mean, x, sigma2, scale, rows, dmean):
     s2, c = real(sigma2), real(scale)
     two_s2, half_log = real(2) * s2, real(0.5 * math.log(2.0 * math.pi * sigma2))
     for i in range(n):
-        total = real(0)
+        total = 0.0                                     # a row's sum in float64, as in the twin
         for j in range(d):
             r = mean[i, j] - x[i, j]
             total += r * r / two_s2 + half_log
@@ -476,7 +477,7 @@ def gaussian_nll_nb(mean, x, sigma2, rows):
     real = mean.dtype.type
     two_s2, half_log = real(2) * real(sigma2), real(0.5 * math.log(2.0 * math.pi * sigma2))
     for i in range(n):
-        total = real(0)
+        total = 0.0                                     # a row's sum in float64, as in the twin
         for j in range(d):
             r = mean[i, j] - x[i, j]
             total += r * r / two_s2 + half_log
@@ -489,7 +490,7 @@ def reparameterize_nb(mu, logvar, eps, z, kl):
     real = mu.dtype.type
     half = real(0.5)
     for i in range(n):
-        total = real(0)
+        total = 0.0                                     # a row's sum in float64, as in the twin
         for j in range(k):
             lv = logvar[i, j]
             z[i, j] = mu[i, j] + math.exp(half * lv) * eps[i, j]
@@ -647,7 +648,9 @@ def bernoulli_nll(logits, x, rows=None):
 def bernoulli_nll_grad(logits, x, scale, rows=None, dlogits=None, work=None):
     """Per-example Bernoulli -log p(x|z) (N,) and scale * (sigmoid(l) - x) (N, D), in one pass.
 
-    ``work`` (N, D) is scratch space for the elementwise terms, summed per row afterwards."""
+    ``work`` (N, D) is scratch space for the elementwise terms, summed per row afterwards by
+    NumPy's pairwise float32 sum (SIMD-fast; the training step's loss only reports progress),
+    where the twin and the evaluation kernels sum in float64: they agree to float32 rounding."""
     _nll_shapes("logits", logits, x, rows, "dlogits", dlogits, work)
     rows = _empty(logits, rows, shape=logits.shape[:1])
     dlogits = _empty(logits, dlogits)
