@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import tinyvae as tv
+from tinyvae import commands
 from tinyvae.cli import main
 
 SMALL = ["--hidden", "32", "--no-progress"]
@@ -114,7 +115,7 @@ def test_eval_reports_the_negative_elbo_and_a_tighter_iwae_bound(main_run):
     r = tinyvae_cmd("eval", run, "--k", "200")
     assert r.returncode == 0, r.stderr
     assert "both bounds on the same images, all 297 images:" in r.stdout
-    elbo = float(re.search(r"negative ELBO, mean over the k=200 draws\s*:\s+([\d.]+) nats", r.stdout).group(1))
+    elbo = float(re.search(r"negative ELBO, mean of the k=200 log-weights\s*:\s+([\d.]+) nats", r.stdout).group(1))
     iwae = float(re.search(r"importance-weighted bound, k=200\s*:\s+([\d.]+) nats", r.stdout).group(1))
     assert 5 < iwae < elbo < 80                        # log p(x) >= IWAE_k >= ELBO, in nats per 8x8 image
 
@@ -129,7 +130,7 @@ def test_eval_compares_the_elbo_and_the_iwae_bound_on_the_same_images(main_run, 
         out = capsys.readouterr().out
         whole = float(re.search(r"negative ELBO, 1 sample per image\s*:\s+([\d.]+) nats", out).group(1))
         assert "both bounds on the same images, the first 50 of the 297 images" in out
-        elbo = float(re.search(rf"negative ELBO, mean over the k={k} draws\s*:\s+([\d.]+) nats", out).group(1))
+        elbo = float(re.search(rf"negative ELBO, mean of the k={k} log-weights\s*:\s+([\d.]+) nats", out).group(1))
         iwae = float(re.search(rf"importance-weighted bound, k={k}\s*:\s+([\d.]+) nats", out).group(1))
         # recomputed by hand from the first 50 test images: log-weights of the same k draws
         rng = np.random.default_rng(3)
@@ -289,26 +290,27 @@ def test_resume_of_a_missing_or_foreign_directory_says_only_what_resume_takes(tm
 def test_more_threads_than_cores_is_one_clear_error(command, main_run, rejected, monkeypatch):
     run, _ = main_run
     command = [str(run) if a == "RUN" else a for a in command]
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(commands, "usable_cores", lambda: 2)
     for n in ("3", "99"):
         rejected([*command, "--threads", n], rf"--threads {n} is more than this machine's 2 cores; "
                                              r"give at most --threads 2")
-    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    monkeypatch.setattr(commands, "usable_cores", lambda: 1)
     rejected([*command, "--threads", "2"], r"more than this machine's 1 core; give at most --threads 1")
 
 
 def test_a_run_resumed_on_fewer_cores_continues_with_the_core_count(tmp_path, monkeypatch, capsys):
     run = tmp_path / "r"
+    monkeypatch.setattr(commands, "usable_cores", lambda: 2)       # the run starts on two cores
     assert main(["train", "--epochs", "1", "--hidden", "16", "--threads", "2", "--no-figures",
                  "--no-progress", "--out", str(run)]) == 0
-    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    monkeypatch.setattr(commands, "usable_cores", lambda: 1)       # and continues on one
     capsys.readouterr()
     assert main(["train", "--resume", str(run), "--epochs", "2", "--no-progress"]) == 0
     err = capsys.readouterr().err
-    assert "started with --threads 2; this machine has 1 core, so it continues with --threads 1" in err
+    assert "started with --threads 2; this machine has 1 core, so this session uses --threads 1" in err
     from tinyvae import checkpoint
     ck = checkpoint.read(run)
-    assert ck.trainer.epoch == 2 and ck.run["threads"] == 1
+    assert ck.trainer.epoch == 2 and ck.run["threads"] == 2        # kept for the next session
 
 
 def test_a_run_whose_data_file_has_gone_says_what_to_do(tmp_path, capsys):
@@ -328,7 +330,7 @@ def test_a_run_whose_data_file_has_gone_says_what_to_do(tmp_path, capsys):
 
 def test_threads_up_to_the_core_count_are_accepted(monkeypatch):
     from tinyvae.commands import thread_count
-    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(commands, "usable_cores", lambda: 4)
     assert [thread_count("--threads", n) for n in ("1", "4")] == [1, 4]
 
 

@@ -203,6 +203,7 @@ def test_only_accepts_the_png_file_name(tmp_path, capsys):
     out = tmp_path / "figs"
     assert main(["figures", "--quick", "--only", f"{CHEAP}.png", "--out", str(out)]) == 0
     assert sorted(os.listdir(out)) == ["README.md", f"{CHEAP}.png"]
+    figures_rejected(capsys, ["--only", ".png", "--out", tmp_path / "other"], "--only names no figure")
 
 
 def test_every_caption_names_its_lesson():

@@ -115,12 +115,13 @@ def test_kl_of_a_nearly_collapsed_dimension_stays_nonnegative_in_float32(backend
     assert np.all(vae.kl_per_dimension(np.zeros((2, 4), np.float32)) > 0)
 
 
-@given(mu=matrix(lo=-10, hi=10), seed=st.integers(0, 2**16))
-def test_float32_twins_agree_to_float32_rounding(mu, seed):
+@pytest.mark.parametrize("case", range(10))
+def test_float32_twins_agree_to_float32_rounding(case):
     """The numba kernels compute in the arrays' precision, as the twins do: in float32 the two
-    agree to a few roundings (they used to differ where numba computed in float64)."""
-    r = np.random.default_rng(seed)
-    mu = mu.astype(np.float32)
+    agree to a few roundings (they used to differ where numba computed in float64). Seeded
+    cases, not Hypothesis: its examples change with the project's source (see test_vae)."""
+    r = np.random.default_rng([7, case])
+    mu = r.uniform(-10, 10, size=tuple(r.integers(1, 7, size=2))).astype(np.float32)
     logvar = r.uniform(-3, 3, size=mu.shape).astype(np.float32)
     eps, dz = (r.standard_normal(mu.shape).astype(np.float32) for _ in range(2))
     x = r.uniform(size=mu.shape).astype(np.float32)

@@ -469,7 +469,7 @@ def _check_named_data(data):
 
 
 def _cmd_bench(args):
-    from .commands import positive_int, thread_count
+    from .commands import positive_int, thread_count, usable_cores
     epochs = positive_int("--epochs", args.epochs)
     if epochs < 2:
         raise TinyVAEError(f"--epochs must be at least 2, got {args.epochs!r}: the first epoch is a warm-up "
@@ -477,7 +477,7 @@ def _cmd_bench(args):
     backends = _bench_backends(args.backends)
     rounds = positive_int("--rounds", args.rounds)
     # default 2 (1 on a one-core machine); never more threads than cores
-    threads = min(2, os.cpu_count() or 1) if args.threads is None else thread_count("--threads", args.threads)
+    threads = min(2, usable_cores()) if args.threads is None else thread_count("--threads", args.threads)
     n_train = None
     if args.n_train is not None:
         n_train = positive_int("--n-train", args.n_train)

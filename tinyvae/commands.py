@@ -62,11 +62,19 @@ def nonneg_int(option, text):
     return value
 
 
+def usable_cores():
+    """The cores this process may run on (a taskset or a container's cpuset counts), else all."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):              # not on Linux
+        return os.cpu_count() or 1
+
+
 def thread_count(option, text):
     """A --threads value: a positive integer no larger than the machine's core count (more BLAS
     threads than cores spin against each other: training runs tens of times slower)."""
     value = positive_int(option, text)
-    cores = os.cpu_count() or 1
+    cores = usable_cores()
     if value > cores:
         raise TinyVAEError(f"{option} {value} is more than this machine's {cores} core{'' if cores == 1 else 's'}; "
                            f"give at most {option} {cores} (more threads than cores only slow it down)")
@@ -395,7 +403,7 @@ def cmd_train(args):
     print(f"{action} {_article(repr(model))} {model!r} on {ds.name} "
           f"({x_train.shape[0]} train / {x_test.shape[0]} test images)"
           f"{where if args.resume is not None else ''} -> {out}", flush=True)
-    with blas_threads(opts["threads"]):
+    with blas_threads(min(opts["threads"], usable_cores())):
         if args.resume is None:
             save_state()                       # epoch 0: a good checkpoint exists from the start
         try:
@@ -439,7 +447,7 @@ def _summary(model, last):
         if "val_loss" in last:
             s += f", test -ELBO {last['val_rec'] + last['val_kl']:.2f} nats (rec {last['val_rec']:.2f} + KL {last['val_kl']:.2f})"
         return s
-    unit = "nats" if model.loss == "bce" else "(half the squared error)"     # per image, as eval says
+    unit = "nats" if model.loss == "bce" else "(1/2 squared error)"          # per image, as eval says
     s = f"train loss {last['loss']:.2f} {unit}"
     if "val_loss" in last:
         s += f", test loss {last['val_loss']:.2f}"
@@ -472,11 +480,11 @@ def _resume(args):
         opts["epochs"] = positive_int("--epochs", args.epochs)
     if args.checkpoint_every is not None:
         opts["checkpoint_every"] = positive_int("--checkpoint-every", args.checkpoint_every)
-    cores = os.cpu_count() or 1
+    cores = usable_cores()
     if opts.get("threads", 1) > cores:           # saved on a bigger machine: more would only slow it
         print(f"note: the run was started with --threads {opts['threads']}; this machine has {cores} "
-              f"core{'' if cores == 1 else 's'}, so it continues with --threads {cores}", file=sys.stderr)
-        opts["threads"] = cores
+              f"core{'' if cores == 1 else 's'}, so this session uses --threads {cores} (the run keeps "
+              f"{opts['threads']} for later)", file=sys.stderr)
     trainer = ck.trainer
     if trainer.epoch >= opts["epochs"]:
         raise TinyVAEError(f"the run in {out} has finished its {trainer.epoch} epochs; to train further pass "
@@ -552,25 +560,25 @@ def cmd_eval(args):
             unit = "nats" if model.loss == "bce" else "(1/2 squared error)"
             print(f"  reconstruction loss {r['rec']:.4f} {unit} per image; total loss {r['loss']:.4f}")
             return 0
-        elbo = model.elbo(x, rng=np.random.default_rng(seed))
+        elbo_1 = model.elbo(x, rng=np.random.default_rng(seed))            # (N,): one draw of z each
         r = model.evaluate(x, rng=np.random.default_rng(seed))
         n = min(x.shape[0], n_max if n_max is not None else 1000)
         # the comparison is on the same n images and the same k draws of z per image: the ELBO
         # is the mean of the k log-weights, the bound the log of their mean (never smaller)
-        ll, elbo_n = model.log_likelihood(x[:n], k=k, seed=seed, return_elbo=True)
+        iwae_k, elbo_k = model.log_likelihood(x[:n], k=k, seed=seed, return_elbo=True)   # (n,) each
     dt = time.perf_counter() - t0
     labels = ("negative ELBO, 1 sample per image",
-              f"negative ELBO, mean over the k={k} draws",
+              f"negative ELBO, mean of the k={k} log-weights",
               f"importance-weighted bound, k={k}")
     w = max(map(len, labels))
-    print(f"  {labels[0]:<{w}} : {-elbo.mean():9.3f} nats per image "
+    print(f"  {labels[0]:<{w}} : {-elbo_1.mean():9.3f} nats per image "
           f"(reconstruction {r['rec']:.3f} + KL {r['kl']:.3f})")
     which = f"all {n} images" if n == x.shape[0] else f"the first {n} of the {x.shape[0]} images (--n to change)"
     print(f"both bounds on the same images, {which}:")
-    print(f"  {labels[1]:<{w}} : {-elbo_n.mean():9.3f} nats per image")
-    print(f"  {labels[2]:<{w}} : {-ll.mean():9.3f} nats per image")
-    print(f"  (-log p(x) <= the importance-weighted bound <= the negative ELBO; on the same draws "
-          f"the second inequality always holds, and the bound tightens as k grows; {dt:.1f} s)")
+    print(f"  {labels[1]:<{w}} : {-elbo_k.mean():9.3f} nats per image")
+    print(f"  {labels[2]:<{w}} : {-iwae_k.mean():9.3f} nats per image")
+    print(f"  (-log p(x) <= the importance-weighted bound on average, and the bound tightens as k grows; "
+          f"on the same draws it is never above the negative ELBO; {dt:.1f} s)")
     return 0
 
 

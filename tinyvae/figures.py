@@ -148,8 +148,8 @@ def make_figures(out, quick=False, only=None, seed=0, log=print):
     if only is not None:
         if isinstance(only, str):
             only = [only]
-        only = [str(n).strip() for n in only if str(n).strip()]
-        only = [n[:-len(".png")] if n.lower().endswith(".png") else n for n in only]
+        only = [str(n).strip() for n in only]
+        only = [n for n in (n[:-len(".png")] if n.lower().endswith(".png") else n for n in only) if n]
         if not only:
             raise TinyVAEError(f"--only names no figure; give one or more of: {', '.join(names)}")
         unknown = sorted(set(only) - set(names))

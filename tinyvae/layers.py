@@ -154,10 +154,14 @@ class MLP:
         """Draw the initial parameters from ``rng``.
 
         ``init="he"`` (the default): W ~ N(0, gain / fan_in), gain 2 when the layer's own
-        activation is ReLU-like (relu, leaky_relu, softplus), 1 otherwise (LeCun); b = 0. This
-        is the convention of PyTorch's kaiming_normal_; He et al. (2015) derive the factor 2
-        from the ReLU on a layer's *input*, which differs only at the first and last layers. ``init="uniform"``: W and b ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), the
-        default of PyTorch's nn.Linear (used to match its reference)."""
+        activation is ReLU-like (relu, leaky_relu, softplus), 1 otherwise (LeCun); b = 0. The
+        gain follows the layer's own activation, a common convention (PyTorch's
+        kaiming_normal_ with nonlinearity="relu" gives the same 2); He et al. (2015) derive the
+        factor 2 from the ReLU on a layer's *input*, which differs only at the first and last
+        layers.
+
+        ``init="uniform"``: W and b ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), the default of
+        PyTorch's nn.Linear (used to match its reference)."""
         for i in range(self.n_layers):
             kind = self.activation if i < self.n_layers - 1 else self.final_activation
             W, b = params[f"{self.prefix}W{i}"], params[f"{self.prefix}b{i}"]
