@@ -273,8 +273,7 @@ assert abs(d) < 3 * d_se + 0.02
 # nat per image; for the 784-400-20 VAE on Fashion-MNIST it is about 3 nats or more: in
 # `figures/iwae_bound.png`, IWAE_1000 lies 3.0 nats above the ELBO (give or take 0.3, two
 # standard errors over the test images), and IWAE_1000 is itself still a lower bound on
-# log p(x). A VAE paper reports -log p(x) from a large k, never the
-# training loss.
+# log p(x). A VAE paper reports -log p(x) from a large k, never the training loss.
 #
 # ## Recap
 #

@@ -27,10 +27,11 @@ def data_env(tmp_path_factory, monkeypatch):
     $HOME, so ~/.cache/tinyvae is empty and nothing a user downloaded or set is read (or
     written). tinyvae.data still finds Debian's Fashion-MNIST in /usr/share/datasets (read-only
     and checksummed): the tests that want real data (the bench's) get exactly those files, and
-    digits ship with scikit-learn. No test reaches the network: any URL other than 127.0.0.1
-    (the local servers of test_data.py) fails at once as an unreachable host, so a missing
-    dataset becomes tinyvae's "could not be downloaded" and the digits fallbacks, not a
-    download. Returns the fresh $HOME; a test may set either variable itself."""
+    digits ship with scikit-learn. No test in this process reaches the network: any URL other
+    than 127.0.0.1 (the local servers of test_data.py) fails at once as an unreachable host, so
+    a missing dataset becomes tinyvae's "could not be downloaded" and the digits fallbacks, not
+    a download. (Subprocesses get the fresh $HOME but not this guard; they use digits or
+    download=False.) Returns the fresh $HOME; a test may set either variable itself."""
     home = tmp_path_factory.mktemp("home")
     for var, value in _KEEP_ENV.items():
         if var not in os.environ:

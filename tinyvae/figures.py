@@ -78,11 +78,6 @@ def _drawn_by_us(folder):
     return "quick" if lines[1].startswith(README_HEADER[1] + " --quick`") else "full"
 
 
-def _written_by_us(folder):
-    """True when ``folder/README.md`` is one that :func:`make_figures` wrote."""
-    return _drawn_by_us(folder) is not None
-
-
 def check_out_dir(out, quick=False, only=None):
     """``out`` as a Path it is safe to draw into, or a TinyVAEError; nothing is created.
 
