@@ -120,6 +120,24 @@ def test_eval_reports_the_negative_elbo_and_a_tighter_iwae_bound(main_run):
     assert 5 < iwae < elbo < 80                        # log p(x) >= IWAE_k >= ELBO, in nats per 8x8 image
 
 
+def test_eval_repeats_the_test_elbo_train_printed_and_other_seeds_draw_anew(main_run, capsys):
+    # a student compares the two numbers: by default eval's one-sample -ELBO uses the draws of z
+    # that train used after its last epoch, so it is the figure train printed (to its 2 decimals)
+    run, r = main_run
+    printed = re.search(r"test -ELBO ([\d.]+) nats \(rec ([\d.]+) \+ KL ([\d.]+)\)", r.stdout)
+    assert printed, r.stdout
+    ones = {}
+    for seed in (None, "0", "1"):
+        assert main(["eval", str(run), "--k", "2"] + ([] if seed is None else ["--seed", seed])) == 0
+        out = capsys.readouterr().out
+        m = re.search(r"1 sample per image\s*:\s+([\d.]+) nats per image \(reconstruction ([\d.]+) \+ KL ([\d.]+)\)", out)
+        ones[seed] = [float(v) for v in m.groups()]
+        assert ("the draws of z that train used for its test -ELBO after epoch 4" in out) == (seed is None)
+    for got, shown in zip(ones[None], printed.groups()):
+        assert abs(got - float(shown)) <= 0.0051, (ones[None], printed.groups())
+    assert ones["0"][1] != ones["1"][1] != ones[None][1] and ones["0"][2] == ones[None][2]   # the KL is exact
+
+
 def test_eval_compares_the_elbo_and_the_iwae_bound_on_the_same_images(main_run, capsys):
     # --n 50 of the 297 test images: the bound on those 50 must be set beside the ELBO on those
     # 50 (not the ELBO of the whole test set, a different set of images), from the same draws

@@ -168,7 +168,9 @@ def register(subparsers):
     e.add_argument("--n", help="compare the two bounds on the first N test images "
                                "(default: all, at most 1000)")
     e.add_argument("--data", help="the dataset, if the checkpoint does not name it")
-    e.add_argument("--seed", default="0", help="seed of the evaluation noise (default 0)")
+    e.add_argument("--seed", help="seed of the evaluation noise (default: the one-sample ELBO uses the "
+                                   "draws of z that train used for its last test -ELBO, so it repeats that "
+                                   "figure; the bounds use seed 0)")
     e.add_argument("--threads", default="1", help="BLAS threads, at most the core count (default 1)")
     e.set_defaults(func=cmd_eval)
 
@@ -534,7 +536,7 @@ def _load_run(run_dir, data=None):
 def cmd_eval(args):
     k = positive_int("--k", args.k)
     n_max = None if args.n is None else positive_int("--n", args.n)
-    seed = nonneg_int("--seed", args.seed)
+    seed = None if args.seed is None else nonneg_int("--seed", args.seed)
     threads = thread_count("--threads", args.threads)
     ck, run, data = _load_run(args.run_dir, args.data)
     if data is None:
@@ -560,12 +562,19 @@ def cmd_eval(args):
             unit = "nats" if model.loss == "bce" else "(1/2 squared error)"
             print(f"  reconstruction loss {r['rec']:.4f} {unit} per image; total loss {r['loss']:.4f}")
             return 0
-        elbo_1 = model.elbo(x, rng=np.random.default_rng(seed))            # (N,): one draw of z each
-        r = model.evaluate(x, rng=np.random.default_rng(seed))
+        # one draw of z per image: by default the draws train used for the test -ELBO it printed
+        # after its last epoch (on the same test images), so this line repeats that figure
+        trainer = ck.trainer
+        repeat = seed is None and args.data is None and trainer is not None and trainer.epoch >= 1
+        noise = (lambda: trainer.validation_rng(trainer.epoch - 1)) if repeat else \
+            (lambda: np.random.default_rng(0 if seed is None else seed))
+        elbo_1 = model.elbo(x, rng=noise())                                  # (N,)
+        r = model.evaluate(x, rng=noise())
         n = min(x.shape[0], n_max if n_max is not None else 1000)
         # the comparison is on the same n images and the same k draws of z per image: the ELBO
         # is the mean of the k log-weights, the bound the log of their mean (never smaller)
-        iwae_k, elbo_k = model.log_likelihood(x[:n], k=k, seed=seed, return_elbo=True)   # (n,) each
+        iwae_k, elbo_k = model.log_likelihood(x[:n], k=k, seed=0 if seed is None else seed,
+                                              return_elbo=True)              # (n,) each
     dt = time.perf_counter() - t0
     labels = ("negative ELBO, 1 sample per image",
               f"negative ELBO, mean of the k={k} log-weights",
@@ -573,6 +582,9 @@ def cmd_eval(args):
     w = max(map(len, labels))
     print(f"  {labels[0]:<{w}} : {-elbo_1.mean():9.3f} nats per image "
           f"(reconstruction {r['rec']:.3f} + KL {r['kl']:.3f})")
+    if repeat:
+        print(f"  (the draws of z that train used for its test -ELBO after epoch {trainer.epoch}; "
+              "--seed for others)")
     which = f"all {n} images" if n == x.shape[0] else f"the first {n} of the {x.shape[0]} images (--n to change)"
     print(f"both bounds on the same images, {which}:")
     print(f"  {labels[1]:<{w}} : {-elbo_k.mean():9.3f} nats per image")

@@ -149,6 +149,11 @@ class Trainer:
         """The order of the examples in the current epoch: the same on every resume."""
         return np.random.default_rng([self.seed, 1, self.epoch]).permutation(n)
 
+    def validation_rng(self, epoch):
+        """The generator of the noise in the validation loss after epoch ``epoch`` (0-based), so
+        ``tinyvae eval`` can repeat the figure ``train`` printed, draw for draw."""
+        return np.random.default_rng([self.seed, 4, epoch])
+
     @property
     def mid_epoch(self):
         return self.step > 0
@@ -242,7 +247,7 @@ class Trainer:
         n = self.sums.pop("n")
         row = {"epoch": self.epoch + 1, **{k: v / n for k, v in self.sums.items()}}
         if xv is not None:
-            val = self.model.evaluate(xv, np.random.default_rng([self.seed, 4, self.epoch]))
+            val = self.model.evaluate(xv, self.validation_rng(self.epoch))
             if not math.isfinite(val["loss"]):
                 raise TinyVAEError(f"the validation loss became {val['loss']} after epoch {self.epoch + 1}; "
                                    f"lower the learning rate (now {self.optimizer.lr:g})")
