@@ -78,6 +78,9 @@ def test_load_takes_a_run_directory_and_save_a_directory(x, tmp_path):
     written = vae.save(run)
     assert written == str(run / "model.npz")
     assert np.array_equal(tv.load(run).flat, vae.flat)
+    # a name ending in "/" is a directory too, created if needed (not a file named "new")
+    assert vae.save(f"{tmp_path / 'new'}/") == str(tmp_path / "new" / "model.npz")
+    assert np.array_equal(tv.load(tmp_path / "new").flat, vae.flat)
 
 
 def test_the_file_is_plain_arrays_readable_without_pickle(x, tmp_path):

@@ -286,6 +286,31 @@ def test_sigint_in_the_middle_of_an_epoch_resumes_bit_identical(tmp_path, straig
     assert_same_run(tmp_path / "a", straight_run)
 
 
+def test_ctrl_c_while_drawing_the_figures_and_resume_draws_them(tmp_path, monkeypatch, capsys):
+    # the epochs are done and saved when Ctrl-C lands in the figures: --resume of that finished
+    # run draws them (it would refuse a finished run whose figures are all there)
+    from tinyvae import commands
+    run = tmp_path / "fig"
+    draw = commands.write_figures
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(commands, "write_figures", interrupted)
+    assert main(["train", "--epochs", "2", "--hidden", "16", "--no-progress", "--out", f"{run}/"]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted while drawing the figures" in err and f"tinyvae train --resume {run}/" in err
+    assert sorted(os.listdir(run)) == ["history.csv", "model.npz"]
+    saved = tv.load(run).flat.copy()
+    monkeypatch.setattr(commands, "write_figures", draw)
+    assert main(["train", "--resume", str(run), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "has finished its 2 epochs; drawing its figures" in out and f"results in {run}/: " in out
+    assert {"samples.png", "latent_manifold.png", "loss_curves.png"} <= set(os.listdir(run))
+    assert np.array_equal(tv.load(run).flat, saved)                    # no further training
+    assert main(["train", "--resume", str(run), "--no-progress"]) == 2
+    assert "finished its 2 epochs" in capsys.readouterr().err
+
+
 def test_resume_keeps_the_run_options_and_refuses_a_finished_run(main_run, rejected):
     run, _ = main_run
     rejected(["train", "--resume", run, "--hidden", "64"], "drop --hidden")

@@ -538,6 +538,17 @@ def test_sampled_draws_have_the_decoders_noise():
     np.testing.assert_allclose(bits.mean(axis=0), 1 / (1 + np.exp(-b)), atol=0.015)
 
 
+def test_elbo_and_evaluate_take_an_integer_seed_as_the_same_generator():
+    vae = tv.VAE(input_dim=5, hidden_dims=(4,), latent_dim=2, seed=3)
+    x = np.random.default_rng(1).uniform(size=(6, 5))
+    assert np.array_equal(vae.elbo(x, rng=7), vae.elbo(x, rng=np.random.default_rng(7)))
+    assert vae.evaluate(x, rng=7) == vae.evaluate(x, rng=np.random.default_rng(7))
+    assert vae.evaluate(x, rng=7) != vae.evaluate(x, rng=8)
+    for bad in ("7", -1, 1.5):
+        with pytest.raises(TinyVAEError, match="rng must be a NumPy Generator"):
+            vae.elbo(x, rng=bad)
+
+
 def test_evaluate_is_the_exact_kl_plus_a_one_sample_reconstruction_term():
     """evaluate's KL is the closed form (no noise); its rec is -log p(x|z) at one z per example,
     so over many seeds it averages to the Monte Carlo mean of the by-hand Bernoulli NLL."""

@@ -402,9 +402,12 @@ def cmd_train(args):
 
     action = "resuming" if args.resume is not None else "training"
     where = f" from epoch {trainer.epoch + 1}" + (f", minibatch {trainer.step + 1}" if trainer.step else "")
-    print(f"{action} {_article(repr(model))} {model!r} on {ds.name} "
-          f"({x_train.shape[0]} train / {x_test.shape[0]} test images)"
-          f"{where if args.resume is not None else ''} -> {out}", flush=True)
+    if trainer.epoch >= opts["epochs"]:        # --resume of a finished run whose figures are missing
+        print(f"the run in {out} has finished its {trainer.epoch} epochs; drawing its figures", flush=True)
+    else:
+        print(f"{action} {_article(repr(model))} {model!r} on {ds.name} "
+              f"({x_train.shape[0]} train / {x_test.shape[0]} test images)"
+              f"{where if args.resume is not None else ''} -> {out}", flush=True)
     with blas_threads(min(opts["threads"], usable_cores())):
         if args.resume is None:
             save_state()                       # epoch 0: a good checkpoint exists from the start
@@ -424,11 +427,18 @@ def cmd_train(args):
                                f"in {ckpt_path}") from None
         with defer_sigint():
             save_state()
-        figures = [] if args.no_figures or not opts.get("figures", True) else write_figures(model, ds, x_test, trainer.history, out)
+        figures = []
+        if not args.no_figures and opts.get("figures", True):
+            try:
+                figures = write_figures(model, ds, x_test, trainer.history, out)
+            except KeyboardInterrupt:
+                print(f"interrupted while drawing the figures: the trained model is saved in {ckpt_path}; "
+                      f"draw them with: tinyvae train --resume {out}", file=sys.stderr, flush=True)
+                return 130
     elapsed = time.perf_counter() - t0
     last = {k: v[-1] for k, v in trainer.history.items()}
     print(f"done in {elapsed:.1f} s: {_summary(model, last)}")
-    print(f"results in {out}/: {', '.join([checkpoint.FILENAME, 'history.csv'] + figures)}")
+    print(f"results in {os.path.join(out, '')}: {', '.join([checkpoint.FILENAME, 'history.csv'] + figures)}")
     if model.kind == "vae":
         print(f"next: tinyvae eval {out}   |   tinyvae sample {out}")
     else:                                  # an autoencoder has no prior to sample from
@@ -488,7 +498,10 @@ def _resume(args):
               f"core{'' if cores == 1 else 's'}, so this session uses --threads {cores} (the run keeps "
               f"{opts['threads']} for later)", file=sys.stderr)
     trainer = ck.trainer
-    if trainer.epoch >= opts["epochs"]:
+    wants_figures = not args.no_figures and opts.get("figures", True)
+    missing = [name for name in figure_names(ck.model) if not os.path.exists(os.path.join(out, name))]
+    if trainer.epoch >= opts["epochs"] and not (wants_figures and missing):
+        # a finished run only continues to draw figures that a Ctrl-C or a crash left undrawn
         raise TinyVAEError(f"the run in {out} has finished its {trainer.epoch} epochs; to train further pass "
                            f"--epochs N with N > {trainer.epoch}")
     if not _dataset_exists(opts["data"]):
@@ -498,21 +511,26 @@ def _resume(args):
     return ck.model, trainer, opts, ds, out
 
 
+def figure_names(model):
+    """The PNGs that training writes into a run directory for ``model``, in drawing order."""
+    vae = model.kind == "vae"
+    return (["reconstructions.png"] + (["samples.png"] if vae else []) + ["latent_space.png"]
+            + (["latent_manifold.png"] if vae and model.latent_dim == 2 else []) + ["loss_curves.png"])
+
+
 def write_figures(model, ds, x_test, history, out):
     """The run's figures, as PNGs in ``out``; returns their file names."""
     from . import plots
     shape = tuple(ds.image_shape)
-    figs = {"reconstructions.png": lambda: plots.plot_reconstructions(model, x_test, shape)}
-    if model.kind == "vae":
-        figs["samples.png"] = lambda: plots.plot_samples(model, shape, n=64, seed=0)
-    latent = model.latent_dim if model.kind == "vae" else model.code_dim
-    figs["latent_space.png"] = lambda: plots.plot_latent_space(model, x_test, ds.y_test)
-    if model.kind == "vae" and latent == 2:
-        figs["latent_manifold.png"] = lambda: plots.plot_latent_manifold(model, shape, n=15 if shape[0] < 20 else 20)
-    figs["loss_curves.png"] = lambda: plots.plot_history(history, title=f"{model.kind.upper()} on {ds.name}")
+    figs = {"reconstructions.png": lambda: plots.plot_reconstructions(model, x_test, shape),
+            "samples.png": lambda: plots.plot_samples(model, shape, n=64, seed=0),
+            "latent_space.png": lambda: plots.plot_latent_space(model, x_test, ds.y_test),
+            "latent_manifold.png": lambda: plots.plot_latent_manifold(model, shape, n=15 if shape[0] < 20 else 20),
+            "loss_curves.png": lambda: plots.plot_history(history, title=f"{model.kind.upper()} on {ds.name}")}
     written = []
-    for name, make in figs.items():
-        make().savefig(os.path.join(out, name), dpi=110)
+    for name in figure_names(model):
+        # "tight": a title wider than a grid of small or narrow images shows whole
+        figs[name]().savefig(os.path.join(out, name), dpi=110, bbox_inches="tight")
         written.append(name)
     return written
 

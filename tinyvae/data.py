@@ -493,7 +493,9 @@ def _images(a, what):
     lo, hi = float(a.min()), float(a.max())
     if lo < 0 or hi > 1:
         raise TinyVAEError(f"{what} has values in [{lo:g}, {hi:g}], outside [0, 1]; float images must be "
-                           "scaled to [0, 1] (e.g. divide 0..255 data by 255)")
+                           "scaled to [0, 1] (e.g. divide 0..255 data by 255). The loader takes images; "
+                           "train on other real-valued data from Python: "
+                           "tv.fit(tv.VAE(D, likelihood='gaussian'), x)")
     return a.astype(np.float32), image_shape
 
 

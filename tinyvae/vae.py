@@ -40,6 +40,7 @@ literature's MNIST numbers.
 import numpy as np
 
 from . import kernels
+from .data import as_generator
 from .errors import TinyVAEError
 from .layers import INITS, MLP, mlp_shapes, scratch
 from .model import (Model, check_dtype, check_hidden_dims, check_nonneg_float,
@@ -208,8 +209,8 @@ class VAE(Model):
     def elbo(self, x, eps=None, rng=None):
         """The one-sample ELBO of eq. (3) for each example, (N,), in nats (beta plays no part).
 
-        Without ``eps`` the noise is drawn from ``rng`` (default: a generator seeded with 0,
-        so repeated calls agree)."""
+        Without ``eps`` the noise is drawn from ``rng``, a NumPy Generator or an integer seed
+        (default: seed 0, so repeated calls agree)."""
         x = self._data(x)
         mu, logvar = self._split(self.encoder(x))
         eps = self._noise(eps, rng, mu.shape)
@@ -220,10 +221,11 @@ class VAE(Model):
         """Mean loss terms over ``x``: {"loss": mean(rec + beta KL), "rec": ..., "kl": ...}.
 
         rec (and so loss) is the one-sample Monte Carlo estimate (3): one z ~ q(z|x) per
-        example, drawn with ``rng`` (default: a generator seeded 0); the KL is exact."""
+        example, drawn with ``rng``, a NumPy Generator or an integer seed (default: seed 0); the
+        KL is exact."""
         x = self._data(x)
         batch_size = check_positive_int("batch_size", batch_size)
-        rng = np.random.default_rng(0) if rng is None else rng
+        rng = as_generator(0 if rng is None else rng)
         rec_sum = kl_sum = 0.0
         for start in range(0, x.shape[0], batch_size):
             xb = x[start:start + batch_size]
@@ -329,7 +331,7 @@ class VAE(Model):
 
     def _noise(self, eps, rng, shape):
         if eps is None:
-            rng = np.random.default_rng(0) if rng is None else rng
+            rng = as_generator(0 if rng is None else rng)
             return rng.standard_normal(shape).astype(self.dtype, copy=False)
         eps = self._input(eps, "eps", dim=self.latent_dim)
         if eps.shape != shape:
