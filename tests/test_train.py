@@ -54,6 +54,95 @@ def test_fit_again_continues_the_optimizer_and_streams(digits):
     assert h_twice == h_once and h_twice["epoch"] == [1, 2, 3, 4, 5]
 
 
+SETTINGS = dict(batch_size=32, lr=3e-3, optimizer="sgd", seed=7)
+
+
+def test_fit_after_load_keeps_the_run_settings_it_is_not_given(digits, tmp_path):
+    # a student reloads a run and calls fit(model, x): the saved seed, batch size and optimizer
+    # go on, rather than fit's defaults (seed 0, 128, Adam), between epochs and mid-epoch
+    x, _ = digits
+    straight = small_vae()
+    tv.fit(straight, x, epochs=3, progress=False, **SETTINGS)
+    between = small_vae()
+    tv.fit(between, x, epochs=2, progress=False, **SETTINGS)
+    between.save(tmp_path / "b.npz")
+    again = tv.load(tmp_path / "b.npz")
+    tv.fit(again, x, epochs=1, progress=False)
+    assert (again.trainer.seed, again.trainer.batch_size, again.trainer.optimizer.name) == (7, 32, "sgd")
+    assert np.array_equal(again.flat, straight.flat)
+
+    def stop(t):
+        if (t.epoch, t.step) == (1, 4):
+            raise KeyboardInterrupt
+    mid = small_vae()
+    with pytest.raises(KeyboardInterrupt):
+        tv.fit(mid, x, epochs=3, progress=False, callback=stop, checkpoint=tmp_path / "m.npz", **SETTINGS)
+    resumed = tv.load(tmp_path / "m.npz")
+    assert (resumed.trainer.epoch, resumed.trainer.step) == (1, 4)
+    tv.fit(resumed, x, epochs=2, progress=False)
+    assert np.array_equal(resumed.flat, straight.flat)
+
+
+def test_mid_epoch_the_seed_and_binarization_cannot_change(digits):
+    x, _ = digits
+    vae = small_vae()
+
+    def stop(t):
+        if t.step == 2:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        tv.fit(vae, x, epochs=1, batch_size=32, seed=5, progress=False, callback=stop)
+    with pytest.raises(TinyVAEError, match=r"same seed \(seed=5\)"):
+        tv.fit(vae, x, epochs=1, seed=0, progress=False)
+    with pytest.raises(TinyVAEError, match="same binarization"):
+        tv.fit(vae, x, epochs=1, binarize="dynamic", progress=False)
+    tv.fit(vae, x, epochs=1, seed=5, binarize="none", progress=False)      # the same values are fine
+    assert (vae.trainer.epoch, vae.trainer.step) == (1, 0)
+
+
+def test_a_rejected_fit_call_leaves_the_run_as_it_was(digits):
+    x, _ = digits
+    straight = small_vae()
+    tv.fit(straight, x, epochs=2, batch_size=64, progress=False)
+    run = small_vae()
+    tv.fit(run, x, epochs=1, batch_size=64, progress=False)
+    for bad in (dict(x_train=x[:, :10], optimizer="sgd", seed=3),
+                dict(x_train=x, optimizer="sgd", seed=3, binarize="static"),
+                dict(x_train=x, optimizer="sgd", x_val=x[:, :10]),
+                dict(x_train=x * 2, seed=3, binarize="dynamic")):
+        with pytest.raises(TinyVAEError):
+            tv.fit(run, epochs=1, progress=False, **bad)
+        assert (run.trainer.optimizer.name, run.trainer.seed, run.trainer.binarize) == ("adam", 0, None)
+    tv.fit(run, x, epochs=1, progress=False)
+    assert np.array_equal(run.flat, straight.flat)
+
+
+def test_fit_takes_an_optimizer_object_with_its_own_settings(digits, tmp_path):
+    x, _ = digits
+    vae = small_vae()
+    sgd = tv.SGD(lr=0.05, momentum=0.5)
+    tv.fit(vae, x, epochs=1, optimizer=sgd, progress=False)
+    assert vae.trainer.optimizer is sgd and sgd.t == 3          # 300 examples in batches of 128
+    vae.save(tmp_path / "s.npz")
+    assert tv.load(tmp_path / "s.npz").trainer.optimizer.momentum == 0.5
+    by_hand = small_vae()
+    tv.fit(by_hand, x, epochs=1, optimizer="sgd", lr=0.05, progress=False)     # momentum 0.9
+    assert not np.array_equal(by_hand.flat, vae.flat)
+    with pytest.raises(TinyVAEError, match="brings its own learning rate"):
+        tv.fit(small_vae(), x, epochs=1, optimizer=tv.Adam(beta1=0.5), lr=1e-2, progress=False)
+
+
+def test_fit_saves_the_checkpoint_after_the_last_epoch(digits, tmp_path):
+    x, _ = digits
+    vae = small_vae()
+    saves = []
+    tv.fit(vae, x, epochs=5, checkpoint=tmp_path / "c.npz", checkpoint_every=2, progress=False,
+           epoch_callback=lambda t: saves.append(tv.load(tmp_path / "c.npz").trainer.epoch
+                                                 if (tmp_path / "c.npz").exists() else None))
+    assert saves == [None, 2, 2, 4, 4]                  # every 2 epochs, as asked ...
+    assert tv.load(tmp_path / "c.npz").trainer.epoch == 5      # ... and the end of the run
+
+
 def test_a_fresh_optimizer_does_not_match_a_continued_one(digits):
     """The continuation test above can fail: restarting Adam's moments changes the result."""
     x, _ = digits

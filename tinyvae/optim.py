@@ -77,8 +77,13 @@ OPTIMIZERS = {"adam": Adam, "sgd": SGD}
 
 
 def make_optimizer(name, lr):
+    """An optimizer from its name and learning rate; an optimizer object (``SGD(...)``,
+    ``Adam(...)``) is returned as it is, with its own lr."""
+    if isinstance(name, tuple(OPTIMIZERS.values())):
+        return name
     try:
         cls = OPTIMIZERS[name]
     except (KeyError, TypeError):
-        raise TinyVAEError(f"unknown optimizer {name!r}: expected one of {', '.join(OPTIMIZERS)}") from None
+        raise TinyVAEError(f"unknown optimizer {name!r}: expected one of {', '.join(OPTIMIZERS)}, or an "
+                           "optimizer object such as tv.SGD(lr=0.1, momentum=0.5)") from None
     return cls(lr=lr)

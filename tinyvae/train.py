@@ -28,7 +28,7 @@ import numpy as np
 
 from .data import binarize_batch
 from .errors import TinyVAEError
-from .model import Model, check_positive_int
+from .model import Model, check_nonneg_float, check_positive_int
 from .optim import OPTIMIZERS, make_optimizer
 
 BINARIZE = (None, "dynamic")
@@ -110,6 +110,13 @@ def defer_sigint():
 # --------------------------------------------------------------------------------------------
 # the trainer: all the state of a run
 
+def _trainable(model):
+    if not isinstance(model, Model):
+        raise TinyVAEError(f"fit and Trainer train a tinyvae model (VAE, Autoencoder, ...), got "
+                           f"{type(model).__name__}; build one first, e.g. VAE(784, 20)")
+    return model
+
+
 class Trainer:
     """The state of a training run and the loop that advances it.
 
@@ -123,10 +130,7 @@ class Trainer:
     """
 
     def __init__(self, model, batch_size=128, lr=1e-3, optimizer="adam", seed=0, binarize=None):
-        if not isinstance(model, Model):
-            raise TinyVAEError(f"fit and Trainer train a tinyvae model (VAE, Autoencoder, ...), got "
-                               f"{type(model).__name__}; build one first, e.g. VAE(784, 20)")
-        self.model = model
+        self.model = _trainable(model)
         self.batch_size = check_positive_int("batch_size", batch_size)
         self.optimizer = make_optimizer(optimizer, lr)
         if binarize not in BINARIZE:
@@ -158,6 +162,20 @@ class Trainer:
     def mid_epoch(self):
         return self.step > 0
 
+    def check_position(self, x, batch_size):
+        """The fingerprint of ``x``, or a TinyVAEError when a run stopped mid-epoch cannot go on
+        with these data and this batch size."""
+        fingerprint = data_fingerprint(x)
+        if self.mid_epoch and self.data_id not in (None, fingerprint):
+            raise TinyVAEError(f"this run stopped in the middle of epoch {self.epoch + 1} on other training "
+                               "data; continue it with the same data (or start a new run)")
+        steps_per_epoch = -(-x.shape[0] // min(batch_size, x.shape[0]))
+        if self.step > steps_per_epoch:
+            raise TinyVAEError(f"the saved position (minibatch {self.step} of epoch {self.epoch + 1}) does "
+                               f"not fit {x.shape[0]} examples in batches of {batch_size}; continue with the "
+                               "same data")
+        return fingerprint
+
     # ----------------------------------------------------------------------------------------
     # the loop
 
@@ -176,15 +194,8 @@ class Trainer:
         x = x_train if checked else check_data(model, x_train, "x_train")
         xv = None if x_val is None else (x_val if checked else check_data(model, x_val, "x_val"))
         N, D, B = x.shape[0], x.shape[1], min(self.batch_size, x.shape[0])
-        fingerprint = data_fingerprint(x)
-        if self.mid_epoch and self.data_id not in (None, fingerprint):
-            raise TinyVAEError(f"this run stopped in the middle of epoch {self.epoch + 1} on other training "
-                               "data; continue it with the same data (or start a new run)")
-        self.data_id = fingerprint
+        self.data_id = self.check_position(x, self.batch_size)
         steps_per_epoch = -(-N // B)
-        if self.step > steps_per_epoch:
-            raise TinyVAEError(f"the saved position (minibatch {self.step} of epoch {self.epoch + 1}) does "
-                               f"not fit {N} examples in batches of {B}; continue with the same data")
 
         # reused minibatch buffers: the full batch, and the last one when B does not divide N
         last = N - (steps_per_epoch - 1) * B
@@ -305,7 +316,7 @@ class Trainer:
 # --------------------------------------------------------------------------------------------
 # the function the README and lessons call
 
-def fit(model, x_train, epochs=10, batch_size=128, lr=1e-3, optimizer="adam", seed=0,
+def fit(model, x_train, epochs=10, batch_size=None, lr=None, optimizer=None, seed=None,
         x_val=None, progress=True, binarize=None, callback=None, epoch_callback=None,
         checkpoint=None, checkpoint_every=1):
     """Train ``model`` on ``x_train`` (N, D) by minibatch gradient descent; returns the history.
@@ -316,34 +327,88 @@ def fit(model, x_train, epochs=10, batch_size=128, lr=1e-3, optimizer="adam", se
     training so far: calling ``fit`` again continues the run -- the optimizer's moments, the
     random streams and the epoch count carry on (kept in ``model.trainer``, and saved by
     ``model.save``), so ``fit(m, x, epochs=3); fit(m, x, epochs=2)`` equals ``fit(m, x, epochs=5)``
-    bit for bit. A different ``seed`` restarts the random streams, a different ``optimizer``
-    restarts the optimizer, a different ``lr`` keeps the moments.
+    bit for bit, with any settings, and so does ``tv.load`` of a saved run followed by ``fit``.
 
-    binarize        None, or "dynamic": train on a fresh draw x ~ Bernoulli(x_train) per minibatch
+    batch_size, lr, optimizer, seed, binarize
+                    None (the default) keeps the run's own setting; a new run starts from 128,
+                    1e-3, "adam", 0 and no binarization. A value given to a run in progress
+                    changes it from here on: a new ``seed`` restarts the random streams, a new
+                    ``optimizer`` restarts the optimizer, a new ``lr`` keeps the moments. In the
+                    middle of an epoch (after a Ctrl-C) the batch size, seed and binarization
+                    cannot change, since they decide which examples the epoch has still to see.
+    optimizer       "adam" | "sgd" | an optimizer object, e.g. ``tv.SGD(lr=0.1, momentum=0.5)``
+                    or ``tv.Adam(lr=3e-4, beta1=0.5)``, which brings its own lr
+    binarize        "dynamic": train on a fresh draw x ~ Bernoulli(x_train) per minibatch
+                    (x_train in [0, 1]); "none": gray values as given
     callback        callback(trainer) after every minibatch; epoch_callback(trainer) after every epoch
-    checkpoint      a path: save the model and trainer there every ``checkpoint_every`` epochs and
-                    on Ctrl-C (atomically; a failed step never overwrites the last good one)
+    checkpoint      a path: save the model and trainer there every ``checkpoint_every`` epochs,
+                    after the last epoch and on Ctrl-C (atomically; a failed step never
+                    overwrites the last good one)
     progress        a tqdm bar over the minibatches with the running mean loss (on a terminal)
+
+    Every argument and the data are checked before the run changes, so a call that raises
+    leaves the model and its trainer as they were.
     """
+    _trainable(model)
     epochs = check_positive_int("epochs", epochs)
     checkpoint_every = check_positive_int("checkpoint_every", checkpoint_every)
     trainer = getattr(model, "trainer", None)
-    if trainer is None or trainer.model is not model:
-        trainer = Trainer(model, batch_size, lr, optimizer, seed, binarize)
-    else:
+    if trainer is not None and trainer.model is not model:
+        trainer = None
+    # the settings this call asks for, checked (and the data) before the run changes
+    if batch_size is not None:
         batch_size = check_positive_int("batch_size", batch_size)
-        if trainer.mid_epoch and batch_size != trainer.batch_size:
-            raise TinyVAEError(f"the run stopped in the middle of an epoch with batch_size={trainer.batch_size}; "
-                               "finish that epoch with the same batch size")
-        trainer.batch_size = batch_size
-        if optimizer != trainer.optimizer.name:
-            trainer.optimizer = make_optimizer(optimizer, lr)
-        else:
-            trainer.optimizer.lr = make_optimizer(optimizer, lr).lr       # checked, moments kept
-        if binarize not in BINARIZE:
-            raise TinyVAEError(f"binarize must be None or 'dynamic', got {binarize!r}")
-        trainer.binarize = binarize
-        if seed != trainer.seed:
+    if seed is not None:
+        seed = check_positive_int("seed", seed, allow_zero=True)
+    if binarize not in (None, "none", "dynamic"):
+        raise TinyVAEError(f"binarize must be None, 'none' or 'dynamic' (static binarization happens once, "
+                           f"in load_dataset), got {binarize!r}")
+    if isinstance(optimizer, tuple(OPTIMIZERS.values())):
+        if lr is not None:
+            raise TinyVAEError("an optimizer object brings its own learning rate: set it there "
+                               f"({type(optimizer).__name__}(lr={lr!r}, ...)) and drop lr=")
+        new_optimizer = optimizer
+    elif optimizer is not None and (trainer is None or optimizer != trainer.optimizer.name):
+        current_lr = 1e-3 if trainer is None else trainer.optimizer.lr
+        new_optimizer = make_optimizer(optimizer, current_lr if lr is None else lr)
+    else:
+        new_optimizer = None                       # keep the run's optimizer (or start Adam)
+    new_lr = None if lr is None or new_optimizer is not None else check_nonneg_float("lr", lr, positive=True)
+    if trainer is not None and trainer.mid_epoch:
+        changed = [f"{words} ({arg}={old!r})" for words, arg, value, old in (
+                       ("batch size", "batch_size", batch_size, trainer.batch_size),
+                       ("seed", "seed", seed, trainer.seed),
+                       ("binarization", "binarize", binarize, trainer.binarize or "none"))
+                   if value is not None and (value or "none") != old]
+        if changed:
+            raise TinyVAEError(f"the run stopped in the middle of epoch {trainer.epoch + 1}; finish that epoch "
+                               f"with the same {' and '.join(changed)}, or leave the argument out to keep "
+                               "the run's own")
+    dynamic = (binarize == "dynamic") if binarize is not None else (trainer is not None and trainer.binarize == "dynamic")
+    x_train = check_data(model, x_train, "x_train")
+    if x_val is not None:
+        x_val = check_data(model, x_val, "x_val")
+    if trainer is not None and trainer.mid_epoch:
+        trainer.check_position(x_train, trainer.batch_size)
+    if dynamic and (x_train.min() < 0 or x_train.max() > 1):
+        raise TinyVAEError(f"binarize='dynamic' draws bits with probabilities x_train, which must lie in [0, 1]; "
+                           f"x_train has values in [{float(x_train.min()):g}, {float(x_train.max()):g}]")
+
+    # now change the run
+    binarize = None if binarize in (None, "none") else binarize
+    if trainer is None:
+        trainer = Trainer(model, 128 if batch_size is None else batch_size, 1e-3 if lr is None else lr,
+                          "adam" if new_optimizer is None else new_optimizer, 0 if seed is None else seed,
+                          "dynamic" if dynamic else None)
+    else:
+        if batch_size is not None:
+            trainer.batch_size = batch_size
+        if new_optimizer is not None:
+            trainer.optimizer = new_optimizer
+        elif new_lr is not None:
+            trainer.optimizer.lr = new_lr              # the moments are kept
+        trainer.binarize = "dynamic" if dynamic else None
+        if seed is not None and seed != trainer.seed:
             trainer.reseed(seed)
     model.trainer = trainer
 
@@ -355,9 +420,11 @@ def fit(model, x_train, epochs=10, batch_size=128, lr=1e-3, optimizer="adam", se
 
     try:
         trainer.run(x_train, trainer.epoch + epochs, x_val=x_val, progress=progress,
-                    callback=callback, epoch_callback=on_epoch)
+                    callback=callback, epoch_callback=on_epoch, checked=True)
     except KeyboardInterrupt:
         if checkpoint is not None:
             model.save(checkpoint)
         raise
+    if checkpoint is not None and trainer.epoch % checkpoint_every != 0:
+        model.save(checkpoint)                         # the end of the run, between the every-k saves
     return {k: list(v) for k, v in trainer.history.items()}
