@@ -111,9 +111,10 @@ print(f"before training the largest angle was {before.max():.1f} degrees")
 assert angles.max() < 2.0 and before.max() > 30
 
 # %% [markdown]
-# The angles grow along the list: the last PCA directions explain little more variance than
-# the next ones (eigenvalues 0.197, 0.171, then 0.159), so the loss is nearly flat between
-# them and gradient descent settles them last.
+# The angles come out in increasing order whatever the model (they are arccosines of singular
+# values, which the SVD sorts), so it is the largest that tells something: the 8th PCA
+# direction explains little more variance than the 9th (eigenvalues 0.197, 0.171, then 0.159),
+# so the loss is nearly flat between them and gradient descent settles that direction last.
 #
 # ## ... but not the same basis
 #

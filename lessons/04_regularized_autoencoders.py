@@ -219,7 +219,7 @@ assert con["gain"][i, empty].mean() < 0.1 * con["gain"][0, empty].mean()     # .
 # ## Recap
 #
 # In this lesson we regularized autoencoders with a penalty Omega(h, x) instead of a small
-# code (Goodfellow et al. eq. 14.2). The sparse penalty lambda sum|h_j| (a Laplace prior on the
+# code (Goodfellow et al. eq. 14.10). The sparse penalty lambda sum|h_j| (a Laplace prior on the
 # code) turned an overcomplete, copying autoencoder into one that describes each digit with a
 # handful of 128 units, trading reconstruction for sparsity as lambda grows. The denoising
 # autoencoder, trained to map x~ = x + noise back to x, learned a field g(f(x~)) - x~ that

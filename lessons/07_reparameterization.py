@@ -47,16 +47,16 @@ print("exact gradient of E_q[f]: d/dmu =", exact[:2], " d/dlogvar =", exact[2:])
 # %% [markdown]
 # ## Why we cannot backprop through sampling
 #
-# Estimate E_q[f] by an average over S samples and differentiate that number with respect to
-# mu_1 by central differences. If every evaluation draws fresh samples, the two sides differ
-# by Monte Carlo noise of size ~ std(f) / sqrt(S), and dividing by 2h blows it up: the
+# Estimate E_q[f] by an average over n samples (n = 1000 here) and differentiate that number
+# with respect to mu_1 by central differences. If every evaluation draws fresh samples, the two
+# sides differ by Monte Carlo noise of size ~ std(f) / sqrt(n), and dividing by 2h blows it up: the
 # "derivative" is noise. If instead both sides use the *same* standard-normal draws eps, with
 # z = mu + sigma * eps, the difference quotient is smooth in mu -- and equals the average of
 # f'(z) dz/dmu, the reparameterization estimate below, to rounding error.
 
 # %%
 def mc_objective(mu, eps):
-    """The S-sample estimate of E_q[f(z)], z = mu + sigma * eps:  eps (S, Z) -> a number."""
+    """The n-sample estimate of E_q[f(z)], z = mu + sigma * eps:  eps (n, Z) -> a number."""
     return f.value(mu + np.exp(0.5 * logvar) * eps).mean()
 
 

@@ -56,6 +56,9 @@ def test_iwae_versus_k_brackets_the_exact_log_likelihood(linear_vae, digits):
     exact_elbo = lg.expected_elbo(linear_vae, x)                     # (N,) E_q of the one-sample ELBO
     r = figures_vae.iwae_versus_k(linear_vae, x, (1, 10, 2000), seed=3, elbo_draws=50)
     assert r["iwae"].shape == (3, 40) and r["elbo"].shape == (40,) and list(r["ks"]) == [1, 10, 2000]
+    # the ELBO from the same draws: equal to IWAE_1, never above IWAE_k, and an unbiased ELBO
+    assert np.array_equal(r["elbo_k"][0], r["iwae"][0]) and np.all(r["elbo_k"] <= r["iwae"] + 1e-12)
+    assert abs(r["elbo_k"][2].mean() - exact_elbo.mean()) < 0.05 * max(1.0, np.mean(exact - exact_elbo))
     # the ELBO estimate (analytic KL, 50 draws) is close to the exact expected ELBO
     assert abs(r["elbo"].mean() - exact_elbo.mean()) < 0.1 * max(1.0, np.mean(exact - exact_elbo))
     # the bound rises with k towards log p(x) and stays below it on average
@@ -81,3 +84,7 @@ def test_plot_iwae_bound_panels():
     iwae = -20 + np.array([[0.0], [0.3], [0.4]]) + np.zeros((3, 5))
     assert len(plot_iwae_bound(ks, iwae, np.full(5, -20.0)).axes) == 2       # per-image ELBO: the gain too
     assert len(plot_iwae_bound(ks, iwae, -20.0).axes) == 1                     # only its mean
+    # the gain against the ELBO of the same draws: the plotted points are iwae - elbo_k
+    elbo_k = iwae - np.array([[0.0], [0.1], [0.2]])
+    gain = plot_iwae_bound(ks, iwae, np.full(5, -25.0), elbo_k=elbo_k).axes[1]
+    assert np.allclose(gain.lines[0].get_ydata(), [0.0, 0.1, 0.2]) and "same k draws" in gain.get_ylabel()

@@ -76,15 +76,27 @@ def test_stepper_runs_cells_in_one_namespace_and_pauses(tmp_path, capsys):
     assert len(prompts) == 2                      # between the three cells
 
 
-def test_stepper_runs_cells_as_a_notebook_would_and_numbers_them(tmp_path, capsys):
+def test_stepper_runs_cells_as_a_notebook_would_and_numbers_them(tmp_path, capsys, monkeypatch):
     folder = tmp_path / "lessons"
     folder.mkdir()
     (folder / "03_nb.py").write_text("# %% [markdown]\n# # Lesson 3: nb\n\n# %%\n"
                                      "print('has __file__:', '__file__' in globals())\n", encoding="utf-8")
-    assert step_through(folder / "03_nb.py", pause=False) == 0
-    out = capsys.readouterr().out
-    assert "has __file__: False" in out
-    assert "(cell 1 of 2)" in out and "code 1 of 1  (cell 2 of 2, line " in out
+    for value, mode in (("1", "quick run"), ("Off", "full run"), ("", "full run")):
+        monkeypatch.setenv("TINYVAE_QUICK", value)
+        assert step_through(folder / "03_nb.py", pause=False) == 0
+        out = capsys.readouterr().out
+        assert "has __file__: False" in out
+        assert f"(cell 1 of 2, {mode})" in out and "code 1 of 1  (cell 2 of 2, line " in out
+
+
+@pytest.mark.parametrize("value", ["1", "yes", "True", "on"])
+def test_quick_mode_is_on_for_a_true_value_and_off_for_a_false_one(value, monkeypatch):
+    from tinyvae.lessons import quick
+    monkeypatch.setenv("TINYVAE_QUICK", value)
+    assert quick()
+    for off in ("", "0", "false", "False", "NO", "off", " Off "):
+        monkeypatch.setenv("TINYVAE_QUICK", off)
+        assert not quick(), off
 
 
 def test_save_figure_shows_the_figure_in_a_notebook(tmp_path, monkeypatch, capsys):

@@ -111,8 +111,9 @@ def find_lesson(number, folder=None):
 # helpers the lessons call
 
 def quick():
-    """True when ``TINYVAE_QUICK=1``: lessons then use less data and fewer epochs."""
-    return os.environ.get("TINYVAE_QUICK", "").strip() not in ("", "0", "false", "no")
+    """True when ``TINYVAE_QUICK=1``: lessons then use less data and fewer epochs. Empty, 0,
+    false, no and off (in any case) mean a full run."""
+    return os.environ.get("TINYVAE_QUICK", "").strip().lower() not in ("", "0", "false", "no", "off")
 
 
 def output_dir(lesson=None):
@@ -167,7 +168,8 @@ def step_through(path, pause=True, read=input, write=print):
     try:
         for i, cell in enumerate(cells, 1):
             if cell.kind == "markdown":
-                write(_rule(f"{path.name}  (cell {i} of {len(cells)})"))
+                mode = "quick run" if quick() else "full run"
+                write(_rule(f"{path.name}  (cell {i} of {len(cells)}, {mode})"))
                 write(cell.source)
             else:
                 done += 1
