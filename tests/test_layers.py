@@ -201,3 +201,15 @@ def test_mlp_argument_errors_are_tinyvae_errors():
         tv.MLP((4, 3), activation="foo")
     with pytest.raises(tv.TinyVAEError, match="unknown init"):
         tv.MLP((4, 3), init="zeros")
+
+
+@pytest.mark.parametrize("kind", ACTIVATIONS)
+def test_activations_of_integers_and_lists_are_floats(kind):
+    # lesson 1 types small arrays by hand: [[-3, -1, 0, 2]] must not come back truncated to integers
+    ints = np.array([[-3, -1, 0, 2]])
+    h, cache = activation_forward(ints, kind)
+    ref, _ = activation_forward(ints.astype(np.float64), kind)
+    assert h.dtype == np.float64 and np.array_equal(h, ref)
+    assert np.array_equal(activation_forward(ints.tolist(), kind)[0], ref)
+    da = activation_backward(np.ones(ints.shape, dtype=int), cache)
+    assert np.array_equal(da, activation_backward(np.ones(ints.shape), cache))

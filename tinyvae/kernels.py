@@ -543,6 +543,17 @@ def sgd_nb(theta, g, velocity, lr, momentum):
 # end and give silently wrong numbers. So every public kernel first compares shapes -- a few
 # tuple comparisons, nothing that scans an array -- and both backends raise the same error.
 
+def _real(name, a):
+    """``a`` as an array of floats: float32 and float64 as they are; integers, booleans and
+    lists as float64 (an activation of the integer array [-3, 2] must not come back as integers)."""
+    a = np.asarray(a)
+    if a.dtype != np.float32 and a.dtype != np.float64:
+        if a.dtype.kind not in "biuf":
+            raise TinyVAEError(f"{name} must be a numeric array, got dtype {a.dtype}")
+        a = a.astype(np.float64)
+    return a
+
+
 def _matrix(name, a):
     """The (N, F) shape of a 2-D array; a clear error for anything else."""
     if a.ndim != 2:
@@ -565,6 +576,7 @@ def _empty(like, out, shape=None):
 
 def activation(a, kind, out=None):
     """h = f(a), a (N, F)."""
+    a = _real("a", a)
     _same("out", out, _matrix("a", a))
     out = _empty(a, out)
     if _backend == "numba":
@@ -576,6 +588,7 @@ def activation(a, kind, out=None):
 
 def activation_deriv(h, kind, out=None):
     """f'(a) from h = f(a), (N, F)."""
+    h = _real("h", h)
     _same("out", out, _matrix("h", h))
     out = _empty(h, out)
     if _backend == "numba":
@@ -587,6 +600,7 @@ def activation_deriv(h, kind, out=None):
 
 def activation_second(h, kind, out=None):
     """f''(a) from h = f(a), (N, F)."""
+    h = _real("h", h)
     _same("out", out, _matrix("h", h))
     out = _empty(h, out)
     if _backend == "numba":
@@ -598,6 +612,7 @@ def activation_second(h, kind, out=None):
 
 def bias_activation(a, b, kind, out=None):
     """h = f(a + b) for a (N, F) and b (F,); ``out`` may be ``a`` itself (in place)."""
+    a, b = _real("a", a), _real("b", b)
     N, F = _matrix("a", a)
     _same("b", b, (F,))
     _same("out", out, (N, F))
@@ -611,6 +626,7 @@ def bias_activation(a, b, kind, out=None):
 
 def activation_backward(dh, h, kind, da=None, db=None):
     """da = dh * f'(a) (N, F) and db = sum_n da (F,); ``da`` may be ``dh`` itself."""
+    dh, h = _real("dh", dh), _real("h", h)
     N, F = _matrix("dh", dh)
     _same("h", h, (N, F))
     _same("da", da, (N, F))
