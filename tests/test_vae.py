@@ -582,3 +582,17 @@ def test_the_elbo_from_the_same_draws_is_never_above_the_iwae_estimate(k):
     _, elbo_many = vae.log_likelihood(x, k=4000, seed=5, return_elbo=True)
     np.testing.assert_allclose(elbo_many.mean(), np.mean([vae.elbo(x, rng=np.random.default_rng(s)).mean()
                                                           for s in range(300)]), atol=0.03)
+
+
+def test_parameters_are_written_into_not_replaced():
+    # params["dec.W0"] = W would leave the flat vector (what Adam updates and save writes) behind
+    vae = tv.VAE(input_dim=5, hidden_dims=(), latent_dim=2, dtype="float64")
+    W = np.arange(10.0).reshape(2, 5)
+    with pytest.raises(TinyVAEError, match=r"params\['dec.W0'\]\[\.\.\.\] = W"):
+        vae.params["dec.W0"] = W
+    for mutate in (lambda p: p.update({"dec.W0": W}), lambda p: p.pop("dec.W0"), lambda p: p.clear()):
+        with pytest.raises(TinyVAEError):
+            mutate(vae.params)
+    vae.params["dec.W0"][...] = W                      # the way to set a parameter
+    assert np.array_equal(vae.flat[-len(vae.params["dec.b0"]) - 10:-len(vae.params["dec.b0"])], W.ravel())
+    assert dict(vae.params).keys() == vae.params.keys()

@@ -64,6 +64,19 @@ def activation_backward(dh, cache):
 # --------------------------------------------------------------------------------------------
 # parameters: every array of a model is a view into one flat vector
 
+class Parameters(dict):
+    """A model's named arrays (``params`` or ``grads``): views into one flat vector, so they are
+    written into, ``params["dec.W0"][...] = W``, and never replaced. ``params["dec.W0"] = W`` would
+    leave the flat vector -- what the optimizer updates and a checkpoint saves -- behind, so it
+    raises a TinyVAEError instead."""
+
+    def _refuse(self, *args, **kwargs):
+        raise TinyVAEError("a model's parameter arrays are views into its flat vector: write into them, "
+                           "as in params['dec.W0'][...] = W, instead of replacing them")
+
+    __setitem__ = __delitem__ = __ior__ = update = pop = popitem = setdefault = clear = _refuse
+
+
 def flat_views(shapes, dtype):
     """One zeroed flat vector and a dict of named, C-contiguous views into it.
 
@@ -75,7 +88,7 @@ def flat_views(shapes, dtype):
     for name, shape in shapes.items():
         views[name] = flat[start:start + sizes[name]].reshape(shape)
         start += sizes[name]
-    return flat, views
+    return flat, Parameters(views)
 
 
 class Workspace:
