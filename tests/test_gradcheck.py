@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from tinyvae.errors import TinyVAEError
 from tinyvae.gradcheck import (GradReport, check_function, check_gradients, check_model,
                                numerical_gradient, relative_error)
 from tinyvae.layers import MLP, dense_backward, dense_forward
@@ -68,7 +69,7 @@ def test_checker_catches_a_wrong_activation_derivative():
 
 def test_checker_refuses_float32():
     mlp = MLP((2, 2), dtype="float32")
-    with pytest.raises(TypeError, match="float64"):
+    with pytest.raises(TinyVAEError, match="float64"):
         check_model(mlp, np.ones((1, 2), np.float32), np.ones((1, 2), np.float32))
 
 
@@ -83,8 +84,15 @@ def test_checker_copies_gradients_before_perturbing():
 
 def test_shape_mismatch_is_reported():
     p = {"w": np.zeros(3)}
-    with pytest.raises(ValueError, match="shape"):
+    with pytest.raises(TinyVAEError, match="shape"):
         check_gradients(lambda: 0.0, p, {"w": np.zeros(4)})
+
+
+@pytest.mark.parametrize("bad, match", [(dict(h=0), "positive"), (dict(h="x"), "positive"),
+                                        (dict(names=["nope"]), "no parameter .*'nope'.* the names are w")])
+def test_a_bad_step_or_name_is_a_clear_error(bad, match):
+    with pytest.raises(TinyVAEError, match=match):
+        check_gradients(lambda: 0.0, {"w": np.zeros(3)}, {"w": np.zeros(3)}, **bad)
 
 
 def test_a_relu_kink_failure_comes_with_a_hint():

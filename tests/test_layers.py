@@ -213,3 +213,15 @@ def test_activations_of_integers_and_lists_are_floats(kind):
     assert np.array_equal(activation_forward(ints.tolist(), kind)[0], ref)
     da = activation_backward(np.ones(ints.shape, dtype=int), cache)
     assert np.array_equal(da, activation_backward(np.ones(ints.shape), cache))
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: MLP((4, 3), dtype="float16"), "float32 or float64"),
+    (lambda: MLP((4, 3), seed=-1), "non-negative integer seed"),
+    (lambda: tv.Adam(beta1="x"), "beta1 must be a number"),
+    (lambda: tv.VAE(4, (3,), 2).active_units(np.zeros((2, 4)), threshold="a"), "threshold must be a number"),
+])
+def test_bad_settings_are_tinyvae_errors(make, match):
+    # the README promises one exception type for bad input, with a message saying what to do
+    with pytest.raises(tv.TinyVAEError, match=match):
+        make()

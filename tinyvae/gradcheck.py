@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import TinyVAEError
+
 DEFAULT_H = 1e-5
 DEFAULT_TOL = 1e-7
 
@@ -111,23 +113,35 @@ def check_gradients(loss, params, grads, h=DEFAULT_H, names=None, title=""):
     Inputs: ``loss`` a no-argument callable returning a float; ``params`` a dict of the live
     float64 arrays that ``loss`` reads (perturbed in place); ``grads`` the analytic gradients,
     same keys and shapes. Returns a :class:`GradReport`."""
+    try:
+        h = float(h)
+    except (TypeError, ValueError):
+        h = None
+    if h is None or not (np.isfinite(h) and h > 0):
+        raise TinyVAEError(f"the step h must be a positive number such as {DEFAULT_H:g}")
+    names = list(params) if names is None else [names] if isinstance(names, str) else list(names)
+    unknown = [n for n in names if n not in params or n not in grads]
+    if unknown:
+        raise TinyVAEError(f"no parameter (with a gradient) named {', '.join(map(repr, unknown))}; the names "
+                           f"are {', '.join(params)}")
     rows = []
-    for name in (names or list(params)):
+    for name in names:
         p = params[name]
         if p.dtype != np.float64:
-            raise TypeError(f"gradient checks need float64 parameters; {name!r} is {p.dtype} "
-                            "(build the model with dtype='float64')")
+            raise TinyVAEError(f"gradient checks need float64 parameters; {name!r} is {p.dtype} "
+                               "(build the model with dtype='float64')")
         g = np.asarray(grads[name])
         if g.shape != p.shape:
-            raise ValueError(f"gradient {name!r} has shape {g.shape}, parameter has {p.shape}")
+            raise TinyVAEError(f"gradient {name!r} has shape {g.shape}, parameter has {p.shape}")
         rows.append(_row(name, g, numerical_gradient(loss, p, h)))
     return GradReport(rows, h=h, title=title)
 
 
-KINK_HINT = ("hint: this model has {kinds} units, whose derivative jumps at 0. A pre-activation within "
-             "h of 0 -- common with zero biases, the default initialisation, or ReLU units that output 0 "
-             "-- makes the finite difference wrong, not necessarily the backward pass. Set the biases "
-             "to random nonzero values (as 'tinyvae gradcheck' does) or use activation='tanh', and check again.")
+KINK_HINT = ("hint: this model has {kinds} units, whose derivative jumps at 0. If a pre-activation lies "
+             "within h of 0 -- common with zero biases (the default initialisation) -- the finite difference "
+             "itself is wrong there, and the check can fail with a correct backward pass. With random "
+             "nonzero biases (as 'tinyvae gradcheck' sets them) or activation='tanh' that is rare, so a "
+             "failure that remains points at the backward pass.")
 
 
 def _kinked_activations(model):

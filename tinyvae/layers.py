@@ -15,6 +15,7 @@ and an activation H = f(A) backpropagates as dA = dH * f'(A), with f' written th
 import numpy as np
 
 from . import kernels
+from .data import as_generator
 from .errors import TinyVAEError
 from .kernels import ACTIVATIONS, activation_code
 
@@ -158,9 +159,16 @@ class MLP:
         self.shapes = mlp_shapes(self.sizes, prefix)
         self.n_layers = len(self.sizes) - 1
         if params is None:
-            self.flat, params = flat_views(self.shapes, np.dtype(dtype))
-            self.grad_flat, grads = flat_views(self.shapes, np.dtype(dtype))
-            self.init(params, np.random.default_rng(seed) if rng is None else rng)
+            try:
+                dtype = np.dtype(dtype)
+            except TypeError:
+                dtype = None
+            if dtype not in (np.float32, np.float64):
+                raise TinyVAEError("an MLP's dtype must be float32 or float64")
+            generator = as_generator(seed, "seed") if rng is None else as_generator(rng)
+            self.flat, params = flat_views(self.shapes, dtype)
+            self.grad_flat, grads = flat_views(self.shapes, dtype)
+            self.init(params, generator)
         self.params, self.grads = params, grads
 
     def init(self, params, rng):

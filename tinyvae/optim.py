@@ -46,7 +46,7 @@ class Adam:
 
     def __init__(self, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8):
         self.lr = check_nonneg_float("lr", lr, positive=True)
-        self.beta1, self.beta2 = float(beta1), float(beta2)
+        self.beta1, self.beta2 = check_nonneg_float("beta1", beta1), check_nonneg_float("beta2", beta2)
         self.eps = check_nonneg_float("eps", eps, positive=True)
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             raise TinyVAEError(f"Adam's betas must lie in [0, 1), got {beta1}, {beta2}")

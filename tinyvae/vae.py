@@ -314,6 +314,7 @@ class VAE(Model):
 
     def active_units(self, x, threshold=0.01):
         """How many latent dimensions are active: activity above ``threshold`` (0.01)."""
+        threshold = check_nonneg_float("threshold", threshold)
         return int(np.sum(self.latent_activity(x) > threshold))
 
     # ----------------------------------------------------------------------------------------
