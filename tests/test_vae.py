@@ -596,3 +596,19 @@ def test_parameters_are_written_into_not_replaced():
     vae.params["dec.W0"][...] = W                      # the way to set a parameter
     assert np.array_equal(vae.flat[-len(vae.params["dec.b0"]) - 10:-len(vae.params["dec.b0"])], W.ravel())
     assert dict(vae.params).keys() == vae.params.keys()
+
+
+def test_beta_changed_between_epochs_is_what_save_keeps(tmp_path):
+    vae = tv.VAE(input_dim=5, hidden_dims=(4,), latent_dim=2, beta=2.0)
+    vae.beta = 0.5                                       # KL annealing, say in an epoch_callback
+    x, eps = np.full((3, 5), 0.5), np.zeros((3, 2))
+    loss, _ = vae.loss_and_grads(x, eps)
+    terms = vae.evaluate(x)
+    assert terms["loss"] == pytest.approx(terms["rec"] + 0.5 * terms["kl"])
+    path = vae.save(tmp_path / "m.npz")
+    again = tv.load(path)
+    assert again.beta == 0.5 and again.loss_and_grads(x, eps)[0] == loss
+    with pytest.raises(TinyVAEError, match="beta"):
+        vae.beta = -1.0
+    with pytest.raises(TinyVAEError, match="learn_sigma2 must be True or False"):
+        tv.VAE(5, likelihood="gaussian", learn_sigma2="no")

@@ -122,6 +122,8 @@ def load_dataset(name_or_path="digits", binarize=None, seed=0, data_dir=None, do
     """Load a dataset by name ("digits", "mnist", "fashion-mnist") or path; see the module doc.
 
     binarize        None | "static" (Bernoulli draws from default_rng(seed), once) | "dynamic"
+                    (only recorded in ``ds.binarize``: pass ``binarize="dynamic"`` to ``fit`` too,
+                    which draws the bits; ``tinyvae train --binarize dynamic`` does both)
     seed            seeds the static binarization only; splits never depend on it
     data_dir        search and download here instead of $TINYVAE_DATA (mnist, fashion-mnist)
     download        False: never touch the network (a missing dataset is an error)

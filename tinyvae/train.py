@@ -339,7 +339,9 @@ def fit(model, x_train, epochs=10, batch_size=None, lr=None, optimizer=None, see
     optimizer       "adam" | "sgd" | an optimizer object, e.g. ``tv.SGD(lr=0.1, momentum=0.5)``
                     or ``tv.Adam(lr=3e-4, beta1=0.5)``, which brings its own lr
     binarize        "dynamic": train on a fresh draw x ~ Bernoulli(x_train) per minibatch
-                    (x_train in [0, 1]); "none": gray values as given
+                    (x_train in [0, 1]); "none": gray values as given. ``x_val`` is scored as
+                    given: binarize it once with ``binarize_batch`` for a binary test set, as
+                    ``tinyvae train`` does
     callback        callback(trainer) after every minibatch; epoch_callback(trainer) after every epoch
     checkpoint      a path: save the model and trainer there every ``checkpoint_every`` epochs,
                     after the last epoch and on Ctrl-C (atomically; a failed step never

@@ -79,6 +79,8 @@ class VAE(Model):
         kernels.activation_code(activation)
         if init not in INITS:
             raise TinyVAEError(f"unknown init {init!r}: expected one of {', '.join(INITS)}")
+        if not isinstance(learn_sigma2, (bool, np.bool_)):
+            raise TinyVAEError(f"learn_sigma2 must be True or False, got {learn_sigma2!r}")
         if learn_sigma2 and likelihood != "gaussian":
             raise TinyVAEError("learn_sigma2=True needs likelihood='gaussian'")
         self.config = dict(input_dim=D, hidden_dims=list(hidden), latent_dim=Z, likelihood=likelihood,
@@ -104,6 +106,16 @@ class VAE(Model):
 
     # ----------------------------------------------------------------------------------------
     # the pieces of the model
+
+    @property
+    def beta(self):
+        """The weight of the KL term in the training loss. It may change between epochs (KL
+        annealing in an ``epoch_callback``); ``save`` keeps the value it has then."""
+        return self.config["beta"]
+
+    @beta.setter
+    def beta(self, value):
+        self.config["beta"] = check_nonneg_float("beta", value)
 
     @property
     def sigma2(self):
@@ -247,6 +259,9 @@ class VAE(Model):
         with the KL sampled here rather than the closed form (4). Computed with a running
         log-sum-exp over chunks of examples and samples, so memory stays bounded (``max_rows``
         decoder rows at a time) whatever N and k are.
+
+        The draws depend on the chunking, so the same ``seed`` with another ``max_rows`` gives
+        other draws (an estimate of the same quantity).
 
         With ``return_elbo``, also the mean of the same k log-weights, (N,): a k-sample estimate
         of the ELBO. By Jensen's inequality (log of a mean >= mean of the logs) it is never above
