@@ -162,7 +162,7 @@ eps8 = np.random.default_rng(1).standard_normal((8, 2)).astype(np.float32)
 try:
     check_model(vae32, x8, eps8)
     refused = False
-except TypeError as err:
+except tv.TinyVAEError as err:
     refused = True
     print("check_model on a float32 VAE:", err)
 assert refused

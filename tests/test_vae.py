@@ -594,6 +594,8 @@ def test_parameters_are_written_into_not_replaced():
         with pytest.raises(TinyVAEError):
             mutate(vae.params)
     vae.params["dec.W0"][...] = W                      # the way to set a parameter
+    vae.params["dec.W0"] -= 1.0                        # in place too (Python assigns the same array back)
+    vae.params["dec.W0"] += 1.0
     assert np.array_equal(vae.flat[-len(vae.params["dec.b0"]) - 10:-len(vae.params["dec.b0"])], W.ravel())
     assert dict(vae.params).keys() == vae.params.keys()
 

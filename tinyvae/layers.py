@@ -75,7 +75,12 @@ class Parameters(dict):
         raise TinyVAEError("a model's parameter arrays are views into its flat vector: write into them, "
                            "as in params['dec.W0'][...] = W, instead of replacing them")
 
-    __setitem__ = __delitem__ = __ior__ = update = pop = popitem = setdefault = clear = _refuse
+    def __setitem__(self, name, value):
+        if name in self and value is dict.__getitem__(self, name):
+            return                  # params[k] -= step: NumPy changed the array in place, nothing to do
+        self._refuse()
+
+    __delitem__ = __ior__ = update = pop = popitem = setdefault = clear = _refuse
 
 
 def flat_views(shapes, dtype):
