@@ -83,15 +83,21 @@ def test_fit_after_load_keeps_the_run_settings_it_is_not_given(digits, tmp_path)
     assert np.array_equal(resumed.flat, straight.flat)
 
 
-def test_mid_epoch_the_seed_and_binarization_cannot_change(digits):
-    x, _ = digits
+def stopped_mid_epoch(x, **settings):
+    """A small VAE whose fit was interrupted (Ctrl-C) after 2 minibatches of batch 32."""
     vae = small_vae()
 
     def stop(t):
         if t.step == 2:
             raise KeyboardInterrupt
     with pytest.raises(KeyboardInterrupt):
-        tv.fit(vae, x, epochs=1, batch_size=32, seed=5, progress=False, callback=stop)
+        tv.fit(vae, x, epochs=1, batch_size=32, progress=False, callback=stop, **settings)
+    return vae
+
+
+def test_mid_epoch_the_seed_and_binarization_cannot_change(digits):
+    x, _ = digits
+    vae = stopped_mid_epoch(x, seed=5)
     with pytest.raises(TinyVAEError, match=r"same seed \(seed=5\)"):
         tv.fit(vae, x, epochs=1, seed=0, progress=False)
     with pytest.raises(TinyVAEError, match="same binarization"):
@@ -309,13 +315,7 @@ def test_sigint_inside_the_optimizer_step_is_deferred_to_the_end_of_the_minibatc
 
 def test_resuming_mid_epoch_on_other_data_is_refused(digits, tmp_path):
     x, _ = digits
-    vae = small_vae()
-
-    def stop(t):
-        if t.step == 2:
-            raise KeyboardInterrupt
-    with pytest.raises(KeyboardInterrupt):
-        tv.fit(vae, x, epochs=1, batch_size=32, progress=False, callback=stop)
+    vae = stopped_mid_epoch(x)
     with pytest.raises(TinyVAEError, match="same data"):
         tv.fit(vae, x[:-1], epochs=1, batch_size=32, progress=False)
     with pytest.raises(TinyVAEError, match="batch size"):
