@@ -311,6 +311,26 @@ def test_ctrl_c_while_drawing_the_figures_and_resume_draws_them(tmp_path, monkey
     assert "finished its 2 epochs" in capsys.readouterr().err
 
 
+def test_a_run_stopped_mid_epoch_is_not_finished_and_eval_does_not_claim_train_s_draws(tmp_path, monkeypatch,
+                                                                                       capsys, rejected):
+    from tinyvae.train import Trainer
+    real = Trainer._accumulate
+
+    def accumulate_then_interrupt(self, *args):
+        real(self, *args)
+        if (self.epoch, self.step) == (1, 2):
+            raise KeyboardInterrupt
+    monkeypatch.setattr(Trainer, "_accumulate", accumulate_then_interrupt)
+    run = tmp_path / "mid"
+    assert main(["train", "--epochs", "3", "--hidden", "16", "--no-progress", "--out", str(run)]) == 130
+    monkeypatch.undo()
+    capsys.readouterr()
+    # --epochs 1 is behind the saved position: refused, not taken for a finished run to draw
+    rejected(["train", "--resume", run, "--epochs", "1"], "finished its 1 epochs")
+    assert main(["eval", str(run), "--k", "2"]) == 0
+    assert "the draws of z that train used" not in capsys.readouterr().out
+
+
 def test_resume_keeps_the_run_options_and_refuses_a_finished_run(main_run, rejected):
     run, _ = main_run
     rejected(["train", "--resume", run, "--hidden", "64"], "drop --hidden")

@@ -89,7 +89,8 @@ def test_shape_mismatch_is_reported():
 
 
 @pytest.mark.parametrize("bad, match", [(dict(h=0), "positive"), (dict(h="x"), "positive"),
-                                        (dict(names=["nope"]), "no parameter .*'nope'.* the names are w")])
+                                        (dict(names=["nope"]), "no parameter .*'nope'.* the names are w"),
+                                        (dict(names=[]), "nothing to check")])
 def test_a_bad_step_or_name_is_a_clear_error(bad, match):
     with pytest.raises(TinyVAEError, match=match):
         check_gradients(lambda: 0.0, {"w": np.zeros(3)}, {"w": np.zeros(3)}, **bad)

@@ -211,13 +211,15 @@ def test_activations_of_integers_and_lists_are_floats(kind):
     ref, _ = activation_forward(ints.astype(np.float64), kind)
     assert h.dtype == np.float64 and np.array_equal(h, ref)
     assert np.array_equal(activation_forward(ints.tolist(), kind)[0], ref)
+    with pytest.raises(tv.TinyVAEError, match="dtype of the result"):
+        tv.kernels.activation(ints, kind, out=np.empty(ints.shape, dtype=int))
     da = activation_backward(np.ones(ints.shape, dtype=int), cache)
     assert np.array_equal(da, activation_backward(np.ones(ints.shape), cache))
 
 
 @pytest.mark.parametrize("make, match", [
     (lambda: MLP((4, 3), dtype="float16"), "float32 or float64"),
-    (lambda: MLP((4, 3), seed=-1), "non-negative integer seed"),
+    (lambda: MLP((4, 3), seed=-1), "seed must be a non-negative integer"),
     (lambda: tv.Adam(beta1="x"), "beta1 must be a number"),
     (lambda: tv.VAE(4, (3,), 2).active_units(np.zeros((2, 4)), threshold="a"), "threshold must be a number"),
 ])

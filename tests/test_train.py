@@ -98,6 +98,8 @@ def stopped_mid_epoch(x, **settings):
 def test_mid_epoch_the_seed_and_binarization_cannot_change(digits):
     x, _ = digits
     vae = stopped_mid_epoch(x, seed=5)
+    zero = stopped_mid_epoch(x)                                       # the default seed 0, given again
+    tv.fit(zero, x, epochs=1, seed=0, binarize=None, progress=False)
     with pytest.raises(TinyVAEError, match=r"same seed \(seed=5\)"):
         tv.fit(vae, x, epochs=1, seed=0, progress=False)
     with pytest.raises(TinyVAEError, match="same binarization"):
@@ -138,6 +140,35 @@ def test_fit_takes_an_optimizer_object_with_its_own_settings(digits, tmp_path):
         tv.fit(small_vae(), x, epochs=1, optimizer=tv.Adam(beta1=0.5), lr=1e-2, progress=False)
 
 
+def test_an_optimizer_object_that_stepped_for_another_run_is_refused(digits):
+    x, _ = digits
+    adam = tv.Adam()
+    first = small_vae()
+    tv.fit(first, x, epochs=1, optimizer=adam, progress=False)
+    second = small_ae()
+    with pytest.raises(TinyVAEError, match="taken 3 steps for another run"):
+        tv.fit(second, x, epochs=1, optimizer=adam, progress=False)
+    assert getattr(second, "trainer", None) is None
+    tv.fit(first, x, epochs=1, optimizer=adam, progress=False)       # the run's own object goes on
+    assert first.trainer.optimizer is adam and adam.t == 6
+
+
+def test_kl_annealing_in_the_epoch_callback_is_what_the_checkpoint_holds(digits, tmp_path):
+    x, _ = digits
+    vae = small_vae()
+    tv.fit(vae, x, epochs=2, checkpoint=tmp_path / "a.npz", progress=False,
+           epoch_callback=lambda t: setattr(t.model, "beta", 0.25 * t.epoch))
+    assert vae.beta == tv.load(tmp_path / "a.npz").beta == 0.5
+
+
+def test_dynamic_binarization_needs_probabilities(digits):
+    x, _ = digits
+    gaussian = tv.VAE(input_dim=64, hidden_dims=(8,), latent_dim=2, likelihood="gaussian")
+    with pytest.raises(TinyVAEError, match=r"binarize='dynamic' .* must lie in \[0, 1\]"):
+        tv.fit(gaussian, x * 2, epochs=1, binarize="dynamic", progress=False)
+    tv.fit(gaussian, x * 2, epochs=1, progress=False)                 # gray values of any range are fine
+
+
 def test_fit_saves_the_checkpoint_after_the_last_epoch(digits, tmp_path):
     x, _ = digits
     vae = small_vae()
@@ -145,7 +176,7 @@ def test_fit_saves_the_checkpoint_after_the_last_epoch(digits, tmp_path):
     tv.fit(vae, x, epochs=5, checkpoint=tmp_path / "c.npz", checkpoint_every=2, progress=False,
            epoch_callback=lambda t: saves.append(tv.load(tmp_path / "c.npz").trainer.epoch
                                                  if (tmp_path / "c.npz").exists() else None))
-    assert saves == [None, 2, 2, 4, 4]                  # every 2 epochs, as asked ...
+    assert saves == [None, None, 2, 2, 4]               # every 2 epochs, after the callback ...
     assert tv.load(tmp_path / "c.npz").trainer.epoch == 5      # ... and the end of the run
 
 

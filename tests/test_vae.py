@@ -614,3 +614,14 @@ def test_beta_changed_between_epochs_is_what_save_keeps(tmp_path):
         vae.beta = -1.0
     with pytest.raises(TinyVAEError, match="learn_sigma2 must be True or False"):
         tv.VAE(5, likelihood="gaussian", learn_sigma2="no")
+
+
+def test_a_copied_or_pickled_model_has_its_own_parameter_views():
+    import copy
+    import pickle
+    vae = tv.VAE(input_dim=5, hidden_dims=(4,), latent_dim=2, beta=0.5, seed=1)
+    for twin in (copy.deepcopy(vae), pickle.loads(pickle.dumps(vae))):
+        assert np.array_equal(twin.flat, vae.flat) and twin.beta == 0.5 and twin.flat is not vae.flat
+        twin.flat += 1.0                                    # the named arrays follow their own flat ...
+        assert np.array_equal(twin.params["dec.W0"], vae.params["dec.W0"] + 1.0)
+        assert not np.shares_memory(twin.flat, vae.flat)    # ... and never the original's

@@ -498,10 +498,11 @@ def _resume(args):
               f"core{'' if cores == 1 else 's'}, so this session uses --threads {cores} (the run keeps "
               f"{opts['threads']} for later)", file=sys.stderr)
     trainer = ck.trainer
+    # a run that finished its epochs only continues to draw figures that a Ctrl-C left undrawn
+    finished = trainer.step == 0 and trainer.epoch >= ck.run.get("epochs", 0) == opts["epochs"]
     wants_figures = not args.no_figures and opts.get("figures", True)
     missing = [name for name in figure_names(ck.model) if not os.path.exists(os.path.join(out, name))]
-    if trainer.epoch >= opts["epochs"] and not (wants_figures and missing):
-        # a finished run only continues to draw figures that a Ctrl-C or a crash left undrawn
+    if trainer.epoch >= opts["epochs"] and not (finished and wants_figures and missing):
         raise TinyVAEError(f"the run in {out} has finished its {trainer.epoch} epochs; to train further pass "
                            f"--epochs N with N > {trainer.epoch}")
     if not _dataset_exists(opts["data"]):
@@ -583,7 +584,8 @@ def cmd_eval(args):
         # one draw of z per image: by default the draws train used for the test -ELBO it printed
         # after its last epoch (on the same test images), so this line repeats that figure
         trainer = ck.trainer
-        repeat = seed is None and args.data is None and trainer is not None and trainer.epoch >= 1
+        repeat = (seed is None and args.data is None and trainer is not None and trainer.epoch >= 1
+                  and trainer.step == 0)                 # mid-epoch the model has moved on since
         noise = (lambda: trainer.validation_rng(trainer.epoch - 1)) if repeat else \
             (lambda: np.random.default_rng(0 if seed is None else seed))
         elbo_1 = model.elbo(x, rng=noise())                                  # (N,)

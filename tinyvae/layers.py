@@ -82,6 +82,9 @@ class Parameters(dict):
 
     __delitem__ = __ior__ = update = pop = popitem = setdefault = clear = _refuse
 
+    def __reduce__(self):             # copies are built whole, not item by item
+        return Parameters, (dict(self),)
+
 
 def flat_views(shapes, dtype):
     """One zeroed flat vector and a dict of named, C-contiguous views into it.
@@ -170,7 +173,14 @@ class MLP:
                 dtype = None
             if dtype not in (np.float32, np.float64):
                 raise TinyVAEError("an MLP's dtype must be float32 or float64")
-            generator = as_generator(seed, "seed") if rng is None else as_generator(rng)
+            if rng is None:
+                try:
+                    generator = np.random.default_rng(seed)      # an int, a sequence of ints, or None
+                except (TypeError, ValueError):
+                    raise TinyVAEError(f"seed must be a non-negative integer (or a list of them), "
+                                       f"got {seed!r}") from None
+            else:
+                generator = as_generator(rng)
             self.flat, params = flat_views(self.shapes, dtype)
             self.grad_flat, grads = flat_views(self.shapes, dtype)
             self.init(params, generator)

@@ -119,6 +119,12 @@ class Model:
             raise TinyVAEError(f"{name} contains NaN or infinite values")
         return x
 
+    def __reduce__(self):
+        """copy.deepcopy and pickle rebuild the model from its config and a copy of ``flat``, so the
+        copy's named arrays are views into its own flat vector (a copy of the views would come
+        apart from it). The training state (``model.trainer``) is not copied: use ``save``."""
+        return _rebuild, (type(self), dict(self.config), self.flat.copy())
+
     def save(self, path):
         """Write a checkpoint (see :func:`tinyvae.checkpoint.save`)."""
         from .checkpoint import save
@@ -127,3 +133,9 @@ class Model:
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.config.items())
         return f"{type(self).__name__}({args})"
+
+
+def _rebuild(cls, config, flat):
+    model = cls(**config)
+    model.flat[...] = flat
+    return model

@@ -133,10 +133,10 @@ class Trainer:
         self.model = _trainable(model)
         self.batch_size = check_positive_int("batch_size", batch_size)
         self.optimizer = make_optimizer(optimizer, lr)
-        if binarize not in BINARIZE:
-            raise TinyVAEError(f"binarize must be None or 'dynamic' (static binarization happens "
+        if binarize not in BINARIZE + ("none",):
+            raise TinyVAEError(f"binarize must be None, 'none' or 'dynamic' (static binarization happens "
                                f"once, in load_dataset), got {binarize!r}")
-        self.binarize = binarize
+        self.binarize = None if binarize == "none" else binarize
         self.reseed(seed)
         self.epoch, self.step, self.n_steps = 0, 0, 0
         self.sums = {}
@@ -326,8 +326,9 @@ def fit(model, x_train, epochs=10, batch_size=None, lr=None, optimizer=None, see
     when ``x_val`` is given, ``val_loss``, ``val_rec``, ... It covers the model's whole
     training so far: calling ``fit`` again continues the run -- the optimizer's moments, the
     random streams and the epoch count carry on (kept in ``model.trainer``, and saved by
-    ``model.save``), so ``fit(m, x, epochs=3); fit(m, x, epochs=2)`` equals ``fit(m, x, epochs=5)``
-    bit for bit, with any settings, and so does ``tv.load`` of a saved run followed by ``fit``.
+    ``model.save``), so ``fit(m, x, epochs=3, seed=7); fit(m, x, epochs=2)`` equals
+    ``fit(m, x, epochs=5, seed=7)`` bit for bit, and so does ``tv.load`` of a saved run followed
+    by ``fit``: settings not given again carry on.
 
     batch_size, lr, optimizer, seed, binarize
                     None (the default) keeps the run's own setting; a new run starts from 128,
@@ -337,12 +338,14 @@ def fit(model, x_train, epochs=10, batch_size=None, lr=None, optimizer=None, see
                     middle of an epoch (after a Ctrl-C) the batch size, seed and binarization
                     cannot change, since they decide which examples the epoch has still to see.
     optimizer       "adam" | "sgd" | an optimizer object, e.g. ``tv.SGD(lr=0.1, momentum=0.5)``
-                    or ``tv.Adam(lr=3e-4, beta1=0.5)``, which brings its own lr
+                    or ``tv.Adam(lr=3e-4, beta1=0.5)``, which brings its own lr: a fresh one
+                    starts the optimizer anew, the run's own (``model.trainer.optimizer``) goes on
     binarize        "dynamic": train on a fresh draw x ~ Bernoulli(x_train) per minibatch
                     (x_train in [0, 1]); "none": gray values as given. ``x_val`` is scored as
                     given: binarize it once with ``binarize_batch`` for a binary test set, as
                     ``tinyvae train`` does
-    callback        callback(trainer) after every minibatch; epoch_callback(trainer) after every epoch
+    callback        callback(trainer) after every minibatch; epoch_callback(trainer) after every
+                    epoch, before the checkpoint is saved
     checkpoint      a path: save the model and trainer there every ``checkpoint_every`` epochs,
                     after the last epoch and on Ctrl-C (atomically; a failed step never
                     overwrites the last good one)
@@ -369,7 +372,11 @@ def fit(model, x_train, epochs=10, batch_size=None, lr=None, optimizer=None, see
         if lr is not None:
             raise TinyVAEError("an optimizer object brings its own learning rate: set it there "
                                f"({type(optimizer).__name__}(lr={lr!r}, ...)) and drop lr=")
-        new_optimizer = optimizer
+        own = trainer is not None and optimizer is trainer.optimizer
+        if optimizer.t > 0 and not own:
+            raise TinyVAEError(f"this {type(optimizer).__name__} object has taken {optimizer.t} steps for "
+                               "another run; give each run a fresh optimizer object")
+        new_optimizer = None if own else optimizer
     elif optimizer is not None and (trainer is None or optimizer != trainer.optimizer.name):
         current_lr = 1e-3 if trainer is None else trainer.optimizer.lr
         new_optimizer = make_optimizer(optimizer, current_lr if lr is None else lr)
@@ -377,11 +384,13 @@ def fit(model, x_train, epochs=10, batch_size=None, lr=None, optimizer=None, see
         new_optimizer = None                       # keep the run's optimizer (or start Adam)
     new_lr = None if lr is None or new_optimizer is not None else check_nonneg_float("lr", lr, positive=True)
     if trainer is not None and trainer.mid_epoch:
-        changed = [f"{words} ({arg}={old!r})" for words, arg, value, old in (
-                       ("batch size", "batch_size", batch_size, trainer.batch_size),
-                       ("seed", "seed", seed, trainer.seed),
-                       ("binarization", "binarize", binarize, trainer.binarize or "none"))
-                   if value is not None and (value or "none") != old]
+        asked = (("batch size", "batch_size", batch_size, trainer.batch_size),
+                 ("seed", "seed", seed, trainer.seed),
+                 ("binarization", "binarize", None if binarize is None else binarize == "dynamic",
+                  trainer.binarize == "dynamic"))
+        changed = [f"{words} ({arg}={old!r})" if arg != "binarize" else
+                   f"binarization (binarize={'dynamic' if old else 'none'!r})"
+                   for words, arg, value, old in asked if value is not None and value != old]
         if changed:
             raise TinyVAEError(f"the run stopped in the middle of epoch {trainer.epoch + 1}; finish that epoch "
                                f"with the same {' and '.join(changed)}, or leave the argument out to keep "
@@ -415,10 +424,10 @@ def fit(model, x_train, epochs=10, batch_size=None, lr=None, optimizer=None, see
     model.trainer = trainer
 
     def on_epoch(t):
+        if epoch_callback is not None:       # first: what it changes (beta, say) is what gets saved
+            epoch_callback(t)
         if checkpoint is not None and t.epoch % checkpoint_every == 0:
             model.save(checkpoint)
-        if epoch_callback is not None:
-            epoch_callback(t)
 
     try:
         trainer.run(x_train, trainer.epoch + epochs, x_val=x_val, progress=progress,
