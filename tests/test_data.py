@@ -339,8 +339,8 @@ def test_search_order_and_aliases(tmp_path, monkeypatch, isolated):
     write_idx_set(isolated / ".cache" / "tinyvae" / "mnist", cache_set)
     assert_matches(tv.load_dataset("mnist", download=False), cache_set)
     monkeypatch.setenv("TINYVAE_DATA", str(store))
-    write_idx_set(store, root_set, gz=False)            # $TINYVAE_DATA itself holds the files
-    assert_matches(tv.load_dataset("MNIST", download=False), root_set)
+    write_idx_set(store, root_set, gz=False)            # files in $TINYVAE_DATA itself could be either
+    assert_matches(tv.load_dataset("MNIST", download=False), cache_set)      # dataset: not looked at
     write_idx_set(store / "mnist", sub_set)             # $TINYVAE_DATA/mnist comes first
     ds = tv.load_dataset(" Mnist ", download=False)
     assert ds.name == "mnist"
@@ -574,3 +574,25 @@ def test_binarize_batch_takes_an_integer_seed():
     np.testing.assert_array_equal(tv.binarize_batch(x, 4), tv.binarize_batch(x, np.random.default_rng(4)))
     with pytest.raises(TinyVAEError, match="rng must be"):
         tv.binarize_batch(x, "seed")
+
+
+def test_a_damaged_npz_or_a_member_that_is_not_an_array_is_a_clear_error(tmp_path):
+    import zipfile
+    np.savez(tmp_path / "whole.npz", x=np.zeros((10, 4), np.uint8))
+    raw = (tmp_path / "whole.npz").read_bytes()
+    (tmp_path / "half.npz").write_bytes(raw[:len(raw) // 2])
+    with pytest.raises(TinyVAEError, match="cannot read"):
+        tv.load_dataset(tmp_path / "half.npz")
+    with zipfile.ZipFile(tmp_path / "junk.npz", "w") as z:
+        z.writestr("x.npy", b"junk")
+    with pytest.raises(TinyVAEError, match=r"\[x\] is not a NumPy array"):
+        tv.load_dataset(tmp_path / "junk.npz")
+    with zipfile.ZipFile(tmp_path / "model.npz", "w") as z:
+        z.writestr("format.npy", b"junk")
+    with pytest.raises(TinyVAEError, match="not a tinyvae checkpoint .*'format' is not a NumPy array"):
+        tv.load(tmp_path / "model.npz")
+
+
+def test_a_base_url_that_is_not_a_url_is_a_clear_error(tmp_path):
+    with pytest.raises(TinyVAEError, match=r"not a web address; give it as http\(s\)://"):
+        tv.load_dataset("mnist", data_dir=tmp_path, base_url="example.invalid/mnist", progress=False)

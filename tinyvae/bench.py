@@ -124,7 +124,7 @@ def load_bench_data(data="fashion-mnist", n_train=None, log=print):
             raise
         log(f"note: Fashion-MNIST not found ({str(e).splitlines()[0][:120]}...);\n"
             "      timing on SYNTHETIC random images of the same shape (60000 x 784); the test losses "
-            "mean nothing.\n      Install Debian's dataset-fashion-mnist, or put the IDX files in $TINYVAE_DATA.")
+            "mean nothing.\n      Install Debian's dataset-fashion-mnist, or put the IDX files in $TINYVAE_DATA/fashion-mnist.")
         rng = np.random.default_rng(0)
         x_train = (rng.random((60000, 784), np.float32) ** 3).astype(np.float32)
         x_test = (rng.random((10000, 784), np.float32) ** 3).astype(np.float32)

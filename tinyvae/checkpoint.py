@@ -231,7 +231,7 @@ def read(path):
             raise TinyVAEError(f"{corrupt}: {e}") from None
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise TinyVAEError(f"{corrupt}: its training state is damaged ({type(e).__name__}: {e}); "
-                               "the model itself loads with a fresh start, or train again") from None
+                               "restore a copy, or train again") from None
         model.trainer = trainer
     run = None
     if "run" in arrays:
@@ -262,8 +262,15 @@ def _read_arrays(path):
                            "written by 'tinyvae train' or model.save")
     try:
         with loaded:
-            return {k: loaded[k] for k in loaded.files}
+            arrays = {k: loaded[k] for k in loaded.files}
+        odd = [k for k, a in arrays.items() if not isinstance(a, np.ndarray)]   # not .npy members
+        if odd:
+            raise TinyVAEError(f"{path} is not a tinyvae checkpoint ({odd[0]!r} is not a NumPy array); give the "
+                               "model.npz written by 'tinyvae train' or model.save")
+        return arrays
     except ValueError as e:
+        if isinstance(e, TinyVAEError):
+            raise
         if "pickle" in str(e).lower():
             raise TinyVAEError(f"{path} holds pickled (object) arrays, which tinyvae will not unpickle; "
                                "it is not a tinyvae checkpoint") from None

@@ -10,7 +10,7 @@ Sources (``load_dataset(name_or_path)``):
                       first 1500 images train, the other 297 test. Offline; the default.
     "mnist"           the four IDX files of MNIST (LeCun, Cortes & Burges) or Fashion-MNIST
     "fashion-mnist"   (Xiao, Rasul & Vollgraf 2017), 60000 train / 10000 test 28x28 images.
-                      Looked for in $TINYVAE_DATA/<name>, $TINYVAE_DATA, ~/.cache/tinyvae/<name>
+                      Looked for in $TINYVAE_DATA/<name>, ~/.cache/tinyvae/<name>
                       and, for fashion-mnist, /usr/share/datasets/fashion-mnist (Debian's
                       package dataset-fashion-mnist); otherwise downloaded (see ``download``).
     a directory       holding the four IDX files, gzipped or not.
@@ -35,7 +35,9 @@ import math
 import os
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
+import zipfile
 import zlib
 from dataclasses import dataclass
 
@@ -138,6 +140,8 @@ def load_dataset(name_or_path="digits", binarize=None, seed=0, data_dir=None, do
         raise TinyVAEError(f"seed must be a non-negative integer, got {seed!r}")
     if not isinstance(name_or_path, (str, os.PathLike)):
         raise TinyVAEError(f"dataset must be a name or a path, got {name_or_path!r}")
+    if base_url is not None and urllib.parse.urlsplit(str(base_url)).scheme not in ("http", "https"):
+        raise TinyVAEError(f"base_url {base_url!r} is not a web address; give it as http(s)://host/path/")
     key = name_or_path.strip().lower() if isinstance(name_or_path, str) else None
     if key in ALIASES:                  # a name always means the named dataset (./mnist is a path)
         name = ALIASES[key]
@@ -305,8 +309,8 @@ def search_dirs(name, data_dir=None):
     dirs = []
     root = data_dir if data_dir is not None else os.environ.get("TINYVAE_DATA") or None
     label = "data_dir" if data_dir is not None else "$TINYVAE_DATA"
-    if root:
-        dirs += [(f"{label}/{name}", os.path.join(root, name)), (label, root)]
+    if root:          # <root>/<name> only: files in <root> itself could be either dataset
+        dirs.append((f"{label}/{name}", os.path.join(root, name)))
     dirs.append((f"~/.cache/tinyvae/{name}", os.path.join(os.path.expanduser("~"), ".cache", "tinyvae", name)))
     dirs += [(d, d) for d in SYSTEM_DIRS.get(name, ())]
     return dirs
@@ -346,6 +350,8 @@ def _load_named_idx(name, data_dir, download, base_url, progress):
                 break
             except TinyVAEError:
                 raise
+            except ValueError as e:                                  # not a URL at all
+                raise TinyVAEError(f"cannot download {url}: {e}; give base_url as http(s)://host/path/") from None
             except (OSError, http.client.HTTPException) as e:       # URLError is an OSError
                 reason = f"HTTP {e.code} {e.reason}" if isinstance(e, urllib.error.HTTPError) else \
                     getattr(e, "reason", None) or e
@@ -423,7 +429,7 @@ def _load_path(path, test_fraction):
         if "pickle" in str(e).lower():
             raise _pickle_error(path) from None
         raise TinyVAEError(f"{path} is not a valid {lower[-4:]} file ({e}); save arrays with np.save / np.savez") from None
-    except (OSError, EOFError) as e:
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
         raise TinyVAEError(f"cannot read {path}: {e}; save arrays with np.save / np.savez") from None
     if isinstance(loaded, np.ndarray):
         x, y = _images(loaded, path), None
@@ -433,11 +439,17 @@ def _load_path(path, test_fraction):
 
         def get(key):
             try:
-                return loaded[key]
+                a = loaded[key]
             except ValueError as e:
                 if "pickle" in str(e).lower():
                     raise _pickle_error(f"{path}[{key}]") from None
                 raise TinyVAEError(f"{path}[{key}] is not a valid array ({e})") from None
+            except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+                raise TinyVAEError(f"cannot read {path}[{key}]: the archive is damaged or truncated ({e}); "
+                                   "save the arrays again with np.savez") from None
+            if not isinstance(a, np.ndarray):             # a member that is not an .npy file
+                raise TinyVAEError(f"{path}[{key}] is not a NumPy array; save the arrays with np.savez")
+            return a
 
         if "x_train" in keys:
             train = _images(get("x_train"), f"{path}[x_train]")
