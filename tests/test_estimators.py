@@ -240,3 +240,25 @@ def test_naive_estimate_and_its_ess_when_the_decoder_ignores_z():
     # a decoder that depends on z: unequal weights, an ESS between 1 and k
     _, ess = est.naive_log_likelihood(linear_vae(D=5, Z=2), x, k=50, seed=0, return_ess=True)
     assert np.all((ess >= 1) & (ess <= 50))
+
+
+def test_log_mean_exp_of_weights_that_are_all_zero_is_minus_infinity():
+    a = np.array([[0.0, -np.inf], [1.0, -np.inf]])
+    out = est.log_mean_exp(a)
+    assert out[0] == pytest.approx(np.log(np.mean(np.exp([0.0, 1.0])))) and out[1] == -np.inf
+
+
+def test_log_likelihood_skips_zero_weights_in_the_first_chunk():
+    # a decoder mean of 1e19 z overflows float32 in the Gaussian NLL for |z| > 1.84: those
+    # draws have weight 0 (log-weight -inf); chunk by chunk, the first chunk may hold only such
+    vae = tv.VAE(1, hidden_dims=(), latent_dim=1, likelihood="gaussian", dtype="float32")
+    vae.params["enc.W0"][...] = 0
+    vae.params["enc.b0"][...] = 0                      # q(z|x) = N(0, 1)
+    vae.params["dec.W0"][...] = 1e19
+    x = np.zeros((1, 1), np.float32)
+    seed = 3                                           # its first draw is eps = 2.04: weight 0
+    assert abs(np.random.default_rng(seed).standard_normal()) > 1.9
+    with np.errstate(over="ignore", invalid="ignore"):
+        whole = vae.log_likelihood(x, k=100, seed=seed)
+        chunked = vae.log_likelihood(x, k=100, seed=seed, max_rows=1)
+    assert np.isfinite(whole[0]) and chunked[0] == pytest.approx(whole[0], rel=1e-12)

@@ -435,3 +435,26 @@ def test_a_784_term_row_in_float32_is_summed_to_its_last_digit(backend_name, bac
     exact = K.gaussian_nll_np(mean.astype(np.float64), x.astype(np.float64), 0.3)
     assert np.all(np.abs(K.gaussian_nll(mean, x, 0.3) - exact) <= 1.2e-7 * np.abs(exact))
     assert np.all(np.abs(K.gaussian_nll_grad(mean, x, 0.3, 1.0)[0] - exact) <= 1.2e-7 * np.abs(exact))
+
+
+@pytest.mark.parametrize("backend_name", ["numba", "numpy"])
+def test_bernoulli_nll_keeps_the_small_term_of_a_confident_correct_logit(backend_name):
+    # softplus(l) - x l for x = 1 is log(1 + exp(-l)): 2.06e-9 at l = 20, not 0 by cancellation
+    old = K.set_backend(backend_name)
+    try:
+        for dt in (np.float32, np.float64):
+            logits = np.array([[20.0, 10.0, -20.0]], dt)
+            x = np.array([[1.0, 1.0, 0.0]], dt)
+            exact = np.sum(np.log1p(np.exp(-np.abs(logits.astype(np.float64)))))
+            assert K.bernoulli_nll(logits, x)[0] == pytest.approx(exact, rel=1e-5)
+    finally:
+        K.set_backend(old)
+
+
+def test_likelihood_kernels_of_integer_inputs_compute_in_floats():
+    l, x = [[3, -2]], [[1, 0]]
+    assert K.bernoulli_nll(l, x)[0] == pytest.approx(np.logaddexp(0, -3) + np.logaddexp(0, -2))
+    assert K.gaussian_nll(l, x, 1.0)[0] == pytest.approx(0.5 * (4 + 4) + np.log(2 * np.pi))
+    z, kl = K.reparameterize([[1, 2]], [[1, 0]], [[1, 1]])
+    assert kl[0] == pytest.approx(0.5 * (1 + np.expm1(1) - 1 + 4 + 0))
+    assert z.dtype == np.float64 and np.allclose(z, [[1 + np.exp(0.5), 3]])

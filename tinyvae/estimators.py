@@ -65,7 +65,9 @@ def log_mean_exp(a, axis=0):
     """log(mean(exp(a))) along ``axis``, without overflow (the max is factored out)."""
     a = np.asarray(a, dtype=np.float64)
     m = np.max(a, axis=axis, keepdims=True)
-    return np.squeeze(m, axis=axis) + np.log(np.mean(np.exp(a - m), axis=axis))
+    m = np.where(np.isfinite(m), m, 0.0)        # a column of -inf (weights all 0): its log is -inf
+    with np.errstate(divide="ignore"):
+        return np.squeeze(m, axis=axis) + np.log(np.mean(np.exp(a - m), axis=axis))
 
 
 def effective_sample_size(log_w, axis=0):
@@ -146,7 +148,9 @@ def estimates_versus_k(vae, x, ks, seed=0):
 
 def _log_sum_exp(a):
     m = np.max(a, axis=0)
-    return m + np.log(np.sum(np.exp(a - m), axis=0))
+    m = np.where(np.isfinite(m), m, 0.0)        # as in log_mean_exp
+    with np.errstate(divide="ignore"):
+        return m + np.log(np.sum(np.exp(a - m), axis=0))
 
 
 def grid_log_likelihood(vae, x, n=201, limit=6.0):

@@ -153,8 +153,12 @@ def activation_backward_np(dh, h, kind):
 
 
 def bernoulli_nll_np(logits, x):
-    """-log p(x | z) = sum_d softplus(l_d) - x_d l_d per example (rows), for logits l (N, D)."""
-    return (softplus_np(logits) - x * logits).sum(axis=1, dtype=np.float64)
+    """-log p(x | z) = sum_d softplus(l_d) - x_d l_d per example (rows), for logits l (N, D).
+
+    With softplus(l) = max(l, 0) + log(1 + exp(-|l|)), the two large terms go first, so that
+    for a confident, correct logit (x = 1, l = 20) the small log term survives: 2.1e-9, not 0."""
+    l = logits
+    return (np.maximum(l, 0) - x * l + np.log1p(np.exp(-np.abs(l)))).sum(axis=1, dtype=np.float64)
 
 
 def bernoulli_nll_grad_np(logits, x, scale):
@@ -440,7 +444,7 @@ def bernoulli_nll_terms_nb(logits, x, scale, terms, dlogits):
         for j in range(d):
             l = logits[i, j]
             e = exp_nonpositive(-abs(l))                     # in (0, 1]: never overflows
-            terms[i, j] = max(l, zero) + log1p_unit(e) - x[i, j] * l
+            terms[i, j] = (max(l, zero) - x[i, j] * l) + log1p_unit(e)     # the order of the twin
             s = (one if l >= zero else e) / (one + e)       # sigmoid(l)
             dlogits[i, j] = scale * (s - x[i, j])
 
@@ -448,11 +452,12 @@ def bernoulli_nll_terms_nb(logits, x, scale, terms, dlogits):
 @njit(**JIT)
 def bernoulli_nll_nb(logits, x, rows):
     n, d = logits.shape
+    zero = logits.dtype.type(0)
     for i in range(n):
         total = 0.0                                     # a row's sum in float64, as in the twin
         for j in range(d):
             l = logits[i, j]
-            total += _softplus(l) - x[i, j] * l
+            total += (max(l, zero) - x[i, j] * l) + log1p_unit(exp_nonpositive(-abs(l)))   # as the twin
         rows[i] = total
 
 
@@ -654,6 +659,7 @@ def _nll_shapes(out_name, out, x, rows, d_name=None, d=None, work=None):
 
 def bernoulli_nll(logits, x, rows=None):
     """Per-example -log p(x|z) under a Bernoulli decoder with logits (N, D): returns (N,)."""
+    logits, x = _real("logits", logits), _real("x", x)
     _nll_shapes("logits", logits, x, rows)
     rows = _empty(logits, rows, shape=logits.shape[:1])
     if _backend == "numba":
@@ -669,6 +675,7 @@ def bernoulli_nll_grad(logits, x, scale, rows=None, dlogits=None, work=None):
     ``work`` (N, D) is scratch space for the elementwise terms, summed per row afterwards by
     NumPy's pairwise float32 sum (SIMD-fast; the training step's loss only reports progress),
     where the twin and the evaluation kernels sum in float64: they agree to float32 rounding."""
+    logits, x = _real("logits", logits), _real("x", x)
     _nll_shapes("logits", logits, x, rows, "dlogits", dlogits, work)
     rows = _empty(logits, rows, shape=logits.shape[:1])
     dlogits = _empty(logits, dlogits)
@@ -684,6 +691,7 @@ def bernoulli_nll_grad(logits, x, scale, rows=None, dlogits=None, work=None):
 
 def gaussian_nll(mean, x, sigma2, rows=None):
     """Per-example -log N(x; o, sigma2 I) for means o (N, D): returns (N,)."""
+    mean, x = _real("mean", mean), _real("x", x)
     _nll_shapes("mean", mean, x, rows)
     rows = _empty(mean, rows, shape=mean.shape[:1])
     if _backend == "numba":
@@ -695,6 +703,7 @@ def gaussian_nll(mean, x, sigma2, rows=None):
 
 def gaussian_nll_grad(mean, x, sigma2, scale, rows=None, dmean=None):
     """Per-example Gaussian -log p(x|z) (N,) and scale * (o - x) / sigma2 (N, D), in one pass."""
+    mean, x = _real("mean", mean), _real("x", x)
     _nll_shapes("mean", mean, x, rows, "dmean", dmean)
     rows = _empty(mean, rows, shape=mean.shape[:1])
     dmean = _empty(mean, dmean)
@@ -708,6 +717,7 @@ def gaussian_nll_grad(mean, x, sigma2, scale, rows=None, dmean=None):
 
 def reparameterize(mu, logvar, eps, z=None, kl=None):
     """z = mu + exp(logvar/2) * eps (N, Z) and the per-example Gaussian KL to N(0, I) (N,)."""
+    mu, logvar, eps = _real("mu", mu), _real("logvar", logvar), _real("eps", eps)
     N, Z = _matrix("mu", mu)
     for name, a in (("logvar", logvar), ("eps", eps), ("z", z)):
         _same(name, a, (N, Z))
@@ -724,6 +734,7 @@ def reparameterize(mu, logvar, eps, z=None, kl=None):
 
 def reparameterize_backward(dz, mu, logvar, eps, kl_scale, dmu=None, dlogvar=None):
     """(dmu, dlogvar) of (loss through z) + kl_scale * KL; see :func:`reparameterize_backward_np`."""
+    dz, mu, logvar, eps = _real("dz", dz), _real("mu", mu), _real("logvar", logvar), _real("eps", eps)
     shape = _matrix("mu", mu)
     for name, a in (("dz", dz), ("logvar", logvar), ("eps", eps), ("dmu", dmu), ("dlogvar", dlogvar)):
         _same(name, a, shape)

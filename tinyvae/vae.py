@@ -265,7 +265,8 @@ class VAE(Model):
 
         With ``return_elbo``, also the mean of the same k log-weights, (N,): a k-sample estimate
         of the ELBO. By Jensen's inequality (log of a mean >= mean of the logs) it is never above
-        the importance-weighted estimate from the same draws, for every example and every k."""
+        the importance-weighted estimate from the same draws, for every example and every k (up
+        to rounding, about 1e-13, when the k weights are all but equal)."""
         x = self._data(x)
         k = check_positive_int("k", k)
         rng = np.random.default_rng(check_seed(seed, allow_sequence=True))
@@ -296,9 +297,11 @@ class VAE(Model):
                 log_w = log_px_z.astype(np.float64) + log_pz - log_q      # (kc, n)
                 sum_log_w += log_w.sum(axis=0)
                 new_max = np.maximum(run_max, log_w.max(axis=0))
-                run_sum = run_sum * np.exp(run_max - new_max) + np.exp(log_w - new_max).sum(axis=0)
+                shift = np.where(np.isfinite(new_max), new_max, 0.0)  # all weights 0 so far: any shift
+                run_sum = run_sum * np.exp(run_max - shift) + np.exp(log_w - shift).sum(axis=0)
                 run_max = new_max
-            out[s:s + n] = run_max + np.log(run_sum) - np.log(k)
+            with np.errstate(divide="ignore"):                             # every weight 0: -inf
+                out[s:s + n] = run_max + np.log(run_sum) - np.log(k)
             elbo[s:s + n] = sum_log_w / k
         return (out, elbo) if return_elbo else out
 
