@@ -180,6 +180,16 @@ def test_eval_of_an_autoencoder_prints_its_reconstruction_loss(tmp_path, capsys)
     assert re.search(r"reconstruction loss [\d.]+ nats", capsys.readouterr().out)
 
 
+def test_the_command_line_autoencoder_uses_tanh_unless_told(tmp_path):
+    # its 2-unit code passes through the activation, and ReLU code units died (a constant output)
+    from tinyvae.cli import build_parser
+    from tinyvae.commands import _train_options
+    parse = lambda *a: _train_options(build_parser().parse_args(["train", *a]))     # noqa: E731
+    assert parse("--model", "ae")["activation"] == "tanh"
+    assert parse("--model", "ae", "--activation", "relu")["activation"] == "relu"
+    assert parse()["activation"] == parse("--model", "vae")["activation"] == "relu"
+
+
 def test_a_single_sample_is_one_sample_and_its_title_is_not_cut_off(main_run, tmp_path, capsys):
     import matplotlib.image as mpimg
     from tinyvae import plots
@@ -571,7 +581,7 @@ def test_a_loss_that_becomes_nan_stops_and_keeps_the_last_good_checkpoint(tmp_pa
     rc = main(["train", "--optimizer", "sgd", "--lr", "1e4", "--epochs", "5", "--no-figures",
                "--out", str(out), *SMALL])
     err = capsys.readouterr().err
-    assert_one_error_line(rc, err, "lower the learning rate.*last good checkpoint")
+    assert_one_error_line(rc, err, "lower the learning rate.*last good checkpoint.*start a new run with a lower --lr")
     model = tv.load(out)
     assert np.all(np.isfinite(model.flat)) and model.trainer.epoch == 0
 

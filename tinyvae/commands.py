@@ -133,12 +133,14 @@ def register(subparsers):
     t.add_argument("--epochs", help=f"epochs to train (default {d['epochs']})")
     t.add_argument("--batch-size", help=f"minibatch size (default {d['batch_size']})")
     t.add_argument("--lr", help=f"learning rate (default {d['lr']:g})")
-    t.add_argument("--hidden", help=f"hidden layer widths, comma-separated; '' for linear (default {d['hidden']})")
+    t.add_argument("--hidden", help=f"hidden layer widths, comma-separated; '' for none (linear with --activation "
+                                    f"identity) (default {d['hidden']})")
     t.add_argument("--latent", help=f"latent (VAE) or code (ae) dimension (default {d['latent']})")
     t.add_argument("--likelihood", help=f"bernoulli | gaussian; for --model ae: bce | mse loss "
                                         f"(default {d['likelihood']})")
     t.add_argument("--activation", help=f"relu | leaky_relu | tanh | sigmoid | softplus | identity "
-                                        f"(default {d['activation']})")
+                                        f"(default {d['activation']}; tanh for --model ae, whose code passes "
+                                        "through it and whose ReLU code units often die)")
     t.add_argument("--beta", help=f"weight of the KL term (VAE; default {d['beta']:g})")
     t.add_argument("--sigma2", help=f"variance of the Gaussian decoder (default {d['sigma2']:g})")
     t.add_argument("--optimizer", help=f"adam | sgd (momentum 0.9) (default {d['optimizer']})")
@@ -307,7 +309,9 @@ def _train_options(args):
     opts = dict(model=choice("--model", o["model"], ("vae", "ae")), data=str(o["data"]),
                 epochs=positive_int("--epochs", o["epochs"]), batch_size=positive_int("--batch-size", o["batch_size"]),
                 lr=positive_float("--lr", o["lr"]), hidden=list(hidden_widths(o["hidden"])),
-                latent=positive_int("--latent", o["latent"]), activation=o["activation"],
+                latent=positive_int("--latent", o["latent"]),
+                # an autoencoder's code passes through the activation: 2 ReLU code units often die
+                activation=o["activation"] if "activation" in given or o["model"] != "ae" else "tanh",
                 beta=positive_float("--beta", o["beta"], allow_zero=True), sigma2=positive_float("--sigma2", o["sigma2"]),
                 seed=nonneg_int("--seed", o["seed"]), optimizer=choice("--optimizer", o["optimizer"], ("adam", "sgd")),
                 binarize=choice("--binarize", o["binarize"], ("none", "static", "dynamic")),
@@ -424,7 +428,8 @@ def cmd_train(args):
             return 130
         except TinyVAEError as e:
             raise TinyVAEError(f"{e}; the last good checkpoint (epoch {_saved_epoch(ckpt_path)}) is kept "
-                               f"in {ckpt_path}") from None
+                               f"in {ckpt_path}. --resume keeps the run's learning rate, so start a new run "
+                               f"with a lower --lr and another --out") from None
         with defer_sigint():
             save_state()
         figures = []

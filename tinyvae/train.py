@@ -222,7 +222,7 @@ class Trainer:
                         raise TinyVAEError(
                             f"the training loss became {loss} at epoch {self.epoch + 1}, minibatch "
                             f"{self.step + 1}; lower the learning rate (now {self.optimizer.lr:g}, "
-                            f"try {self.optimizer.lr / 10:g}); the parameters before this step are unchanged")
+                            f"try {self.optimizer.lr / 10:g} or less); the parameters before this step are unchanged")
                     self.optimizer.step(model)
                     self._accumulate(len(idx), loss, terms)
                     if not bar.disable:
