@@ -53,6 +53,15 @@ def test_rounds_alternate_their_order(monkeypatch):
     assert calls == ["numba", "numpy", "numpy", "numba", "numba", "numpy"]
 
 
+def test_a_fraction_above_the_bound_is_called_meaningless(monkeypatch):
+    # the bound timed on a busier machine than the epochs: 100 s of products against ~0.1 s epochs
+    monkeypatch.setattr(bench, "time_tinyvae", lambda *a, **k: ([0.1, 0.1], 250.0, None, [100.0, 100.0]))
+    lines = []
+    bench.run_bench(epochs=2, backends=("numba",), rounds=1, n_train=256, cold=False, log=lines.append)
+    note = [line for line in lines if "above 100%" in line]
+    assert len(note) == 1 and "means nothing" in note[0]
+
+
 def test_bench_command_small_run(capsys):
     assert main(["bench", "--epochs", "2", "--n-train", "256", "--no-cold-start", "--threads", "1"]) == 0
     out = capsys.readouterr().out
@@ -132,6 +141,7 @@ def test_bench_says_when_the_data_are_synthetic(monkeypatch, capsys):
     (["--backends", "cuda"], "unknown backend"),
     (["--data", "digits"], "784"),
     (["--torch", "--torch-ref", "/nonexistent/ref.py"], "does not exist"),
+    (["--torch-ref", "ref.py"], "add --torch or drop it"),
 ])
 def test_bench_bad_options(argv, says, capsys):
     assert main(["bench", "--n-train", "256", "--no-cold-start", *argv]) == 2

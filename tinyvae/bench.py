@@ -396,6 +396,10 @@ def run_bench(epochs=3, backends=("numba", "numpy"), torch=False, rounds=1, thre
         frac = statistics.median(fractions[name])
         label = name if name == "pytorch" else f"tinyvae/{name}"
         log(f"{label:28}{s:9.3f}{flops / s / 1e9:9.0f}{frac:14.0%} {statistics.median(tests[name]):11.2f}")
+        if frac > 1:
+            log(f"{'':28}(above 100%: the products alone were timed while the machine was slower than "
+                "during the epochs, e.g. busy with other work; the fraction means nothing, run again "
+                "on a quiet machine)")
         results[name] = dict(seconds_per_epoch=s, gflops=flops / s / 1e9, of_bound=frac,
                              test_loss=statistics.median(tests[name]), rounds=runs[name], bounds=bounds[name],
                              fractions=fractions[name])
@@ -484,6 +488,8 @@ def _cmd_bench(args):
         if n_train < BATCH:
             raise TinyVAEError(f"--n-train must be at least one minibatch ({BATCH}), got {args.n_train!r}")
     _check_named_data(args.data)
+    if args.torch_ref is not None and not args.torch:
+        raise TinyVAEError("--torch-ref names the PyTorch reference that --torch runs; add --torch or drop it")
     run_bench(epochs=epochs, backends=backends, torch=args.torch, rounds=rounds,
               threads=threads, data=args.data, n_train=n_train, torch_ref=args.torch_ref,
               cold=not args.no_cold_start, verbose=args.verbose, profile=args.profile)

@@ -467,7 +467,7 @@ def _summary(model, last):
     unit = "nats" if model.loss == "bce" else "(1/2 squared error)"          # per image, as eval says
     s = f"train loss {last['loss']:.2f} {unit}"
     if "val_loss" in last:
-        s += f", test loss {last['val_loss']:.2f}"
+        s += f", test loss {last['val_loss']:.2f} {unit}"
     return s
 
 
