@@ -576,6 +576,23 @@ def test_mismatched_checkpoint(main_run, tmp_path, rejected):
     rejected(["train", "--resume", tmp_path / "mixed"], "corrupt or mismatched")
 
 
+def test_a_failed_checkpoint_write_is_not_blamed_on_the_learning_rate(tmp_path, capsys, monkeypatch):
+    from tinyvae import checkpoint
+    real, calls = checkpoint._atomic_savez, []
+
+    def full_disk(path, arrays):
+        calls.append(path)
+        if len(calls) == 3:
+            raise tv.TinyVAEError(f"cannot write {path}: No space left on device; choose a writable location")
+        real(path, arrays)
+    monkeypatch.setattr(checkpoint, "_atomic_savez", full_disk)
+    rc = main(["train", "--epochs", "5", "--checkpoint-every", "1", "--no-figures", "--out", str(tmp_path / "r"),
+               *SMALL])
+    err = capsys.readouterr().err
+    assert_one_error_line(rc, err, "No space left on device.*last good checkpoint")
+    assert "--lr" not in err
+
+
 def test_a_loss_that_becomes_nan_stops_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
     out = tmp_path / "nan"
     rc = main(["train", "--optimizer", "sgd", "--lr", "1e4", "--epochs", "5", "--no-figures",

@@ -594,5 +594,17 @@ def test_a_damaged_npz_or_a_member_that_is_not_an_array_is_a_clear_error(tmp_pat
 
 
 def test_a_base_url_that_is_not_a_url_is_a_clear_error(tmp_path):
-    with pytest.raises(TinyVAEError, match=r"not a web address; give it as http\(s\)://"):
-        tv.load_dataset("mnist", data_dir=tmp_path, base_url="example.invalid/mnist", progress=False)
+    for bad in ("example.invalid/mnist", "http://[::1"):
+        with pytest.raises(TinyVAEError, match="not an address to download from"):
+            tv.load_dataset("mnist", data_dir=tmp_path, base_url=bad, progress=False)
+    tv.load_dataset("digits", base_url="example.invalid")          # not used, so not looked at
+
+
+def test_idx_files_directly_in_the_data_folder_are_pointed_at_not_used(tmp_path, monkeypatch, isolated):
+    # they could be either dataset (Fashion-MNIST's had been served as 'mnist'): say where they go
+    store = tmp_path / "store"
+    write_idx_set(store, fake_idx_set(n_train=7))
+    monkeypatch.setenv("TINYVAE_DATA", str(store))
+    for download in (False, True):                   # refused before any download is tried
+        with pytest.raises(TinyVAEError, match=r"itself holds IDX files, but tinyvae looks for mnist in .*store/mnist"):
+            tv.load_dataset("mnist", download=download, progress=False)

@@ -447,6 +447,9 @@ def test_bernoulli_nll_keeps_the_small_term_of_a_confident_correct_logit(backend
             x = np.array([[1.0, 1.0, 0.0]], dt)
             exact = np.sum(np.log1p(np.exp(-np.abs(logits.astype(np.float64)))))
             assert K.bernoulli_nll(logits, x)[0] == pytest.approx(exact, rel=1e-5)
+            rows = K.bernoulli_nll_grad(logits, x, 1.0, rows=np.empty(1, dt), dlogits=np.empty_like(logits),
+                                        work=np.empty_like(logits))[0]          # the training step's kernel
+            assert rows[0] == pytest.approx(exact, rel=1e-5)
     finally:
         K.set_backend(old)
 

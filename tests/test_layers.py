@@ -227,3 +227,19 @@ def test_bad_settings_are_tinyvae_errors(make, match):
     # the README promises one exception type for bad input, with a message saying what to do
     with pytest.raises(tv.TinyVAEError, match=match):
         make()
+
+
+def test_a_copied_standalone_mlp_trains_its_own_parameters():
+    import copy
+    import pickle
+    mlp = MLP((3, 4, 2), "tanh", seed=0)
+    for twin in (copy.deepcopy(mlp), pickle.loads(pickle.dumps(mlp))):
+        assert np.array_equal(twin.flat, mlp.flat)
+        out, cache = twin.forward(np.ones((5, 3)))
+        twin.backward(np.ones_like(out), cache)
+        assert np.any(twin.grad_flat)                      # the gradients reach its flat vector ...
+        before = twin.flat.copy()
+        tv.SGD(lr=0.1, momentum=0.0).step(twin)
+        assert not np.array_equal(twin.flat, before) and np.array_equal(mlp.flat, copy.deepcopy(mlp).flat)
+    with pytest.raises(tv.TinyVAEError, match="copy the model instead"):
+        copy.deepcopy(tv.VAE(4, (3,), 2).encoder)          # ... and a model's MLP is copied with it

@@ -133,8 +133,8 @@ def register(subparsers):
     t.add_argument("--epochs", help=f"epochs to train (default {d['epochs']})")
     t.add_argument("--batch-size", help=f"minibatch size (default {d['batch_size']})")
     t.add_argument("--lr", help=f"learning rate (default {d['lr']:g})")
-    t.add_argument("--hidden", help=f"hidden layer widths, comma-separated; '' for none (linear with --activation "
-                                    f"identity) (default {d['hidden']})")
+    t.add_argument("--hidden", help=f"hidden layer widths, comma-separated; '' for none (default {d['hidden']}; "
+                                    "an autoencoder without them is linear only with --activation identity)")
     t.add_argument("--latent", help=f"latent (VAE) or code (ae) dimension (default {d['latent']})")
     t.add_argument("--likelihood", help=f"bernoulli | gaussian; for --model ae: bce | mse loss "
                                         f"(default {d['likelihood']})")
@@ -356,7 +356,7 @@ def _load_data(opts):
 
 def cmd_train(args):
     t0 = time.perf_counter()
-    from .train import Trainer, check_data, defer_sigint
+    from .train import DivergedError, Trainer, check_data, defer_sigint
 
     if args.resume is not None:
         model, trainer, opts, ds, out = _resume(args)
@@ -427,9 +427,10 @@ def cmd_train(args):
                   f"tinyvae train --resume {out}", file=sys.stderr, flush=True)
             return 130
         except TinyVAEError as e:
+            advice = (". --resume keeps the run's learning rate, so start a new run with a lower --lr and "
+                      "another --out") if isinstance(e, DivergedError) else ""
             raise TinyVAEError(f"{e}; the last good checkpoint (epoch {_saved_epoch(ckpt_path)}) is kept "
-                               f"in {ckpt_path}. --resume keeps the run's learning rate, so start a new run "
-                               f"with a lower --lr and another --out") from None
+                               f"in {ckpt_path}{advice}") from None
         with defer_sigint():
             save_state()
         figures = []

@@ -127,7 +127,8 @@ def load_dataset(name_or_path="digits", binarize=None, seed=0, data_dir=None, do
                     (only recorded in ``ds.binarize``: pass ``binarize="dynamic"`` to ``fit`` too,
                     which draws the bits; ``tinyvae train --binarize dynamic`` does both)
     seed            seeds the static binarization only; splits never depend on it
-    data_dir        search and download here instead of $TINYVAE_DATA (mnist, fashion-mnist)
+    data_dir        look in data_dir/<name> and download there instead of $TINYVAE_DATA/<name>
+                    (mnist, fashion-mnist)
     download        False: never touch the network (a missing dataset is an error)
     base_url        a mirror to download from instead of the built-in ones (the files must
                     still match the SHA-256 table)
@@ -140,8 +141,6 @@ def load_dataset(name_or_path="digits", binarize=None, seed=0, data_dir=None, do
         raise TinyVAEError(f"seed must be a non-negative integer, got {seed!r}")
     if not isinstance(name_or_path, (str, os.PathLike)):
         raise TinyVAEError(f"dataset must be a name or a path, got {name_or_path!r}")
-    if base_url is not None and urllib.parse.urlsplit(str(base_url)).scheme not in ("http", "https"):
-        raise TinyVAEError(f"base_url {base_url!r} is not a web address; give it as http(s)://host/path/")
     key = name_or_path.strip().lower() if isinstance(name_or_path, str) else None
     if key in ALIASES:                  # a name always means the named dataset (./mnist is a path)
         name = ALIASES[key]
@@ -331,6 +330,18 @@ def _load_named_idx(name, data_dir, download, base_url, progress):
             return load_idx_dir(d, name)
     files = list(CHECKSUMS[name])
     places = "; ".join(f"{label} ({path})" if label != path else path for label, path in dirs)
+    root = data_dir if data_dir is not None else os.environ.get("TINYVAE_DATA") or None
+    if root and os.path.isdir(root) and not find_idx_files(root)[1]:
+        raise TinyVAEError(f"{root} itself holds IDX files, but tinyvae looks for {name} in {os.path.join(root, name)} "
+                           "(files directly in the data folder could be either dataset); move them there")
+    if base_url is not None:
+        try:
+            scheme = urllib.parse.urlsplit(str(base_url)).scheme
+        except ValueError:
+            scheme = ""
+        if scheme not in ("http", "https", "file"):
+            raise TinyVAEError(f"base_url {base_url!r} is not an address to download from; give it as "
+                               "https://host/path/ (or file:///path/)")
     hint = " or 'sudo apt install dataset-fashion-mnist'" if name == "fashion-mnist" else ""
     if not download:
         raise TinyVAEError(f"{name} not found: it needs {', '.join(files)} (.gz or not), looked in {places}; "
@@ -350,8 +361,6 @@ def _load_named_idx(name, data_dir, download, base_url, progress):
                 break
             except TinyVAEError:
                 raise
-            except ValueError as e:                                  # not a URL at all
-                raise TinyVAEError(f"cannot download {url}: {e}; give base_url as http(s)://host/path/") from None
             except (OSError, http.client.HTTPException) as e:       # URLError is an OSError
                 reason = f"HTTP {e.code} {e.reason}" if isinstance(e, urllib.error.HTTPError) else \
                     getattr(e, "reason", None) or e

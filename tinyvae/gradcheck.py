@@ -121,7 +121,8 @@ def check_gradients(loss, params, grads, h=DEFAULT_H, names=None, title=""):
         raise TinyVAEError(f"the step h must be a positive number such as {DEFAULT_H:g}")
     names = list(params) if names is None else [names] if isinstance(names, str) else list(names)
     if not names:
-        raise TinyVAEError("nothing to check: names (or the analytic gradients) list no parameter")
+        raise TinyVAEError("nothing to check: no parameter is named (an empty names list, no analytic "
+                           "gradients, or no parameters)")
     unknown = [n for n in names if n not in params or n not in grads]
     if unknown:
         raise TinyVAEError(f"no parameter (with a gradient) named {', '.join(map(repr, unknown))}; the names "

@@ -576,7 +576,8 @@ def _same(name, a, shape):
 def _empty(like, out, shape=None):
     if out is not None:
         if out.dtype != like.dtype:
-            raise TinyVAEError(f"an out= array must have the dtype of the result, {like.dtype}; got {out.dtype}")
+            raise TinyVAEError(f"an output or work array must have the dtype of the result, {like.dtype}; "
+                               f"got {out.dtype}")
         return out
     return np.empty(like.shape if shape is None else shape, dtype=like.dtype)
 

@@ -175,6 +175,8 @@ class MLP:
                 raise TinyVAEError("an MLP's dtype must be float32 or float64")
             if rng is None:
                 try:
+                    if isinstance(seed, bool):
+                        raise TypeError
                     generator = np.random.default_rng(seed)      # an int, a sequence of ints, or None
                 except (TypeError, ValueError):
                     raise TinyVAEError(f"seed must be a non-negative integer (or a list of them), "
@@ -185,6 +187,16 @@ class MLP:
             self.grad_flat, grads = flat_views(self.shapes, dtype)
             self.init(params, generator)
         self.params, self.grads = params, grads
+        self._settings = (activation, final_activation, prefix, init)     # what a copy is rebuilt from
+
+    def __reduce__(self):
+        """copy.deepcopy and pickle of a standalone MLP rebuild it, with its named arrays views into
+        its own flat vectors; an MLP inside a model is copied with the model."""
+        if not hasattr(self, "flat"):
+            raise TinyVAEError("this MLP's parameters belong to a model: copy the model instead")
+        activation, final_activation, prefix, init = self._settings
+        return _rebuild_mlp, (self.sizes, activation, final_activation, prefix, self.flat.dtype.name, init,
+                              self.flat.copy())
 
     def init(self, params, rng):
         """Draw the initial parameters from ``rng``.
@@ -267,3 +279,9 @@ class MLP:
 
 __all__ = ["ACTIVATIONS", "dense_forward", "dense_backward", "activation_forward",
            "activation_backward", "flat_views", "Workspace", "scratch", "mlp_shapes", "MLP"]
+
+
+def _rebuild_mlp(sizes, activation, final_activation, prefix, dtype, init, flat):
+    mlp = MLP(sizes, activation, final_activation, prefix=prefix, dtype=dtype, init=init)
+    mlp.flat[...] = flat
+    return mlp

@@ -110,6 +110,10 @@ def defer_sigint():
 # --------------------------------------------------------------------------------------------
 # the trainer: all the state of a run
 
+class DivergedError(TinyVAEError):
+    """Training produced a non-finite loss or parameters: the learning rate is too high."""
+
+
 def _trainable(model):
     if not isinstance(model, Model):
         raise TinyVAEError(f"fit and Trainer train a tinyvae model (VAE, Autoencoder, ...), got "
@@ -219,7 +223,7 @@ class Trainer:
                         xb = binarize_batch(xb, self.binarize_rng, out=bits[len(idx)])
                     loss, _, terms = model.training_loss_and_grads(xb, self.noise_rng)
                     if not math.isfinite(loss):
-                        raise TinyVAEError(
+                        raise DivergedError(
                             f"the training loss became {loss} at epoch {self.epoch + 1}, minibatch "
                             f"{self.step + 1}; lower the learning rate (now {self.optimizer.lr:g}, "
                             f"try {self.optimizer.lr / 10:g} or less); the parameters before this step are unchanged")
@@ -253,14 +257,14 @@ class Trainer:
     def _finish_epoch(self, xv):
         """Append the epoch's means (and the validation loss) to the history; reset the sums."""
         if not np.all(np.isfinite(self.model.flat)):
-            raise TinyVAEError(f"the parameters became NaN or infinite in epoch {self.epoch + 1}; lower "
+            raise DivergedError(f"the parameters became NaN or infinite in epoch {self.epoch + 1}; lower "
                                f"the learning rate (now {self.optimizer.lr:g})")
         n = self.sums.pop("n")
         row = {"epoch": self.epoch + 1, **{k: v / n for k, v in self.sums.items()}}
         if xv is not None:
             val = self.model.evaluate(xv, self.validation_rng(self.epoch))
             if not math.isfinite(val["loss"]):
-                raise TinyVAEError(f"the validation loss became {val['loss']} after epoch {self.epoch + 1}; "
+                raise DivergedError(f"the validation loss became {val['loss']} after epoch {self.epoch + 1}; "
                                    f"lower the learning rate (now {self.optimizer.lr:g})")
             row.update({f"val_{k}": v for k, v in val.items()})
         # one entry per epoch in every list: NaN for a term this epoch lacks (no x_val given),
