@@ -6,7 +6,7 @@ import tinyvae as tv
 from tinyvae import figures_vae, recipes
 from tinyvae import linear_gaussian as lg
 from tinyvae.errors import TinyVAEError
-from tinyvae.plots import plot_latent_space
+from tinyvae.plots import plot_history, plot_latent_space
 from tinyvae.vae_plots import plot_iwae_bound
 
 
@@ -88,3 +88,36 @@ def test_plot_iwae_bound_panels():
     elbo_k = iwae - np.array([[0.0], [0.1], [0.2]])
     gain = plot_iwae_bound(ks, iwae, np.full(5, -25.0), elbo_k=elbo_k).axes[1]
     assert np.allclose(gain.lines[0].get_ydata(), [0.0, 0.1, 0.2]) and "same k draws" in gain.get_ylabel()
+
+
+# --- the plotting functions a notebook calls, at their edges ------------------------------
+
+def test_plot_history_shows_a_value_with_no_neighbour():
+    # one epoch, or the first validated epoch after epochs fitted without x_val: a line alone draws nothing
+    nan = float("nan")
+    history = {"epoch": np.arange(1, 4), "loss": [3.0, 2.0, 1.5], "rec": [2.0, 1.5, 1.0], "kl": [1.0, 0.5, 0.5],
+               "val_loss": [nan, nan, 1.7], "val_rec": [nan, nan, 1.2], "val_kl": [nan, nan, 0.5]}
+    ax = plot_history(history).axes[0]                  # an array of epochs is fine too
+    dots = [line for line in ax.lines if line.get_marker() == "o"]
+    assert len(dots) == 1 and list(dots[0].get_xdata()) == [3] and list(dots[0].get_ydata()) == [1.7]
+    single = plot_history({"loss": [2.0], "rec": [1.5], "kl": [0.5]}).axes[0]
+    assert [list(line.get_ydata()) for line in single.lines if line.get_marker() == "o"] == [[2.0]]
+    with pytest.raises(TinyVAEError, match="'loss'"):
+        plot_history({})
+
+
+def test_plots_refuse_mismatched_inputs_clearly(linear_vae, digits):
+    from tinyvae import plots
+    x, y = digits.x_test[:30], digits.y_test[:30]
+    with pytest.raises(TinyVAEError, match="class_names has 3 names"):
+        plot_latent_space(linear_vae, x, y, class_names=["a", "b", "c"])
+    with pytest.raises(TinyVAEError, match="10 labels for 30 points"):
+        plot_latent_space(linear_vae, x, y[:10])
+    with pytest.raises(TinyVAEError, match="rows of h\\*w = 5\\*7 = 35 pixels"):
+        plots.image_grid(x, (5, 7))
+    ae = tv.Autoencoder(64, hidden_dims=(), code_dim=2)
+    for draw in (lambda: plots.plot_samples(ae, (8, 8)), lambda: plots.plot_latent_manifold(ae, (8, 8))):
+        with pytest.raises(TinyVAEError, match="an autoencoder has none"):
+            draw()
+    one = plots.plot_reconstructions(linear_vae, x[0], (8, 8), n=1)          # a single image, as a 1-D row
+    assert one.get_figwidth() >= 0.075 * len("inputs above, decoded mean at z = mu(x) below")

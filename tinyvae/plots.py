@@ -9,6 +9,8 @@ from statistics import NormalDist
 import numpy as np
 from matplotlib.figure import Figure
 
+from .errors import TinyVAEError
+
 PAD_VALUE = 1.0          # the white lines between the images of a grid
 
 
@@ -17,6 +19,9 @@ def montage(images, image_shape, ncols, pad=1, pad_value=PAD_VALUE):
     images = np.asarray(images, dtype=np.float64)
     h, w = image_shape
     n = images.shape[0]
+    if images.ndim != 2 or n == 0 or images.shape[1] != h * w:
+        raise TinyVAEError(f"images must be rows of h*w = {h}*{w} = {h * w} pixels, at least one, got shape "
+                           f"{images.shape}; pass the data's image_shape (ds.image_shape)")
     nrows = -(-n // ncols)
     canvas = np.full((nrows * (h + pad) - pad, ncols * (w + pad) - pad), pad_value)
     for i in range(n):
@@ -40,7 +45,11 @@ def _show_grid(ax, canvas, image_shape, ncols, pad):
 def image_grid(images, image_shape, ncols=None, title="Images", xlabel="column", ylabel="row", pad=1):
     """A grid of images. Inputs: images (n, h*w) in [0, 1], image_shape (h, w). Returns: Figure."""
     images = np.asarray(images)
+    if images.ndim == 1:
+        images = images[None, :]                       # a single image as one row
     n = images.shape[0]
+    if n == 0:
+        raise TinyVAEError("image_grid needs at least one image")
     ncols = ncols or int(np.ceil(np.sqrt(n)))
     nrows = -(-n // ncols)
     h, w = image_shape
@@ -72,7 +81,8 @@ def plot_reconstructions(model, x, image_shape, n=10, rows=2, *, title=None):
 
     For a VAE the reconstruction is the mean of p(x|z) at z = mu(x), the posterior mean.
     ``title`` replaces the default first line of the title."""
-    x = np.asarray(x)[:n * rows]
+    x = np.asarray(x)
+    x = (x[None, :] if x.ndim == 1 else x)[:n * rows]    # a single image as one row
     x_hat = reconstruct(model, x)
     ncols = min(n, x.shape[0])
     pairs = []
@@ -88,13 +98,16 @@ def plot_reconstructions(model, x, image_shape, n=10, rows=2, *, title=None):
     pad = 1
     canvas = montage(images, image_shape, ncols, pad)
     nrows = images.shape[0] // ncols
-    fig = _new_figure(min(10, 0.8 + ncols * 0.5 * max(1, w / 10)), min(10, 1.0 + nrows * 0.5 * max(1, h / 10)))
+    what = "decoded mean at z = mu(x)" if getattr(model, "kind", None) == "vae" else "g(f(x))"
+    text = f"{title or 'Reconstructions'}\ninputs above, {what} below"
+    longest = max(len(line) for line in text.splitlines())
+    width = max(min(10, 0.8 + ncols * 0.5 * max(1, w / 10)), min(10, 1.2 + 0.075 * longest))   # the title fits
+    fig = _new_figure(width, min(10, 1.0 + nrows * 0.5 * max(1, h / 10)))
     ax = fig.add_subplot()
     _show_grid(ax, canvas, image_shape, ncols, pad)
     ax.set_yticks([r * (h + pad) + (h - 1) / 2 for r in range(nrows)])
     ax.set_yticklabels(["input x", "reconstruction"] * (nrows // 2), fontsize=7)
-    what = "decoded mean at z = mu(x)" if getattr(model, "kind", None) == "vae" else "g(f(x))"
-    ax.set_title(f"{title or 'Reconstructions'}\ntest inputs above, {what} below", fontsize=10)
+    ax.set_title(text, fontsize=10)
     ax.set_xlabel("example")
     return fig
 
@@ -102,10 +115,17 @@ def plot_reconstructions(model, x, image_shape, n=10, rows=2, *, title=None):
 def plot_samples(vae, image_shape, n=64, seed=0, *, title=None):
     """New images from the prior: z ~ N(0, I), shown as the decoder's mean, in a square grid.
     ``title`` replaces the default first line of the title."""
+    _needs_vae(vae, "plot_samples")
     x = vae.sample(n, seed=seed)
     return image_grid(x, image_shape, title=f"{title or 'Samples from the prior'}\n"
                                             f"z ~ N(0, I), mean of p(x|z) (seed {seed})",
                       xlabel="sample", ylabel="sample row")
+
+
+def _needs_vae(model, what):
+    if getattr(model, "kind", None) != "vae":
+        raise TinyVAEError(f"{what} draws from a VAE's prior p(z); an autoencoder has none (use "
+                           "plot_reconstructions or plot_latent_space for it)")
 
 
 def encode_mean(model, x):
@@ -132,8 +152,15 @@ def plot_latent_space(model, x, y=None, max_points=5000, *, class_names=None, ti
     if y is None:
         ax.scatter(z1, z2, s=6, alpha=0.6, color="tab:blue")
     else:
-        y = np.asarray(y)[:len(z1)]
+        y = np.asarray(y)
+        if y.shape[0] < len(z1):
+            raise TinyVAEError(f"y has {y.shape[0]} labels for {len(z1)} points; give one label per row of x")
+        y = y[:len(z1)]
         classes = np.unique(y)
+        if class_names is not None and not (np.issubdtype(y.dtype, np.integer) and classes.min() >= 0
+                                            and classes.max() < len(class_names)):
+            raise TinyVAEError(f"class_names has {len(class_names)} names, indexed by label, but the labels run "
+                               f"from {classes.min()} to {classes.max()}; give a name for each label 0, 1, ...")
         if len(classes) <= 10:
             for i, c in enumerate(classes):
                 sel = y == c
@@ -166,8 +193,9 @@ def plot_latent_manifold(vae, image_shape, n=15, *, title=None):
 
     Needs a 2-D latent space. z_2 grows upwards, as in a scatter plot of the latent space.
     ``title`` replaces the default first line of the title."""
+    _needs_vae(vae, "plot_latent_manifold")
     if vae.latent_dim != 2:
-        raise ValueError(f"the latent manifold plot needs latent_dim=2, this model has {vae.latent_dim}")
+        raise TinyVAEError(f"the latent manifold plot needs latent_dim=2, this model has {vae.latent_dim}")
     q = normal_quantiles(n)                                      # (n,)
     z1, z2 = np.meshgrid(q, q[::-1])                             # row 0 at the top: largest z_2
     z = np.stack([z1.ravel(), z2.ravel()], axis=1)               # (n*n, 2)
@@ -201,18 +229,21 @@ AE_LABELS = {"loss": "loss = L(x, g(f(x))) + Omega",
 def plot_history(history, title="Loss curves"):
     """One panel per history term (the loss, then e.g. the reconstruction and KL terms apart),
     training as a solid line and validation dashed when present."""
+    if "loss" not in history:
+        raise TinyVAEError("history needs a 'loss' list, one value per epoch, as fit returns it")
     keys = ["loss"] + [k for k in history if k not in ("epoch", "loss") and not k.startswith("val_")]
     if "penalty" in keys and not any(history["penalty"]):
         keys.remove("penalty")                    # an autoencoder without a regularizer
     vae = "kl" in history
     labels, unit = (VAE_LABELS, "nats per example") if vae else (AE_LABELS, "loss per example")
-    epochs = history.get("epoch") or list(range(1, len(history["loss"]) + 1))
+    epochs = history.get("epoch")
+    epochs = list(range(1, len(history["loss"]) + 1)) if epochs is None or len(epochs) == 0 else list(epochs)
     fig = _new_figure(4.2 * len(keys), 3.6)
     axes = fig.subplots(1, len(keys), squeeze=False)[0]
     for ax, k in zip(axes, keys):
-        ax.plot(epochs, history[k], color="C0", label="train")
+        _curve(ax, epochs, history[k], color="C0", label="train")
         if f"val_{k}" in history:
-            ax.plot(epochs, history[f"val_{k}"], color="C1", ls="--", label="validation")
+            _curve(ax, epochs, history[f"val_{k}"], color="C1", ls="--", label="validation")
         ax.set_title(labels.get(k, k), fontsize=10)
         ax.set_xlabel("epoch")
         ax.set_ylabel(unit)
@@ -220,3 +251,16 @@ def plot_history(history, title="Loss curves"):
         ax.legend(fontsize=8)
     fig.suptitle(title)
     return fig
+
+
+def _curve(ax, epochs, values, **style):
+    """A loss curve, with a dot at every value that has no finite neighbour (a single epoch, or
+    the first validated epoch after epochs without x_val), which a line alone would not show."""
+    v = np.asarray(values, dtype=np.float64)
+    ax.plot(epochs, v, **style)
+    finite = np.isfinite(v)
+    before = np.concatenate([[False], finite[:-1]])
+    after = np.concatenate([finite[1:], [False]])
+    alone = finite & ~before & ~after
+    if alone.any():
+        ax.plot(np.asarray(epochs)[alone], v[alone], ls="none", marker="o", ms=4, color=style.get("color"))
