@@ -109,8 +109,16 @@ def test_plot_history_shows_a_value_with_no_neighbour():
 def test_plots_refuse_mismatched_inputs_clearly(linear_vae, digits):
     from tinyvae import plots
     x, y = digits.x_test[:30], digits.y_test[:30]
-    with pytest.raises(TinyVAEError, match="class_names has 3 names"):
+    with pytest.raises(TinyVAEError, match=r"by index \(3 names\), but the labels are 0, 1, .*9"):
         plot_latent_space(linear_vae, x, y, class_names=["a", "b", "c"])
+    with pytest.raises(TinyVAEError, match="labels are -1, 0"):
+        plot_latent_space(linear_vae, x[:4], np.array([-1, 0, 0, -1]), class_names=["a", "b"])
+    with pytest.raises(TinyVAEError, match="labels are a, b"):
+        plot_latent_space(linear_vae, x[:4], np.array(list("abab")), class_names=["a", "b"])
+    names = [str(i) for i in range(10)]                    # float and bool labels are indices too
+    for labels in (y.astype(float), y > 4):
+        plot_latent_space(linear_vae, x, labels, class_names=names)
+    plots.image_grid(x.reshape(-1, 8, 8), (8, 8))          # (n, h, w) pictures are fine
     with pytest.raises(TinyVAEError, match="10 labels for 30 points"):
         plot_latent_space(linear_vae, x, y[:10])
     with pytest.raises(TinyVAEError, match="rows of h\\*w = 5\\*7 = 35 pixels"):

@@ -18,10 +18,12 @@ def montage(images, image_shape, ncols, pad=1, pad_value=PAD_VALUE):
     """Tile rows of pixels into one 2-D picture: (n, h*w) -> (rows*(h+pad)-pad, ncols*(w+pad)-pad)."""
     images = np.asarray(images, dtype=np.float64)
     h, w = image_shape
-    n = images.shape[0]
+    if images.ndim == 3 and images.shape[1:] == (h, w):
+        images = images.reshape(images.shape[0], h * w)      # (n, h, w) pictures as rows
+    n = images.shape[0] if images.ndim else 0
     if images.ndim != 2 or n == 0 or images.shape[1] != h * w:
-        raise TinyVAEError(f"images must be rows of h*w = {h}*{w} = {h * w} pixels, at least one, got shape "
-                           f"{images.shape}; pass the data's image_shape (ds.image_shape)")
+        raise TinyVAEError(f"images must be rows of h*w = {h}*{w} = {h * w} pixels (or (n, {h}, {w}) pictures), at "
+                           f"least one, got shape {images.shape}; pass the data's image_shape (ds.image_shape)")
     nrows = -(-n // ncols)
     canvas = np.full((nrows * (h + pad) - pad, ncols * (w + pad) - pad), pad_value)
     for i in range(n):
@@ -157,14 +159,11 @@ def plot_latent_space(model, x, y=None, max_points=5000, *, class_names=None, ti
             raise TinyVAEError(f"y has {y.shape[0]} labels for {len(z1)} points; give one label per row of x")
         y = y[:len(z1)]
         classes = np.unique(y)
-        if class_names is not None and not (np.issubdtype(y.dtype, np.integer) and classes.min() >= 0
-                                            and classes.max() < len(class_names)):
-            raise TinyVAEError(f"class_names has {len(class_names)} names, indexed by label, but the labels run "
-                               f"from {classes.min()} to {classes.max()}; give a name for each label 0, 1, ...")
         if len(classes) <= 10:
+            names = None if class_names is None else _class_names(class_names, classes)
             for i, c in enumerate(classes):
                 sel = y == c
-                label = str(c) if class_names is None else f"{c}: {class_names[int(c)]}"
+                label = str(c) if names is None else f"{c}: {names[i]}"
                 ax.scatter(z1[sel], z2[sel], s=5, alpha=0.6, color=f"C{i}", label=label, linewidths=0)
             leg = ax.legend(title="label", markerscale=3, fontsize=8, loc="upper left",
                             bbox_to_anchor=(1.01, 1.0), borderaxespad=0, frameon=False)
@@ -180,6 +179,19 @@ def plot_latent_space(model, x, y=None, max_points=5000, *, class_names=None, ti
     ax.grid(alpha=0.25)
     ax.set_title(f"{title or 'Latent space'}\n{kind} of the test set{extra}", fontsize=10)
     return fig
+
+
+def _class_names(class_names, classes):
+    """The name of each label in ``classes``: ``class_names[label]`` for whole-number labels >= 0."""
+    try:
+        numbers = [float(c) for c in classes]
+        if any(v < 0 or v != int(v) for v in numbers):
+            raise ValueError
+        return [class_names[int(v)] for v in numbers]
+    except (ValueError, TypeError, IndexError, KeyError):
+        shown = ", ".join(str(c) for c in classes)
+        raise TinyVAEError(f"class_names names the labels 0, 1, ... by index ({len(class_names)} names), but the "
+                           f"labels are {shown}; give a name for each of them") from None
 
 
 def normal_quantiles(n, lo=0.02, hi=0.98):
@@ -254,8 +266,8 @@ def plot_history(history, title="Loss curves"):
 
 
 def _curve(ax, epochs, values, **style):
-    """A loss curve, with a dot at every value that has no finite neighbour (a single epoch, or
-    the first validated epoch after epochs without x_val), which a line alone would not show."""
+    """A loss curve, with a dot at every value that has no finite neighbour (a single epoch, or a
+    last epoch validated after epochs without x_val), which a line alone would not show."""
     v = np.asarray(values, dtype=np.float64)
     ax.plot(epochs, v, **style)
     finite = np.isfinite(v)

@@ -121,7 +121,8 @@ def plot_elbo_gap(log_px, elbo, kl_samples=None, kl_closed=None, history=None, b
         ax.set_xscale("log")
         ax.set_xlabel("samples S of z ~ q(z|x)")
         ax.set_ylabel("KL(q(z|x) || p(z))  (nats)")
-        ax.set_title("KL to the prior: Monte Carlo vs closed form (one image)", fontsize=11)
+        vs = " vs closed form" if kl_closed is not None else ""
+        ax.set_title(f"KL to the prior: Monte Carlo{vs} (one image)", fontsize=11)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=9)
     if history is not None:
