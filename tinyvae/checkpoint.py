@@ -97,8 +97,9 @@ def save(model, path, trainer_state=None, run=None):
     """Write ``model`` (and its training state) to ``path`` atomically; returns the path written.
 
     ``path`` is a file name (its directory is created if needed) or a directory, in which case
-    the checkpoint is ``path/model.npz``: an existing one, or a name ending in "/" (created). ``trainer_state`` is a
-    :class:`tinyvae.train.Trainer`; by default the one ``fit`` left in ``model.trainer``, if any.
+    the checkpoint is ``path/model.npz``: an existing one, or a name ending in "/" (created).
+    ``trainer_state`` is a :class:`tinyvae.train.Trainer`; by default the one ``fit`` left in
+    ``model.trainer``, if any.
     ``run`` is a JSON-able dict stored alongside (``tinyvae train`` keeps its options there)."""
     path = os.fspath(path)
     if os.path.isdir(path) or path.endswith(("/", os.sep)):

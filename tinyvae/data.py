@@ -303,10 +303,15 @@ def load_idx_dir(directory, name=None):
 
 # --- mnist / fashion-mnist: search, then download ----------------------------------------
 
+def _data_root(data_dir):
+    """The folder whose <name> subfolders hold the named datasets: data_dir, else $TINYVAE_DATA."""
+    return data_dir if data_dir is not None else os.environ.get("TINYVAE_DATA") or None
+
+
 def search_dirs(name, data_dir=None):
     """Where ``name`` is looked for, in order: (label for messages, directory)."""
     dirs = []
-    root = data_dir if data_dir is not None else os.environ.get("TINYVAE_DATA") or None
+    root = _data_root(data_dir)
     label = "data_dir" if data_dir is not None else "$TINYVAE_DATA"
     if root:          # <root>/<name> only: files in <root> itself could be either dataset
         dirs.append((f"{label}/{name}", os.path.join(root, name)))
@@ -317,7 +322,7 @@ def search_dirs(name, data_dir=None):
 
 def download_dir(name, data_dir=None):
     """Where downloads of ``name`` go: <data_dir or $TINYVAE_DATA>/<name>, else ~/.cache/tinyvae/<name>."""
-    root = data_dir if data_dir is not None else os.environ.get("TINYVAE_DATA") or None
+    root = _data_root(data_dir)
     if root:
         return os.path.join(root, name)
     return os.path.join(os.path.expanduser("~"), ".cache", "tinyvae", name)
@@ -330,7 +335,7 @@ def _load_named_idx(name, data_dir, download, base_url, progress):
             return load_idx_dir(d, name)
     files = list(CHECKSUMS[name])
     places = "; ".join(f"{label} ({path})" if label != path else path for label, path in dirs)
-    root = data_dir if data_dir is not None else os.environ.get("TINYVAE_DATA") or None
+    root = _data_root(data_dir)
     if root and os.path.isdir(root) and not find_idx_files(root)[1]:
         raise TinyVAEError(f"{root} itself holds IDX files, but tinyvae looks for {name} in {os.path.join(root, name)} "
                            "(files directly in the data folder could be either dataset); move them there")

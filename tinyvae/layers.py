@@ -277,11 +277,11 @@ class MLP:
                 f"final_activation={self.final_activation!r})")
 
 
-__all__ = ["ACTIVATIONS", "dense_forward", "dense_backward", "activation_forward",
-           "activation_backward", "flat_views", "Workspace", "scratch", "mlp_shapes", "MLP"]
-
-
 def _rebuild_mlp(sizes, activation, final_activation, prefix, dtype, init, flat):
     mlp = MLP(sizes, activation, final_activation, prefix=prefix, dtype=dtype, init=init)
     mlp.flat[...] = flat
     return mlp
+
+
+__all__ = ["ACTIVATIONS", "dense_forward", "dense_backward", "activation_forward",
+           "activation_backward", "flat_views", "Workspace", "scratch", "mlp_shapes", "MLP"]

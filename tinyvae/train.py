@@ -410,7 +410,6 @@ def fit(model, x_train, epochs=10, batch_size=None, lr=None, optimizer=None, see
                            f"x_train has values in [{float(x_train.min()):g}, {float(x_train.max()):g}]")
 
     # now change the run
-    binarize = None if binarize in (None, "none") else binarize
     if trainer is None:
         trainer = Trainer(model, 128 if batch_size is None else batch_size, 1e-3 if lr is None else lr,
                           "adam" if new_optimizer is None else new_optimizer, 0 if seed is None else seed,
