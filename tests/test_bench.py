@@ -124,16 +124,21 @@ def test_the_paired_bound_is_timed_after_every_epoch_and_outside_it(monkeypatch)
     assert np.isfinite(test)
 
 
-def test_bench_says_when_the_data_are_synthetic(monkeypatch, capsys):
+@pytest.mark.parametrize("name", ["fashion-mnist", "Fashion-MNIST", "fmnist"])
+def test_bench_says_when_the_data_are_synthetic(monkeypatch, capsys, name):
+    """Any spelling of Fashion-MNIST falls back to synthetic images (only the exact name had);
+    another dataset that is missing stays an error."""
     import tinyvae.data
 
     def absent(*args, **kwargs):
         raise tv.TinyVAEError("fashion-mnist: no IDX files found")
 
     monkeypatch.setattr(tinyvae.data, "load_dataset", absent)
-    x_train, x_test, what = bench.load_bench_data("fashion-mnist", n_train=256, log=print)
+    x_train, x_test, what = bench.load_bench_data(name, n_train=256, log=print)
     assert x_train.shape == (256, 784) and x_train.dtype == np.float32
     assert "SYNTHETIC" in what and "SYNTHETIC" in capsys.readouterr().out
+    with pytest.raises(tv.TinyVAEError, match="no IDX files"):
+        bench.load_bench_data("mnist", n_train=256, log=print)
 
 
 @pytest.mark.parametrize("argv, says", [

@@ -261,6 +261,45 @@ def test_hand_edited_run_options_and_configs(good, tmp_path):
     assert ok.run == run
 
 
+def test_hand_edited_training_states(good, tmp_path):
+    """A training state that could not come from a run: each one a TinyVAEError when the
+    checkpoint is read (before, a negative step or a string moment loaded, then failed in
+    fit with a KeyError or a numba typing error)."""
+    _, arrays = good
+    meta = json.loads(str(arrays["trainer"]))
+    assert meta["epoch"] == 1 and meta["step"] == 0                 # the fixture: one epoch done
+
+    def edited(**changes):
+        return dict(arrays, trainer=np.array(json.dumps(dict(meta, **changes))))
+
+    m = arrays["optim.m"]
+    cases = {
+        "negative step": (edited(step=-3), "step is -3"),
+        "epoch a string": (edited(epoch="1"), "epoch is '1'"),
+        "step a float": (edited(step=2.5), "step is 2.5"),
+        "more minibatches than steps": (edited(step=5, n_steps=2), "minibatch 5"),
+        "negative t": (edited(optimizer=dict(meta["optimizer"], t=-1)), "step count is -1"),
+        "string moment": (dict(arrays, **{"optim.m": np.array(["a"] * m.size)}), "optimizer state 'm'"),
+        "2-D moment": (dict(arrays, **{"optim.v": arrays["optim.v"].reshape(1, -1)}), "optimizer state 'v'"),
+        "NaN moment": (dict(arrays, **{"optim.v": np.full_like(m, np.nan)}), "NaN"),
+        "moments of two sizes": (dict(arrays, **{"optim.v": np.zeros(0, m.dtype)}), "differ in size"),
+        "missing moment": ({k: v for k, v in arrays.items() if k != "optim.v"}, "holds the arrays"),
+        "sgd state for adam": (dict({k: v for k, v in arrays.items() if not k.startswith("optim.")},
+                                    **{"optim.velocity": m}), "holds the arrays"),
+        "sums with no step": (edited(sums={"n": 5, "loss": 1.0}), "running sums"),
+        "a step with no sums": (edited(step=1, n_steps=9), "running sums"),
+        "history of two epochs for one": (edited(history={k: v * 2 for k, v in meta["history"].items()}),
+                                          "history"),
+        "history of strings": (edited(history={k: ["x"] for k in meta["history"]}), "history"),
+        "data fingerprint a number": (edited(data_id=7), "fingerprint"),
+    }
+    for name, (contents, match) in cases.items():
+        with pytest.raises(TinyVAEError, match=match):
+            tv.load(rewrite(tmp_path, contents, name.replace(" ", "_") + ".npz"))
+    back = tv.load(rewrite(tmp_path, edited(), "unchanged.npz"))       # the unedited state still loads
+    assert back.trainer.epoch == 1 and back.trainer.optimizer.m.shape == m.shape
+
+
 def test_a_history_with_gaps_survives_a_checkpoint(x, tmp_path):
     """Validation losses that start on a later fit are NaN before; NaN is not JSON, so the
     checkpoint stores it as null and reads it back as NaN."""

@@ -275,6 +275,24 @@ def test_float_values_outside_unit_interval(tmp_path, value):
         tv.load_dataset(tmp_path / "x.npz")
 
 
+@pytest.mark.parametrize("h, w", [(0, 0), (4, 0)])
+def test_idx_images_without_pixels_are_refused(tmp_path, h, w):
+    write_idx_set(tmp_path, fake_idx_set(h=h, w=w))
+    with pytest.raises(TinyVAEError, match=f"images of {h}x{w} pixels"):
+        tv.load_dataset(tmp_path)
+
+
+@pytest.mark.parametrize("content", [b"0.1 0.2 0.3\n0.4 0.5 0.6\n", b"", b"\x80\x04N."])
+def test_a_file_that_is_not_numpy_is_not_called_pickled(tmp_path, content):
+    """A text file (or an empty one, or a raw pickle) named .npy: said to be no NumPy file, not
+    a 'pickled (object) array' as np.load's error had it."""
+    path = tmp_path / "x.npy"
+    path.write_bytes(content)
+    with pytest.raises(TinyVAEError, match="is not a NumPy file") as e:
+        tv.load_dataset(path)
+    assert "pickled" not in str(e.value)
+
+
 class _Trap:
     """Unpickling this creates a marker file: proof that nothing was unpickled."""
 

@@ -59,6 +59,20 @@ def test_sweep_guide_constants(sweep):
     ax = fig.axes[0]
     assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
     assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
+    assert any("default h" in t.get_text() for t in ax.texts)
+
+
+def test_step_size_plot_keeps_its_notes_on_the_axes_for_any_grid():
+    """A sweep that does not reach the checker's default h = 1e-5 draws no note for it (it had
+    been placed outside the axes)."""
+    x = np.random.default_rng(0).uniform(0, 1, (4, 10))
+    coarse = step_size_sweep(x, hs=np.array([1e-4, 1e-3, 1e-2, 1e-1]), hidden_dims=(6,))
+    ax = plot_step_size(coarse).axes[0]
+    lo, hi = ax.get_xlim()
+    assert not any("default h" in t.get_text() for t in ax.texts)
+    for t in ax.texts:
+        if t.get_transform() == ax.transData:
+            assert lo <= t.get_position()[0] <= hi, t.get_text()
 
 
 def test_activation_derivatives_agree_with_finite_differences_and_known_values():

@@ -77,6 +77,12 @@ def test_plot_latent_space_names_the_classes_and_titles(digits, linear_vae):
     assert ax.get_xlabel() == "mu_1" and ax.get_ylabel() == "mu_2"
     default = plot_latent_space(linear_vae, digits.x_test, digits.y_test).axes[0]
     assert [t.get_text() for t in default.get_legend().get_texts()][:2] == ["0", "1"]
+    # the title counts the points it shows, whatever x is (it had said "of the test set")
+    assert default.get_title() == f"Latent space\nposterior means mu(x) of {len(digits.x_test)} examples"
+    train = plot_latent_space(linear_vae, digits.x_train[:40]).axes[0]
+    assert train.get_title().endswith("of 40 examples")
+    some = plot_latent_space(linear_vae, digits.x_train[:40], max_points=25).axes[0]
+    assert some.get_title().endswith("of the first 25 of 40 examples") and len(some.collections[0].get_offsets()) == 25
 
 
 def test_plot_iwae_bound_panels():
@@ -88,6 +94,22 @@ def test_plot_iwae_bound_panels():
     elbo_k = iwae - np.array([[0.0], [0.1], [0.2]])
     gain = plot_iwae_bound(ks, iwae, np.full(5, -25.0), elbo_k=elbo_k).axes[1]
     assert np.allclose(gain.lines[0].get_ydata(), [0.0, 0.1, 0.2]) and "same k draws" in gain.get_ylabel()
+
+
+def test_plot_kl_per_dimension_beta_shows_beta_zero_in_every_panel():
+    """beta = 0 (a plain autoencoder's loss with a Gaussian encoder) is in the heat map, so the
+    loss-terms panel must draw it too: its log2 axis had dropped it."""
+    from tinyvae.vae_plots import plot_kl_per_dimension_beta
+    betas = np.array([0.0, 0.5, 1.0, 4.0])
+    sweep = {"betas": betas, "kl_per_dim": np.abs(np.random.default_rng(0).normal(size=(4, 3))),
+             "active_units": np.array([3, 3, 2, 1]), "rec": np.array([20.0, 22, 25, 40]),
+             "kl": np.array([9.0, 6, 4, 1])}
+    fig = plot_kl_per_dimension_beta(sweep)
+    terms = fig.axes[2]
+    for ax in (terms, fig.axes[-1]):                    # the reconstruction line and the KL line
+        xs, (lo, hi) = np.asarray(ax.lines[0].get_xdata()), ax.get_xlim()
+        assert len(xs) == 4 and np.all((lo <= xs) & (xs <= hi)) and np.all(np.diff(xs) > 0)
+    assert [t.get_text() for t in terms.get_xticklabels()] == ["0", "0.5", "1", "4"]
 
 
 # --- the plotting functions a notebook calls, at their edges ------------------------------

@@ -113,14 +113,14 @@ def blas_bound(vae, n, batch_size, repeats=3):
 
 def load_bench_data(data="fashion-mnist", n_train=None, log=print):
     """(x_train, x_test, description): the real images, or random ones of the same shape."""
-    from .data import load_dataset
+    from .data import ALIASES, load_dataset
     try:
         ds = load_dataset(data, download=False, progress=False)
         x_train, x_test, what = ds.x_train, ds.x_test, f"{ds.name}, {ds.x_train.shape[0]} train / {ds.x_test.shape[0]} test images"
         if x_train.shape[1] != RECIPE["input_dim"]:
             raise TinyVAEError(f"the bench recipe needs 28x28 images (784 values); {ds.name} has {x_train.shape[1]}")
     except TinyVAEError as e:
-        if data != "fashion-mnist":
+        if ALIASES.get(str(data).strip().lower()) != "fashion-mnist":        # also "fmnist", "Fashion-MNIST"
             raise
         log(f"note: Fashion-MNIST not found ({str(e).splitlines()[0][:120]}...);\n"
             "      timing on SYNTHETIC random images of the same shape (60000 x 784); the test losses "

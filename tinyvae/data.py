@@ -288,6 +288,9 @@ def load_idx_dir(directory, name=None):
         if n_img == 0:
             raise TinyVAEError(f"{found[split + '_images']} holds no images")
     shape_tr, shape_te = arrays["train_images"].shape[1:], arrays["test_images"].shape[1:]
+    if math.prod(shape_tr) == 0:
+        raise TinyVAEError(f"{found['train_images']} holds images of {shape_tr[0]}x{shape_tr[1]} pixels; "
+                           "fetch the files again")
     if shape_tr != shape_te:
         raise TinyVAEError(f"train images are {shape_tr[0]}x{shape_tr[1]} but test images "
                            f"{shape_te[0]}x{shape_te[1]} in {directory}; both must come from one dataset")
@@ -437,6 +440,14 @@ def _load_path(path, test_fraction):
     if not lower.endswith((".npy", ".npz")):
         raise TinyVAEError(f"cannot load {path}: give a directory of IDX files or a .npy/.npz image array")
     name = os.path.splitext(os.path.basename(path))[0]
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(6)
+    except OSError as e:
+        raise TinyVAEError(f"cannot read {path}: {e.strerror or e}; check the path and its permissions") from None
+    if not magic.startswith((b"\x93NUMPY", b"PK")):       # np.load would call any other file "pickled"
+        raise TinyVAEError(f"{path} is not a NumPy file (it starts with {magic!r}, not the .npy or .npz "
+                           "signature); save arrays with np.save / np.savez")
     try:
         loaded = np.load(path, allow_pickle=False)
     except ValueError as e:

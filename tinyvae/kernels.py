@@ -80,7 +80,8 @@ def activation_code(kind):
 # --------------------------------------------------------------------------------------------
 # NumPy twins: scalar-free formulas. The activations and likelihoods are stable for |a| up to
 # 1e4 (no overflow, no warnings); the reparameterization takes exp(logvar) as it is, so a
-# logvar above 88 (float32) or 709 (float64) overflows to inf, with NumPy's warning.
+# logvar above 88 (float32) or 709 (float64) overflows to inf, with NumPy's warning (the numba
+# kernels give the same inf without one).
 
 def sigmoid_np(a):
     """sigma(a) = 1 / (1 + exp(-a)), computed through e = exp(-|a|) <= 1 so nothing overflows."""
@@ -225,7 +226,8 @@ def sgd_np(theta, g, velocity, lr, momentum):
 # a caller's own threads can run kernels side by side. Constants are made in the arrays' own
 # precision (``real = a.dtype.type``) so float32 kernels compute in float32, as the twins do;
 # the per-example sums over a row (the NLLs, the KL) accumulate in float64 in both, so that
-# 784 terms added one after another lose nothing worth a printed digit.
+# 784 terms added one after another lose nothing worth a printed digit (one exception: the
+# training step's Bernoulli loss, see ``bernoulli_nll_grad``).
 
 JIT = dict(cache=True, nogil=True, error_model="numpy", fastmath=False)
 
@@ -674,8 +676,9 @@ def bernoulli_nll_grad(logits, x, scale, rows=None, dlogits=None, work=None):
     """Per-example Bernoulli -log p(x|z) (N,) and scale * (sigmoid(l) - x) (N, D), in one pass.
 
     ``work`` (N, D) is scratch space for the elementwise terms, summed per row afterwards by
-    NumPy's pairwise float32 sum (SIMD-fast; the training step's loss only reports progress),
-    where the twin and the evaluation kernels sum in float64: they agree to float32 rounding."""
+    NumPy's pairwise sum in the model's dtype (SIMD-fast; the training step's loss only
+    reports progress), where the twin and the evaluation kernels sum in float64: they agree
+    to float32 rounding."""
     logits, x = _real("logits", logits), _real("x", x)
     _nll_shapes("logits", logits, x, rows, "dlogits", dlogits, work)
     rows = _empty(logits, rows, shape=logits.shape[:1])

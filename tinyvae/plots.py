@@ -143,6 +143,7 @@ def plot_latent_space(model, x, y=None, max_points=5000, *, class_names=None, ti
 
     ``class_names`` (a sequence indexed by label) names the classes in the legend; ``title``
     replaces the default first line of the title."""
+    n_given = len(x)
     x = np.asarray(x)[:max_points]
     z = np.asarray(encode_mean(model, x), dtype=np.float64)
     name = "mu" if getattr(model, "kind", None) == "vae" else "h"
@@ -177,7 +178,8 @@ def plot_latent_space(model, x, y=None, max_points=5000, *, class_names=None, ti
     kind = "posterior means mu(x)" if name == "mu" else "codes h = f(x)"
     extra = f" (first 2 of {z.shape[1]} dimensions)" if z.shape[1] > 2 else ""
     ax.grid(alpha=0.25)
-    ax.set_title(f"{title or 'Latent space'}\n{kind} of the test set{extra}", fontsize=10)
+    shown = f"{len(z1)} examples" if len(z1) == n_given else f"the first {len(z1)} of {n_given} examples"
+    ax.set_title(f"{title or 'Latent space'}\n{kind} of {shown}{extra}", fontsize=10)
     return fig
 
 

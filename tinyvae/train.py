@@ -296,17 +296,12 @@ class Trainer:
     @classmethod
     def from_state(cls, model, meta, arrays):
         """Rebuild a trainer for ``model`` from :meth:`state_dict`'s (meta, arrays)."""
+        _check_state(meta, arrays, model)
         o = dict(meta["optimizer"])
         name, t = o.pop("name"), o.pop("t")
-        if name not in OPTIMIZERS:
-            raise TinyVAEError(f"unknown optimizer {name!r} in the saved state")
         trainer = cls(model, batch_size=meta["batch_size"], lr=o["lr"], optimizer=name,
                       seed=meta["seed"], binarize=meta["binarize"])
         trainer.optimizer = OPTIMIZERS[name](**o)
-        for k, a in arrays.items():
-            if a.size not in (0, model.n_params):
-                raise TinyVAEError(f"the optimizer state {k!r} has {a.size} entries for {model.n_params} "
-                                   "parameters")
         trainer.optimizer.load_state_dict({"t": np.array(t), **arrays})
         trainer.epoch, trainer.step, trainer.n_steps = int(meta["epoch"]), int(meta["step"]), int(meta["n_steps"])
         trainer.sums = {k: (int(v) if k == "n" else float(v)) for k, v in meta["sums"].items()}
@@ -315,6 +310,55 @@ class Trainer:
         trainer.noise_rng.bit_generator.state = meta["noise_rng"]
         trainer.binarize_rng.bit_generator.state = meta["binarize_rng"]
         return trainer
+
+
+def _is_count(v):
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _check_state(meta, arrays, model):
+    """A saved training state, checked before anything is rebuilt from it: a hand-edited or
+    damaged one gets a TinyVAEError here rather than a KeyError or a numba error in ``fit``."""
+    if not isinstance(meta, dict) or not isinstance(meta.get("optimizer"), dict):
+        raise TinyVAEError("its training state is not a dictionary with an optimizer entry")
+    for key in ("epoch", "step", "n_steps"):
+        if not _is_count(meta.get(key)):
+            raise TinyVAEError(f"its training state's {key} is {meta.get(key)!r}, not a non-negative integer")
+    if meta["step"] > meta["n_steps"]:
+        raise TinyVAEError(f"its training state is at minibatch {meta['step']} of an epoch after only "
+                           f"{meta['n_steps']} steps in all")
+    name, t = meta["optimizer"].get("name"), meta["optimizer"].get("t")
+    if name not in OPTIMIZERS:
+        raise TinyVAEError(f"unknown optimizer {name!r} in the saved state")
+    if not _is_count(t):
+        raise TinyVAEError(f"its optimizer's step count is {t!r}, not a non-negative integer")
+    expected = {"adam": ("m", "v"), "sgd": ("velocity",)}[name]
+    if sorted(arrays) != sorted(expected):
+        raise TinyVAEError(f"its {name} state holds the arrays {sorted(arrays)}, not {list(expected)}")
+    sizes = set()
+    for k, a in arrays.items():
+        if a.dtype.kind != "f" or a.ndim != 1 or a.size not in (0, model.n_params):
+            raise TinyVAEError(f"the optimizer state {k!r} is a {a.dtype} array of shape {a.shape}; it must be "
+                               f"a float vector of the model's {model.n_params} parameters (or empty)")
+        if not np.all(np.isfinite(a)):
+            raise TinyVAEError(f"the optimizer state {k!r} contains NaN or infinite values")
+        sizes.add(a.size)
+    if len(sizes) > 1:
+        raise TinyVAEError(f"the optimizer states {list(expected)} differ in size")
+    sums, history = meta.get("sums"), meta.get("history")
+    if not isinstance(sums, dict) or (meta["step"] > 0) != bool(sums) or \
+            not all(_is_count(v) if k == "n" else _is_number(v) for k, v in sums.items()):
+        raise TinyVAEError(f"its running sums {sums!r} do not fit minibatch {meta['step']} of the epoch")
+    if not isinstance(history, dict) or \
+            not all(isinstance(vs, list) and len(vs) == meta["epoch"] for vs in history.values()) or \
+            not all(v is None or _is_number(v) for vs in history.values() for v in vs):
+        raise TinyVAEError(f"its history is not {meta['epoch']} numbers per entry, one for each epoch done")
+    if meta.get("data_id") is not None and not isinstance(meta["data_id"], str):
+        raise TinyVAEError(f"its data fingerprint is {meta['data_id']!r}, not a string")
+
+
+def _is_number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 # --------------------------------------------------------------------------------------------

@@ -260,8 +260,9 @@ class VAE(Model):
         log-sum-exp over chunks of examples and samples, so memory stays bounded (``max_rows``
         decoder rows at a time) whatever N and k are.
 
-        The draws depend on the chunking, so the same ``seed`` with another ``max_rows`` gives
-        other draws (an estimate of the same quantity).
+        The draws depend on the chunking of the examples, so the same ``seed`` with a
+        ``max_rows`` that splits the examples otherwise gives other draws (an estimate of the
+        same quantity); splitting only the k samples keeps them.
 
         With ``return_elbo``, also the mean of the same k log-weights, (N,): a k-sample estimate
         of the ELBO. By Jensen's inequality (log of a mean >= mean of the logs) it is never above

@@ -238,14 +238,14 @@ def plot_kl_per_dimension_beta(sweep, title=None):
     ax_au.set_title("active units: Var_x[mu_j(x)] > 0.01", fontsize=11)
     ax_au.grid(alpha=0.3, axis="y")
 
-    ax_terms.plot(betas, sweep["rec"], "o-", color="C0", label="reconstruction -E_q[log p(x|z)]")
-    ax_terms.set_xscale("log", base=2)
-    ax_terms.set_xticks(betas)
+    # the betas at evenly spaced places, as in the middle panel: a log axis would drop beta = 0
+    ax_terms.plot(x, sweep["rec"], "o-", color="C0", label="reconstruction -E_q[log p(x|z)]")
+    ax_terms.set_xticks(x)
     ax_terms.set_xticklabels([f"{b:g}" for b in betas])
     ax_terms.set_xlabel("beta")
     ax_terms.set_ylabel("reconstruction (nats)", color="C0")
     ax2 = ax_terms.twinx()
-    ax2.plot(betas, sweep["kl"], "s--", color="C3", label="KL(q(z|x) || p(z))")
+    ax2.plot(x, sweep["kl"], "s--", color="C3", label="KL(q(z|x) || p(z))")
     ax2.set_ylabel("KL (nats)", color="C3")
     ax_terms.set_title("the two terms of the loss rec + beta KL", fontsize=11)
     ax_terms.grid(alpha=0.3)
