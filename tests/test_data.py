@@ -587,6 +587,23 @@ def test_npz_splits_with_different_image_shapes_are_refused(tmp_path):
         tv.load_dataset(tmp_path / "mism.npz")
 
 
+@pytest.mark.parametrize("x", [np.full((2, 3), 200, np.uint8), np.full((2, 3), 17.0), np.array([[-0.5, 0.5]]),
+                               np.array([[np.nan, 0.5]])])
+def test_binarize_batch_refuses_what_is_no_probability(x):
+    """8-bit images not yet divided by 255 had come back as all ones, without a word."""
+    with pytest.raises(TinyVAEError, match=r"must lie in \[0, 1\].*divide 8-bit images by 255"):
+        tv.binarize_batch(x, 0)
+
+
+def test_uint8_bits_are_not_taken_for_dark_gray_pixels(tmp_path):
+    bits = (np.random.default_rng(0).uniform(size=(20, 4, 4)) > 0.5)
+    np.save(tmp_path / "bits.npy", bits.astype(np.uint8))
+    with pytest.raises(TinyVAEError, match="values only 0 and 1.*save binary images as bool"):
+        tv.load_dataset(tmp_path / "bits.npy")
+    np.save(tmp_path / "bits.npy", bits)                      # as bool they are 0.0 and 1.0
+    assert tv.load_dataset(tmp_path / "bits.npy").x_train.max() == 1.0
+
+
 def test_binarize_batch_takes_an_integer_seed():
     x = np.full((3, 5), 0.5)
     np.testing.assert_array_equal(tv.binarize_batch(x, 4), tv.binarize_batch(x, np.random.default_rng(4)))

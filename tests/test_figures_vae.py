@@ -141,8 +141,24 @@ def test_plots_refuse_mismatched_inputs_clearly(linear_vae, digits):
     for labels in (y.astype(float), y > 4):
         plot_latent_space(linear_vae, x, labels, class_names=names)
     plots.image_grid(x.reshape(-1, 8, 8), (8, 8))          # (n, h, w) pictures are fine
-    with pytest.raises(TinyVAEError, match="10 labels for 30 points"):
+    with pytest.raises(TinyVAEError, match=r"one label per row of x \(30\), got shape \(10,\)"):
         plot_latent_space(linear_vae, x, y[:10])
+    # too many labels (the training labels with the test images) had coloured the points wrongly
+    with pytest.raises(TinyVAEError, match=r"one label per row of x \(30\), got shape \(60,\)"):
+        plot_latent_space(linear_vae, x, digits.y_test[:60])
+    with pytest.raises(TinyVAEError, match=r"got shape \(30, 1\)"):          # a column of labels
+        plot_latent_space(linear_vae, x, y[:, None])
+    # counts and shapes that are not whole numbers: one clear error each (TypeError, ValueError before)
+    bad_calls = {"n must be a positive integer, got 3.0": lambda: plots.plot_reconstructions(linear_vae, x, (8, 8), n=3.0),
+                 "ncols must be a positive integer, got 2.5": lambda: plots.image_grid(x, (8, 8), ncols=2.5),
+                 "ncols must be a positive integer, got -2": lambda: plots.image_grid(x, (8, 8), ncols=-2),
+                 "image_shape must be \\(height, width\\)": lambda: plots.image_grid(x, 16),
+                 "rows must be a positive integer, got 0": lambda: plots.plot_reconstructions(linear_vae, x, (8, 8), rows=0),
+                 "n must be a positive integer, got 0": lambda: plots.plot_samples(linear_vae, (8, 8), n=0),
+                 "history\\['loss'\\] has 1 values for 2 epochs": lambda: plot_history({"epoch": [1, 2], "loss": [1.0]})}
+    for match, call in bad_calls.items():
+        with pytest.raises(TinyVAEError, match=match):
+            call()
     with pytest.raises(TinyVAEError, match="rows of h\\*w = 5\\*7 = 35 pixels"):
         plots.image_grid(x, (5, 7))
     ae = tv.Autoencoder(64, hidden_dims=(), code_dim=2)

@@ -245,9 +245,37 @@ def test_set_backend_rejects_unknown_and_returns_old(backend):
         tv.set_backend("cuda")
 
 
-def test_unknown_activation_is_a_clear_error():
-    with pytest.raises(ValueError, match="unknown activation 'swish'"):
-        K.activation(np.zeros((1, 1)), "swish")
+@pytest.mark.parametrize("backend_name", K.BACKENDS)
+def test_unknown_activation_is_a_clear_error(backend_name, backend):
+    backend(backend_name)
+    for call in (lambda: K.activation(np.zeros((1, 1)), "swish"),
+                 lambda: K.bias_activation(np.zeros((1, 1)), np.zeros(1), "swish"),
+                 lambda: K.activation_backward(np.zeros((1, 1)), np.zeros((1, 1)), "swish")):
+        with pytest.raises(tv.TinyVAEError, match="unknown activation 'swish'"):
+            call()
+
+
+@pytest.mark.parametrize("backend_name", K.BACKENDS)
+def test_kernel_misuse_is_the_same_clear_error_in_both_backends(backend_name, backend):
+    """A read-only output, a 0-d array for a scale, a variance <= 0, Adam at t = 0: a numba
+    TypingError, a silent NaN or a plain ValueError before, depending on the backend."""
+    backend(backend_name)
+    a = np.ones((2, 3))
+    frozen = np.zeros((2, 3))
+    frozen.setflags(write=False)
+    with pytest.raises(tv.TinyVAEError, match="read-only"):
+        K.activation(a, "relu", out=frozen)
+    theta = np.zeros(3)
+    theta.setflags(write=False)
+    with pytest.raises(tv.TinyVAEError, match="theta is read-only"):
+        K.sgd(theta, np.ones(3), np.zeros(3), 0.1, 0.0)
+    dmu, dlv = K.reparameterize_backward(a, a, a, a, np.array(0.1))          # works in both now
+    np.testing.assert_allclose(dmu, 1 + 0.1 * a)
+    for sigma2 in (0.0, -1.0, float("nan")):
+        with pytest.raises(tv.TinyVAEError, match="sigma2 must be positive"):
+            K.gaussian_nll(a, a, sigma2)
+    with pytest.raises(tv.TinyVAEError, match="step count t must be an integer from 1"):
+        K.adam(np.zeros(3), np.ones(3), np.zeros(3), np.zeros(3), 1e-3, 0.9, 0.999, 1e-8, 0)
 
 
 def test_backend_env_variable_is_read(tmp_path):

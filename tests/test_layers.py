@@ -193,6 +193,24 @@ def test_mlp_checks_its_input_shape():
     assert mlp([[1.0, 2.0, 3.0, 4.0]]).shape == (1, 3)
 
 
+def test_mlp_takes_lists_and_other_float_dtypes_in_its_own_dtype():
+    """forward and loss_and_grads had needed arrays of the MLP's dtype: a list raised an
+    AttributeError, float64 data for a float32 MLP an error about an internal buffer."""
+    rng = np.random.default_rng(0)
+    x, dout = rng.normal(size=(4, 6)), rng.normal(size=(4, 2))
+    m = tv.MLP((6, 3, 2), "tanh", dtype="float32")
+    want, _ = m.loss_and_grads(x.astype(np.float32), dout.astype(np.float32))
+    want_grads = m.grad_flat.copy()
+    for xi, di in ((x.tolist(), dout.tolist()), (x, dout)):
+        got, _ = m.loss_and_grads(xi, di)
+        assert got == want and np.array_equal(m.grad_flat, want_grads)
+    assert m(x.tolist()).dtype == np.float32
+    with pytest.raises(tv.TinyVAEError, match=r"dout must have the output's shape \(4, 2\)"):
+        m.loss_and_grads(x, dout[:, :1])
+    with pytest.raises(tv.TinyVAEError, match="numeric"):
+        m([[1.0, 2.0], [3.0]])
+
+
 def test_mlp_argument_errors_are_tinyvae_errors():
     for bad in ((0, 3), (4,), "43", (4, 2.5)):
         with pytest.raises(tv.TinyVAEError, match="layer sizes"):

@@ -125,6 +125,68 @@ def test_a_rejected_fit_call_leaves_the_run_as_it_was(digits):
     assert np.array_equal(run.flat, straight.flat)
 
 
+def test_callbacks_and_the_checkpoint_path_are_checked_before_any_step(digits, tmp_path):
+    """A callback that is not a function, or a checkpoint path that cannot be written, had
+    failed after a step or a whole epoch, leaving the run changed (mid-epoch after callback=3)."""
+    x, _ = digits
+    (tmp_path / "notes.txt").write_text("mine")
+    vae = small_vae()
+    before = vae.flat.copy()
+    for bad, match in ((dict(callback=3), "callback must be a function"),
+                       (dict(epoch_callback="x"), "epoch_callback must be a function"),
+                       (dict(checkpoint=3), "checkpoint path must be a string"),
+                       (dict(checkpoint=tmp_path / "notes.txt" / "model.npz"), "notes.txt is a file")):
+        with pytest.raises(TinyVAEError, match=match):
+            tv.fit(vae, x, epochs=1, batch_size=64, progress=False, **bad)
+        assert np.array_equal(vae.flat, before) and getattr(vae, "trainer", None) is None
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_a_learning_rate_schedule_in_numpy_floats_still_saves(digits, tmp_path):
+    """An epoch callback that sets lr to a np.float32 (a step decay) made every save fail: the
+    trainer's settings went into JSON as they were."""
+    x, _ = digits
+    vae = small_vae()
+
+    def halve(t):
+        t.optimizer.lr = t.optimizer.lr * np.float32(0.5)
+
+    tv.fit(vae, x, epochs=2, batch_size=64, progress=False, epoch_callback=halve,
+           checkpoint=tmp_path / "run" / "model.npz")
+    back = tv.load(tmp_path / "run")
+    assert back.trainer.epoch == 2 and back.trainer.optimizer.lr == pytest.approx(2.5e-4)
+
+
+def test_data_too_large_for_the_dtype_is_not_blamed_on_the_learning_rate():
+    """Finite values beyond float32's range, and a first minibatch that overflows before any
+    step, are the data's fault: the messages say so (they had said 'NaN or infinite values'
+    and 'lower the learning rate')."""
+    rng = np.random.default_rng(0)
+    gaussian = tv.VAE(4, hidden_dims=(3,), likelihood="gaussian")
+    with pytest.raises(TinyVAEError, match="values up to 1e\\+39, beyond the range of float32"):
+        tv.fit(gaussian, np.full((5, 4), 1e39), epochs=1, progress=False)
+    with pytest.raises(TinyVAEError, match="beyond the range of float32") as e:
+        gaussian.encode(np.full((2, 4), -1e39))
+    assert "dtype='float64'" in str(e.value)
+    with pytest.raises(TinyVAEError, match="before any step") as e:
+        tv.fit(gaussian, rng.normal(0, 1e18, (64, 4)), epochs=1, lr=1e-12, progress=False)
+    assert not isinstance(e.value, tv.train.DivergedError) and "learning rate" not in str(e.value)
+    assert gaussian.trainer.n_steps == 0
+    with pytest.raises(tv.train.DivergedError, match="check that x_val is on the scale of x_train"):
+        tv.fit(tv.VAE(4, hidden_dims=(3,), likelihood="gaussian"), rng.normal(size=(64, 4)),
+               x_val=rng.normal(0, 1e18, (8, 4)), epochs=1, progress=False)
+
+
+def test_a_pair_or_a_ragged_list_is_not_taken_for_data(digits):
+    x, _ = digits
+    vae = small_vae()
+    for bad in ((x, np.arange(len(x))), [[0.5] * 64, [0.5] * 63]):
+        with pytest.raises(TinyVAEError, match="not one rectangular array"):
+            tv.fit(vae, bad, epochs=1, progress=False)
+        with pytest.raises(TinyVAEError, match="not one rectangular array"):
+            vae.encode(bad)
+
+
 def test_fit_takes_an_optimizer_object_with_its_own_settings(digits, tmp_path):
     x, _ = digits
     vae = small_vae()

@@ -441,6 +441,13 @@ def test_bad_arguments_are_clear_errors(kwargs, message):
         tv.VAE(input_dim=4, **kwargs)
 
 
+@pytest.mark.parametrize("spelling, dtype", [("f4", np.float32), ("float", np.float64), ("double", np.float64),
+                                             (np.float32, np.float32), ("float64", np.float64)])
+def test_every_spelling_of_the_two_float_dtypes_is_taken(spelling, dtype):
+    """NumPy's names for float32 and float64 ("f4" had been refused by VAE but taken by MLP)."""
+    assert tv.VAE(input_dim=4, dtype=spelling).dtype == dtype
+
+
 def test_bad_inputs_are_clear_errors():
     vae = tv.VAE(input_dim=4, latent_dim=2)
     with pytest.raises(TinyVAEError, match=r"\[0, 1\]"):

@@ -4,7 +4,7 @@ An encoder h = f(x) and a decoder r = g(h), both MLPs, trained to minimise
 
     L(x, g(f(x)))                                             undercomplete AE      (14.1)
     L(x, g(f(x))) + Omega(h)                                  sparse AE             (14.2)
-    L(x, g(f(x))) + Omega(h, x)                               regularized AE   (14.10)
+    L(x, g(f(x))) + Omega(h, x)                               penalizing derivatives (14.10)
 
 with, per example (row vectors; D inputs, C code units):
 
@@ -15,7 +15,7 @@ and the regularizers of the chapter:
 
     sparse       Omega(h) = lambda_1 sum_j |h_j|                     sec. 14.2.1, sparse_l1
     contractive  Omega(h, x) = lambda_c ||dh/dx||_F^2                eq. 14.18, contractive
-    denoising    L(x, g(f(x_tilde))), x_tilde ~ C(x_tilde | x)       secs. 14.2.2, 14.5
+    denoising    L(x, g(f(x_tilde))), x_tilde ~ C(x_tilde | x)       eq. 14.9, secs. 14.2.2, 14.5
 
 A denoising autoencoder compares the reconstruction of the *corrupted* input x_tilde with the
 *clean* x. ``loss_and_grads(x, x_input)`` takes x_tilde explicitly as ``x_input``, so the loss

@@ -101,9 +101,7 @@ def save(model, path, trainer_state=None, run=None):
     ``trainer_state`` is a :class:`tinyvae.train.Trainer`; by default the one ``fit`` left in
     ``model.trainer``, if any.
     ``run`` is a JSON-able dict stored alongside (``tinyvae train`` keeps its options there)."""
-    path = os.fspath(path)
-    if os.path.isdir(path) or path.endswith(("/", os.sep)):
-        path = os.path.join(path, FILENAME)
+    path = target(path)
     if not np.all(np.isfinite(model.flat)):
         raise TinyVAEError(f"the parameters contain NaN or infinite values; not writing {path} "
                            "(a checkpoint already there is kept)")
@@ -118,6 +116,27 @@ def save(model, path, trainer_state=None, run=None):
     if run is not None:
         arrays["run"] = _json_array(run)
     _atomic_savez(path, arrays)
+    return path
+
+
+def target(path):
+    """The file that :func:`save` writes for ``path``, or a TinyVAEError when it cannot be
+    written there: not a path, or under a file (checked before training, not after an epoch)."""
+    try:
+        path = os.fspath(path)
+    except TypeError:
+        raise TinyVAEError(f"a checkpoint path must be a string or a path, got {path!r}") from None
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    if not path:
+        raise TinyVAEError("the checkpoint path is empty; give a file name such as run/model.npz")
+    if os.path.isdir(path) or path.endswith(("/", os.sep)):
+        path = os.path.join(path, FILENAME)
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):                   # the nearest folder that exists already
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise TinyVAEError(f"cannot write {path}: {parent} is a file, not a folder; choose another path")
     return path
 
 

@@ -169,17 +169,23 @@ def as_generator(rng, name="rng"):
     return np.random.default_rng(int(rng))
 
 
-def binarize_batch(x, rng, out=None):
+def binarize_batch(x, rng, out=None, check=True):
     """One draw x_b ~ Bernoulli(x) per pixel: x_b = 1 where u < x, u ~ Uniform[0, 1), else 0.
 
     P(u < p) = p, so each bit has mean p. x: (N, D) float32/float64 in [0, 1]; rng: a NumPy
     Generator or an integer seed; out: an optional float array of x's shape and dtype, not
     overlapping x (the uniform draws are written into it first). Returns out (or a new array)
-    holding 0.0 / 1.0."""
+    holding 0.0 / 1.0. Values outside [0, 1] (8-bit images not yet divided by 255, say) or NaN
+    are refused; ``check=False`` skips that look, for a caller that checked x once already
+    (the training loop, per minibatch)."""
     rng = as_generator(rng)
     x = np.asarray(x)
     if x.dtype not in (np.float32, np.float64):
         x = x.astype(np.float64)
+    if check and x.size and not (np.all(x >= 0) and np.all(x <= 1)):   # NaN fails both
+        raise TinyVAEError(f"binarize_batch draws bits with probabilities x, which must lie in [0, 1]; x has "
+                           f"values in [{np.nanmin(x):g}, {np.nanmax(x):g}]"
+                           f"{' and NaN' if np.isnan(x).any() else ''}: divide 8-bit images by 255 first")
     if out is None:
         out = np.empty_like(x)
     elif out.shape != x.shape or out.dtype != x.dtype or np.shares_memory(out, x):
@@ -520,6 +526,9 @@ def _images(a, what):
         image_shape = (side, side) if side * side == a.shape[1] else (1, a.shape[1])
     a = a.reshape(a.shape[0], -1)
     if a.dtype == np.uint8:
+        if a.max() == 1:                                # bits saved as bytes would become 0 and 1/255
+            raise TinyVAEError(f"{what} is uint8 with values only 0 and 1, but uint8 images mean 0..255 "
+                               "(1 would load as 1/255); save binary images as bool or as floats 0.0/1.0")
         return np.divide(a, np.float32(255), dtype=np.float32), image_shape
     if a.dtype == np.bool_:
         return a.astype(np.float32), image_shape

@@ -580,6 +580,7 @@ def _empty(like, out, shape=None):
         if out.dtype != like.dtype:
             raise TinyVAEError(f"an output or work array must have the dtype of the result, {like.dtype}; "
                                f"got {out.dtype}")
+        _writable("an output or work array", out)
         return out
     return np.empty(like.shape if shape is None else shape, dtype=like.dtype)
 
@@ -589,8 +590,9 @@ def activation(a, kind, out=None):
     a = _real("a", a)
     _same("out", out, _matrix("a", a))
     out = _empty(a, out)
+    code = activation_code(kind)                  # an unknown name: the same error in both backends
     if _backend == "numba":
-        activation_nb(a, activation_code(kind), out)
+        activation_nb(a, code, out)
     else:
         out[...] = activation_np(a, kind)
     return out
@@ -601,8 +603,9 @@ def activation_deriv(h, kind, out=None):
     h = _real("h", h)
     _same("out", out, _matrix("h", h))
     out = _empty(h, out)
+    code = activation_code(kind)                  # an unknown name: the same error in both backends
     if _backend == "numba":
-        activation_deriv_nb(h, activation_code(kind), out)
+        activation_deriv_nb(h, code, out)
     else:
         out[...] = activation_deriv_np(h, kind)
     return out
@@ -613,8 +616,9 @@ def activation_second(h, kind, out=None):
     h = _real("h", h)
     _same("out", out, _matrix("h", h))
     out = _empty(h, out)
+    code = activation_code(kind)                  # an unknown name: the same error in both backends
     if _backend == "numba":
-        activation_second_nb(h, activation_code(kind), out)
+        activation_second_nb(h, code, out)
     else:
         out[...] = activation_second_np(h, kind)
     return out
@@ -627,8 +631,9 @@ def bias_activation(a, b, kind, out=None):
     _same("b", b, (F,))
     _same("out", out, (N, F))
     out = _empty(a, out)
+    code = activation_code(kind)                  # an unknown name: the same error in both backends
     if _backend == "numba":
-        bias_activation_nb(a, b, activation_code(kind), out)
+        bias_activation_nb(a, b, code, out)
     else:
         out[...] = bias_activation_np(a, b, kind)
     return out
@@ -643,8 +648,9 @@ def activation_backward(dh, h, kind, da=None, db=None):
     _same("db", db, (F,))
     da = _empty(dh, da)
     db = _empty(dh, db, shape=(F,))
+    code = activation_code(kind)                  # an unknown name: the same error in both backends
     if _backend == "numba":
-        activation_backward_nb(dh, h, activation_code(kind), da, db)
+        activation_backward_nb(dh, h, code, da, db)
     else:
         da_, db_ = activation_backward_np(dh, h, kind)
         da[...], db[...] = da_, db_
@@ -693,10 +699,16 @@ def bernoulli_nll_grad(logits, x, scale, rows=None, dlogits=None, work=None):
     return rows, dlogits
 
 
+def _variance(sigma2):
+    if not float(sigma2) > 0:                          # NaN too
+        raise TinyVAEError(f"the Gaussian variance sigma2 must be positive, got {sigma2!r}")
+
+
 def gaussian_nll(mean, x, sigma2, rows=None):
     """Per-example -log N(x; o, sigma2 I) for means o (N, D): returns (N,)."""
     mean, x = _real("mean", mean), _real("x", x)
     _nll_shapes("mean", mean, x, rows)
+    _variance(sigma2)
     rows = _empty(mean, rows, shape=mean.shape[:1])
     if _backend == "numba":
         gaussian_nll_nb(mean, x, float(sigma2), rows)
@@ -709,10 +721,11 @@ def gaussian_nll_grad(mean, x, sigma2, scale, rows=None, dmean=None):
     """Per-example Gaussian -log p(x|z) (N,) and scale * (o - x) / sigma2 (N, D), in one pass."""
     mean, x = _real("mean", mean), _real("x", x)
     _nll_shapes("mean", mean, x, rows, "dmean", dmean)
+    _variance(sigma2)
     rows = _empty(mean, rows, shape=mean.shape[:1])
     dmean = _empty(mean, dmean)
     if _backend == "numba":
-        gaussian_nll_grad_nb(mean, x, float(sigma2), scale, rows, dmean)
+        gaussian_nll_grad_nb(mean, x, float(sigma2), float(scale), rows, dmean)
     else:
         rows_, d_ = gaussian_nll_grad_np(mean, x, sigma2, scale)
         rows[...], dmean[...] = rows_, d_
@@ -745,24 +758,35 @@ def reparameterize_backward(dz, mu, logvar, eps, kl_scale, dmu=None, dlogvar=Non
     dmu = _empty(mu, dmu)
     dlogvar = _empty(mu, dlogvar)
     if _backend == "numba":
-        reparameterize_backward_nb(dz, mu, logvar, eps, kl_scale, dmu, dlogvar)
+        reparameterize_backward_nb(dz, mu, logvar, eps, float(kl_scale), dmu, dlogvar)
     else:
         dmu_, dlv_ = reparameterize_backward_np(dz, mu, logvar, eps, kl_scale)
         dmu[...], dlogvar[...] = dmu_, dlv_
     return dmu, dlogvar
 
 
-def _flat(theta, **others):
-    """theta a flat (P,) vector and every other optimizer array of the same shape."""
+def _writable(name, a):
+    if not a.flags.writeable:
+        raise TinyVAEError(f"{name} is read-only; pass an array the kernel may write (a copy: a.copy())")
+
+
+def _flat(theta, t=None, **others):
+    """theta a flat (P,) vector and every other optimizer array of the same shape, all writable
+    but the gradient g; the step count t, when given, from 1."""
     if theta.ndim != 1:
         raise TinyVAEError(f"theta must be a flat (P,) vector, got shape {theta.shape}")
     for name, a in others.items():
         _same(name, a, theta.shape)
+        if name != "g":
+            _writable(name, a)
+    _writable("theta", theta)
+    if t is not None and (isinstance(t, bool) or not isinstance(t, (int, np.integer)) or t < 1):
+        raise TinyVAEError(f"Adam's step count t must be an integer from 1 (the first step), got {t!r}")
 
 
 def adam(theta, g, m, v, lr, beta1, beta2, eps, t):
     """In-place Adam step over flat arrays theta, g, m, v (all (P,)); t is the step count from 1."""
-    _flat(theta, g=g, m=m, v=v)
+    _flat(theta, t=t, g=g, m=m, v=v)
     if _backend == "numba":
         adam_nb(theta, g, m, v, lr, beta1, beta2, eps, t)
     else:

@@ -231,7 +231,9 @@ class MLP:
         """h_{i+1} = f_i(h_i W_i + b_i) for i = 0..L-1, h_0 = x.
 
         Inputs: x (N, d_0). Returns: out (N, d_L) and cache, the list (h_0, ..., h_L).
-        With a ``workspace`` the h_i live in reused buffers (valid until the next call)."""
+        With a ``workspace`` the h_i live in reused buffers (valid until the next call). x is
+        taken in the MLP's dtype (a list, or float64 for a float32 MLP, is converted)."""
+        x = self._own_dtype(x, "the input of an MLP")
         if x.ndim != 2 or x.shape[1] != self.sizes[0]:
             raise TinyVAEError(f"the input of an MLP with sizes {self.sizes} must have shape "
                                f"(N, {self.sizes[0]}), got {x.shape}; give one example per row")
@@ -262,13 +264,26 @@ class MLP:
             np.matmul(da, W.T, out=dh)                                      # dh_i = dA W^T
         return dh
 
+    def _own_dtype(self, a, what):
+        dtype = self.params[f"{self.prefix}W0"].dtype
+        if isinstance(a, np.ndarray) and a.dtype == dtype:
+            return a                                                 # the models' path: as it is
+        try:
+            return np.asarray(a, dtype=dtype)
+        except (TypeError, ValueError):
+            raise TinyVAEError(f"{what} must be a numeric (N, d) array, got {type(a).__name__}"
+                               f"{' of dtype ' + str(a.dtype) if isinstance(a, np.ndarray) else ''}") from None
+
     def __call__(self, x):
         """The output h_L (N, d_L) for x (N, d_0)."""
-        return self.forward(np.asarray(x))[0]
+        return self.forward(x)[0]
 
     def loss_and_grads(self, x, dout):
         """L = sum(MLP(x) * dout): a scalar whose gradient is backward(dout); for checks."""
         out, cache = self.forward(x)
+        dout = self._own_dtype(dout, "dout")
+        if dout.shape != out.shape:
+            raise TinyVAEError(f"dout must have the output's shape {out.shape}, got {dout.shape}")
         self.backward(dout, cache, need_dx=False)
         return float(np.sum(out * dout)), self.grads
 

@@ -24,12 +24,39 @@ DTYPES = ("float32", "float64")
 MAX_PARAMS = 2**30          # ~1.1e9 parameters: 8.6 GB in float32 with the gradients
 
 
+def as_array(x, name):
+    """np.asarray(x), with a TinyVAEError for what NumPy cannot make one array of: a ragged
+    list, or a tuple such as (x_train, y_train)."""
+    try:
+        return np.asarray(x)
+    except ValueError:
+        raise TinyVAEError(f"{name} is not one rectangular array (a ragged list, or a pair such as "
+                           f"(x, y)?); give a single (N, D) array") from None
+
+
+def nonfinite_error(name, given, cast, advice="clean or drop those examples"):
+    """The TinyVAEError for NaN or infinite values in ``cast``, the array ``given`` converted to
+    the model's dtype: when the values given were finite, they were too large for that dtype."""
+    bad = ~np.isfinite(cast)
+    given = np.asarray(given)
+    if given.dtype.kind in "fc":
+        huge = bad & np.isfinite(given)
+        if huge.any():
+            big = float(np.max(np.abs(given[huge])))
+            return TinyVAEError(f"{name} has values up to {big:.3g}, beyond the range of {cast.dtype} "
+                                f"(largest {float(np.finfo(cast.dtype).max):.3g}); rescale the data, or build "
+                                "the model with dtype='float64'")
+    first = np.argwhere(bad)[0]
+    where = f" (the first in row {first[0]})" if cast.ndim == 2 else ""
+    return TinyVAEError(f"{name} contains {int(bad.sum())} NaN or infinite values{where}; {advice}")
+
+
 def check_dtype(dtype):
     if dtype is None:                        # np.dtype(None) would silently be float64
         raise TinyVAEError("dtype must be float32 or float64, got None")
     try:
-        name = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
-    except TypeError:
+        name = np.dtype(dtype).name                    # "float32", "f4", np.float32, float, "double"
+    except (TypeError, ValueError):
         name = None
     if name not in DTYPES:
         raise TinyVAEError(f"dtype must be float32 or float64, got {dtype!r}")
@@ -104,7 +131,7 @@ class Model:
     def _input(self, x, name="x", dim=None):
         """x as a (N, dim) array of this model's dtype; a clear error otherwise."""
         dim = self.input_dim if dim is None else dim
-        x = np.asarray(x)
+        x = as_array(x, name)
         if x.dtype == object or not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)
                                      or x.dtype == bool):
             raise TinyVAEError(f"{name} must be a numeric array, got dtype {x.dtype}")
@@ -114,9 +141,10 @@ class Model:
             raise TinyVAEError(f"{name} must have shape (N, {dim}), got {x.shape}")
         if x.shape[0] == 0:
             raise TinyVAEError(f"{name} holds no rows (shape {x.shape}); give at least one example")
-        x = np.ascontiguousarray(x, dtype=self.dtype)
+        with np.errstate(over="ignore"):                 # too large for the dtype: said below
+            given, x = x, np.ascontiguousarray(x, dtype=self.dtype)
         if not np.all(np.isfinite(x)):
-            raise TinyVAEError(f"{name} contains NaN or infinite values")
+            raise nonfinite_error(name, given, x, advice="give finite values")
         return x
 
     def __reduce__(self):

@@ -10,14 +10,24 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .errors import TinyVAEError
+from .model import check_positive_int
 
 PAD_VALUE = 1.0          # the white lines between the images of a grid
+
+
+def _image_shape(image_shape):
+    """(h, w) as two positive integers, or a TinyVAEError saying what to pass."""
+    try:
+        h, w = image_shape
+    except (TypeError, ValueError):
+        raise TinyVAEError(f"image_shape must be (height, width), e.g. ds.image_shape, got {image_shape!r}") from None
+    return check_positive_int("image_shape's height", h), check_positive_int("image_shape's width", w)
 
 
 def montage(images, image_shape, ncols, pad=1, pad_value=PAD_VALUE):
     """Tile rows of pixels into one 2-D picture: (n, h*w) -> (rows*(h+pad)-pad, ncols*(w+pad)-pad)."""
     images = np.asarray(images, dtype=np.float64)
-    h, w = image_shape
+    h, w = _image_shape(image_shape)
     if images.ndim == 3 and images.shape[1:] == (h, w):
         images = images.reshape(images.shape[0], h * w)      # (n, h, w) pictures as rows
     n = images.shape[0] if images.ndim else 0
@@ -52,9 +62,9 @@ def image_grid(images, image_shape, ncols=None, title="Images", xlabel="column",
     n = images.shape[0]
     if n == 0:
         raise TinyVAEError("image_grid needs at least one image")
-    ncols = ncols or int(np.ceil(np.sqrt(n)))
+    ncols = int(np.ceil(np.sqrt(n))) if ncols is None else check_positive_int("ncols", ncols)
     nrows = -(-n // ncols)
-    h, w = image_shape
+    h, w = _image_shape(image_shape)
     canvas = montage(images, image_shape, ncols, pad)
     width = min(10, 0.6 + ncols * 0.5 * max(1, w / 10))
     longest = max(len(line) for line in str(title).splitlines() or [""])
@@ -83,6 +93,8 @@ def plot_reconstructions(model, x, image_shape, n=10, rows=2, *, title=None):
 
     For a VAE the reconstruction is the mean of p(x|z) at z = mu(x), the posterior mean.
     ``title`` replaces the default first line of the title."""
+    n, rows = check_positive_int("n", n), check_positive_int("rows", rows)
+    image_shape = _image_shape(image_shape)
     x = np.asarray(x)
     x = (x[None, :] if x.ndim == 1 else x)[:n * rows]    # a single image as one row
     x_hat = reconstruct(model, x)
@@ -118,6 +130,7 @@ def plot_samples(vae, image_shape, n=64, seed=0, *, title=None):
     """New images from the prior: z ~ N(0, I), shown as the decoder's mean, in a square grid.
     ``title`` replaces the default first line of the title."""
     _needs_vae(vae, "plot_samples")
+    n, image_shape = check_positive_int("n", n), _image_shape(image_shape)
     x = vae.sample(n, seed=seed)
     return image_grid(x, image_shape, title=f"{title or 'Samples from the prior'}\n"
                                             f"z ~ N(0, I), mean of p(x|z) (seed {seed})",
@@ -143,8 +156,15 @@ def plot_latent_space(model, x, y=None, max_points=5000, *, class_names=None, ti
 
     ``class_names`` (a sequence indexed by label) names the classes in the legend; ``title``
     replaces the default first line of the title."""
+    max_points = check_positive_int("max_points", max_points)
+    x = np.asarray(x)
     n_given = len(x)
-    x = np.asarray(x)[:max_points]
+    if y is not None:
+        y = np.asarray(y)
+        if y.ndim != 1 or y.shape[0] != n_given:
+            raise TinyVAEError(f"y must hold one label per row of x ({n_given}), got shape {y.shape}; "
+                               "give the labels of these examples (ds.y_test with ds.x_test)")
+    x = x[:max_points]
     z = np.asarray(encode_mean(model, x), dtype=np.float64)
     name = "mu" if getattr(model, "kind", None) == "vae" else "h"
     fig = _new_figure(7.4 if y is not None else 6.4, 5.4)
@@ -155,9 +175,6 @@ def plot_latent_space(model, x, y=None, max_points=5000, *, class_names=None, ti
     if y is None:
         ax.scatter(z1, z2, s=6, alpha=0.6, color="tab:blue")
     else:
-        y = np.asarray(y)
-        if y.shape[0] < len(z1):
-            raise TinyVAEError(f"y has {y.shape[0]} labels for {len(z1)} points; give one label per row of x")
         y = y[:len(z1)]
         classes = np.unique(y)
         if len(classes) <= 10:
@@ -210,11 +227,11 @@ def plot_latent_manifold(vae, image_shape, n=15, *, title=None):
     _needs_vae(vae, "plot_latent_manifold")
     if vae.latent_dim != 2:
         raise TinyVAEError(f"the latent manifold plot needs latent_dim=2, this model has {vae.latent_dim}")
+    n, (h, w) = check_positive_int("n", n), _image_shape(image_shape)
     q = normal_quantiles(n)                                      # (n,)
     z1, z2 = np.meshgrid(q, q[::-1])                             # row 0 at the top: largest z_2
     z = np.stack([z1.ravel(), z2.ravel()], axis=1)               # (n*n, 2)
     x = vae.decode(z)                                            # (n*n, D)
-    h, w = image_shape
     pad = 1
     canvas = montage(x, image_shape, n, pad, pad_value=0.3)     # thin dark lines: a continuous sheet
     fig = _new_figure(7, 7.3)
@@ -252,6 +269,10 @@ def plot_history(history, title="Loss curves"):
     labels, unit = (VAE_LABELS, "nats per example") if vae else (AE_LABELS, "loss per example")
     epochs = history.get("epoch")
     epochs = list(range(1, len(history["loss"]) + 1)) if epochs is None or len(epochs) == 0 else list(epochs)
+    for k in keys + [f"val_{k}" for k in keys if f"val_{k}" in history]:
+        if len(history[k]) != len(epochs):
+            raise TinyVAEError(f"history[{k!r}] has {len(history[k])} values for {len(epochs)} epochs; give "
+                               "one value per epoch in every list, as fit returns them")
     fig = _new_figure(4.2 * len(keys), 3.6)
     axes = fig.subplots(1, len(keys), squeeze=False)[0]
     for ax, k in zip(axes, keys):

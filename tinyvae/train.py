@@ -28,7 +28,7 @@ import numpy as np
 
 from .data import binarize_batch
 from .errors import TinyVAEError
-from .model import Model, check_nonneg_float, check_positive_int
+from .model import Model, as_array, check_nonneg_float, check_positive_int, nonfinite_error
 from .optim import OPTIMIZERS, make_optimizer
 
 BINARIZE = (None, "dynamic")
@@ -47,7 +47,7 @@ def check_data(model, x, name="x_train"):
 
     Checks: a numeric (not object) array, two dimensions, D = model.input_dim, at least one
     row, every value finite, and values in [0, 1] for a Bernoulli decoder or a BCE loss."""
-    x = np.asarray(x)
+    x = as_array(x, name)
     if x.dtype == object or x.dtype.kind not in "buif":
         raise TinyVAEError(f"{name} has dtype {x.dtype}; give a numeric array of shape (N, {model.input_dim})")
     if x.ndim != 2:
@@ -58,12 +58,10 @@ def check_data(model, x, name="x_train"):
                            f"input_dim={model.input_dim}; build the model for this data")
     if x.shape[0] == 0:
         raise TinyVAEError(f"{name} holds no examples")
-    x = np.ascontiguousarray(x, dtype=model.dtype)
-    finite = np.isfinite(x)
-    if not finite.all():
-        bad = np.argwhere(~finite)
-        raise TinyVAEError(f"{name} contains {len(bad)} NaN or infinite values (the first in row "
-                           f"{bad[0][0]}); clean or drop those examples")
+    with np.errstate(over="ignore"):                     # too large for the dtype: said below
+        given, x = x, np.ascontiguousarray(x, dtype=model.dtype)
+    if not np.isfinite(x).all():
+        raise nonfinite_error(name, given, x)
     if needs_unit_interval(model):
         lo, hi = float(x.min()), float(x.max())
         if lo < 0 or hi > 1:
@@ -220,8 +218,13 @@ class Trainer:
                     idx = perm[start:start + B]
                     xb = np.take(x, idx, axis=0, out=gather[len(idx)], mode="clip")   # (b, D)
                     if bits is not None:
-                        xb = binarize_batch(xb, self.binarize_rng, out=bits[len(idx)])
+                        xb = binarize_batch(xb, self.binarize_rng, out=bits[len(idx)], check=False)
                     loss, _, terms = model.training_loss_and_grads(xb, self.noise_rng)
+                    if not math.isfinite(loss) and self.n_steps == 0:      # no step taken: not the lr
+                        raise TinyVAEError(
+                            f"the training loss is {loss} on the first minibatch, before any step: the "
+                            f"data (values up to {float(np.max(np.abs(x))):.3g}) are too large for this "
+                            f"{model.dtype} model; rescale them (or build the model with dtype='float64')")
                     if not math.isfinite(loss):
                         raise DivergedError(
                             f"the training loss became {loss} at epoch {self.epoch + 1}, minibatch "
@@ -264,8 +267,10 @@ class Trainer:
         if xv is not None:
             val = self.model.evaluate(xv, self.validation_rng(self.epoch))
             if not math.isfinite(val["loss"]):
-                raise DivergedError(f"the validation loss became {val['loss']} after epoch {self.epoch + 1}; "
-                                   f"lower the learning rate (now {self.optimizer.lr:g})")
+                raise DivergedError(f"the validation loss became {val['loss']} after epoch {self.epoch + 1} "
+                                   f"while the training loss was {row['loss']:.6g}; lower the learning rate "
+                                   f"(now {self.optimizer.lr:g}), or check that x_val is on the scale of "
+                                   "x_train")
             row.update({f"val_{k}": v for k, v in val.items()})
         # one entry per epoch in every list: NaN for a term this epoch lacks (no x_val given),
         # and NaN for the earlier epochs of a term that appears now (x_val given on a later call)
@@ -282,7 +287,7 @@ class Trainer:
     def state_dict(self):
         """(meta, arrays): everything needed to continue, for :mod:`tinyvae.checkpoint`."""
         opt = self.optimizer
-        hyper = {k: getattr(opt, k) for k in ("lr", "beta1", "beta2", "eps", "momentum") if hasattr(opt, k)}
+        hyper = {k: float(getattr(opt, k)) for k in ("lr", "beta1", "beta2", "eps", "momentum") if hasattr(opt, k)}
         opt_arrays = opt.state_dict()
         meta = dict(batch_size=self.batch_size, seed=self.seed, binarize=self.binarize,
                     epoch=self.epoch, step=self.step, n_steps=self.n_steps, sums=self.sums,
@@ -405,6 +410,12 @@ def fit(model, x_train, epochs=10, batch_size=None, lr=None, optimizer=None, see
     _trainable(model)
     epochs = check_positive_int("epochs", epochs)
     checkpoint_every = check_positive_int("checkpoint_every", checkpoint_every)
+    for name, f in (("callback", callback), ("epoch_callback", epoch_callback)):
+        if f is not None and not callable(f):
+            raise TinyVAEError(f"{name} must be a function of the trainer, f(trainer), got {f!r}")
+    if checkpoint is not None:
+        from .checkpoint import target
+        target(checkpoint)
     trainer = getattr(model, "trainer", None)
     if trainer is not None and trainer.model is not model:
         trainer = None
