@@ -314,7 +314,7 @@ def test_ctrl_c_while_drawing_the_figures_and_resume_draws_them(tmp_path, monkey
     monkeypatch.setattr(commands, "write_figures", draw)
     assert main(["train", "--resume", str(run), "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "has finished its 2 epochs; drawing its figures" in out and f"results in {run}/: " in out
+    assert "has finished its 2 epochs; writing its history and figures" in out and f"results in {run}/: " in out
     assert {"samples.png", "latent_manifold.png", "loss_curves.png"} <= set(os.listdir(run))
     assert np.array_equal(tv.load(run).flat, saved)                    # no further training
     assert main(["train", "--resume", str(run), "--no-progress"]) == 2
@@ -637,3 +637,183 @@ def test_the_epoch_line_leaves_out_terms_the_epoch_lacks():
                       "val_loss": float("nan"), "val_rec": float("nan"), "val_kl": float("nan")})
     assert line == "loss 25.000  (rec 20.000, kl 5.000)"
     assert "val 26.500" in _describe({"epoch": 3, "loss": 25.0, "val_loss": 26.5})
+
+
+# --------------------------------------------------------------------------------------------
+# the run directory from the file system's side: locks, failed writes, signals, paths
+
+def _hold_lock(run):
+    """Take the run directory's lock as another 'tinyvae train' would; returns the open fd."""
+    import fcntl
+    fd = os.open(os.path.join(run, commands.LOCK), os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.write(fd, b"4242\n")
+    return fd
+
+
+def test_a_run_directory_in_use_is_refused_and_its_files_kept(tmp_path, capsys):
+    """Two runs given one --out, or a --resume of a run still training, had both written into it
+    (the second run's results silently replaced the first's)."""
+    run = tmp_path / "r"
+    assert main(["train", "--epochs", "2", "--no-figures", "--out", str(run), *SMALL]) == 0
+    capsys.readouterr()
+    assert sorted(os.listdir(run)) == ["history.csv", "model.npz"]           # no lock file left behind
+    fd = _hold_lock(run)
+    try:
+        before = snapshot(run)
+        assert_one_error_line(main(["train", "--resume", str(run), "--epochs", "3", "--no-progress"]),
+                              capsys.readouterr().err, r"in use by another 'tinyvae train' \(pid 4242\)")
+        fresh = tmp_path / "fresh"
+        fresh.mkdir()
+        fd2 = _hold_lock(fresh)
+        assert_one_error_line(main(["train", "--epochs", "2", "--out", str(fresh), *SMALL]),
+                              capsys.readouterr().err, "in use by another")
+        os.close(fd2)
+        assert snapshot(run) == before
+    finally:
+        os.close(fd)
+
+
+def test_default_run_directories_are_taken_atomically(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    names = [commands._fresh_run_dir("vae", "digits") for _ in range(3)]
+    assert names == [os.path.join("runs", "vae-digits")] + [os.path.join("runs", f"vae-digits-{i}") for i in (2, 3)]
+    assert all(os.path.isdir(n) for n in names)
+
+
+def test_a_history_that_cannot_be_written_is_one_error_and_resume_writes_it(tmp_path, capsys):
+    """A failed history.csv write had ended in a traceback and left a stale history that --resume
+    (of a run then finished) never rewrote."""
+    run = tmp_path / "r"
+    assert main(["train", "--epochs", "2", "--no-figures", "--out", str(run), *SMALL]) == 0
+    capsys.readouterr()
+    os.remove(run / "history.csv")
+    (run / "history.csv").mkdir()                         # the rename onto it fails, as on a full disk
+    rc = main(["train", "--resume", str(run), "--epochs", "3", "--no-progress"])
+    assert_one_error_line(rc, capsys.readouterr().err, r"cannot write .*history\.csv")
+    assert sorted(os.listdir(run)) == ["history.csv", "model.npz"]           # no temporary file left
+    assert tv.load(run).trainer.epoch == 3
+    (run / "history.csv").rmdir()
+    assert main(["train", "--resume", str(run), "--epochs", "3", "--no-progress"]) == 0
+    assert "writing its history and figures" in capsys.readouterr().out
+    assert commands.read_history_csv(run / "history.csv")["epoch"] == [1, 2, 3]
+
+
+def test_a_figure_that_cannot_be_written_is_one_error_saying_how_to_draw_it(tmp_path, capsys):
+    run = tmp_path / "r"
+    assert main(["train", "--epochs", "2", "--out", str(run), *SMALL]) == 0
+    capsys.readouterr()
+    os.remove(run / "samples.png")
+    os.remove(run / "reconstructions.png")
+    (run / "reconstructions.png").mkdir()                 # a figure whose file cannot be replaced
+    rc = main(["train", "--resume", str(run), "--no-progress"])
+    assert_one_error_line(rc, capsys.readouterr().err,
+                          r"cannot write .*reconstructions\.png.*draw them with: tinyvae train --resume")
+    assert not [n for n in os.listdir(run) if n.endswith(".tmp")]
+
+
+def test_ctrl_c_in_the_middle_of_a_png_leaves_no_half_figure(tmp_path, capsys, monkeypatch):
+    """A half-written PNG had counted as drawn, so --resume refused to draw it again."""
+    from matplotlib.figure import Figure
+
+    def half_then_ctrl_c(self, f, **kwargs):
+        f.write(b"\x89PNG\r\n\x1a\n half")
+        raise KeyboardInterrupt
+    monkeypatch.setattr(Figure, "savefig", half_then_ctrl_c)
+    run = tmp_path / "r"
+    assert main(["train", "--epochs", "2", "--out", str(run), *SMALL]) == 130
+    assert "interrupted while drawing the figures" in capsys.readouterr().err
+    assert sorted(os.listdir(run)) == ["history.csv", "model.npz"]
+    monkeypatch.undo()
+    assert main(["train", "--resume", str(run), "--no-progress"]) == 0
+    assert "reconstructions.png" in os.listdir(run)
+
+
+def test_ctrl_c_during_the_last_save_is_not_swallowed(tmp_path, capsys, monkeypatch):
+    from tinyvae import checkpoint
+    real = checkpoint.save
+
+    def save_then_ctrl_c(model, path, trainer_state=None, run=None):
+        out = real(model, path, trainer_state, run)
+        if trainer_state.epoch == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        return out
+    monkeypatch.setattr(checkpoint, "save", save_then_ctrl_c)
+    run = tmp_path / "r"
+    assert main(["train", "--epochs", "2", "--checkpoint-every", "5", "--out", str(run), *SMALL]) == 130
+    assert "interrupted while drawing the figures" in capsys.readouterr().err
+    assert sorted(os.listdir(run)) == ["history.csv", "model.npz"] and tv.load(run).trainer.epoch == 2
+
+
+def test_sigterm_stops_training_like_ctrl_c(tmp_path):
+    """kill, timeout or a closed terminal had killed the run without a word, losing every epoch
+    since the last periodic checkpoint."""
+    run = tmp_path / "term"
+    proc = subprocess.Popen([sys.executable, "-m", "tinyvae", "train", "--epochs", "3000", "--hidden", "32",
+                             "--no-progress", "--no-figures", "--checkpoint-every", "10000", "--out", str(run)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL))
+    try:
+        for line in proc.stdout:                        # the first epoch's line: training is under way
+            if line.startswith("epoch"):
+                break
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "Traceback" not in err and re.search(r"stopped by SIGTERM after .*tinyvae train --resume", err), err
+    assert tv.load(run).trainer.epoch >= 1                  # the exact state, not the epoch-0 checkpoint
+
+
+def test_sighup_during_fit_saves_the_checkpoint_and_raises(tmp_path):
+    ds = tv.load_dataset("digits")
+    vae = tv.VAE(64, hidden_dims=(16,), latent_dim=2)
+
+    def hang_up(trainer):
+        if trainer.n_steps == 3:
+            os.kill(os.getpid(), signal.SIGHUP)
+    previous = signal.signal(signal.SIGHUP, signal.SIG_DFL)     # as in a terminal (not under nohup)
+    try:
+        with pytest.raises(KeyboardInterrupt) as e:
+            tv.fit(vae, ds.x_train, epochs=2, batch_size=64, progress=False, callback=hang_up,
+                   checkpoint=tmp_path / "m.npz")
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_DFL           # restored
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+    assert getattr(e.value, "signum", None) == signal.SIGHUP
+    assert tv.load(tmp_path / "m.npz").trainer.n_steps == 3
+
+
+def test_paths_with_a_tilde_spaces_or_leftovers(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--epochs", "1", "--out", "~/my run", *SMALL]) == 0
+    out = capsys.readouterr().out
+    assert (tmp_path / "home" / "my run" / "model.npz").exists() and not (tmp_path / "~").exists()
+    home_run = str(tmp_path / "home" / "my run")
+    assert f"next: tinyvae eval '{home_run}'" in out                          # quoted for the shell
+    assert main(["eval", "~/my run"]) == 0
+    capsys.readouterr()
+    # the temporary file of a write killed outright does not make a directory 'not empty'
+    left = tmp_path / "left"
+    left.mkdir()
+    (left / ".model.npz.abc123.tmp").write_bytes(b"half")
+    assert main(["train", "--epochs", "1", "--no-figures", "--out", str(left), *SMALL]) == 0
+    assert sorted(os.listdir(left)) == ["history.csv", "model.npz"]
+
+
+def test_clearer_messages_about_run_directories(tmp_path, rejected, capsys):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "mine.txt").write_text("keep")
+    rejected(["train", "--out", tmp_path / "notes"], r"exists and is not empty; choose a new directory$")
+    elsewhere = tmp_path.parent / f"{tmp_path.name}-links"          # outside what rejected snapshots
+    elsewhere.mkdir()
+    os.symlink(elsewhere / "nowhere", elsewhere / "dangling")
+    assert_one_error_line(main(["train", "--out", str(elsewhere / "dangling")]), capsys.readouterr().err,
+                          "broken symbolic link")
+    assert not (elsewhere / "nowhere").exists()
+    rejected(["train", "--resume", tmp_path / "notes" / "mine.txt"], "give the directory that 'tinyvae train' wrote")
+    (tmp_path / "gone").mkdir()
+    (tmp_path / "gone" / "history.csv").write_text("epoch,loss\n1,2.0\n")
+    rejected(["eval", tmp_path / "gone"], "holds the history of a run but no model.npz")

@@ -32,6 +32,7 @@ from .errors import TinyVAEError
 FORMAT = "tinyvae-checkpoint"
 VERSION = 1
 FILENAME = "model.npz"          # the checkpoint inside a run directory
+TMP_SUFFIX = ".tmp"             # of the temporary files that atomic writes rename into place
 
 
 def _is_int(v, least):
@@ -142,18 +143,26 @@ def target(path):
 
 def _atomic_savez(path, arrays):
     """np.savez into a temporary file beside ``path``, flushed to disk, then renamed onto ``path``."""
+    atomic_write(path, lambda f: np.savez(f, **arrays), "the previous checkpoint, if any, is unchanged")
+
+
+def atomic_write(path, write, kept="the previous file, if any, is unchanged"):
+    """Call ``write(f)`` on a temporary binary file beside ``path`` (a hidden ``.NAME.*.tmp``),
+    flush it to disk, then rename it onto ``path``: readers see the old file or the new one,
+    never half of one. On any failure, a Ctrl-C included, the temporary file is removed; an
+    OSError (a full disk, a read-only folder) becomes a TinyVAEError that says ``kept``."""
     directory = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=TMP_SUFFIX, dir=directory)
     except OSError as e:
         raise TinyVAEError(f"cannot write {path}: {e.strerror or e}; choose a writable location") from None
     try:
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)          # mkstemp makes 0600; a checkpoint is an ordinary file
+        os.chmod(tmp, 0o666 & ~umask)          # mkstemp makes 0600; these are ordinary files
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)                  # atomic: readers see the old file or the new one
@@ -161,9 +170,14 @@ def _atomic_savez(path, arrays):
         if os.path.exists(tmp):
             os.remove(tmp)
         if isinstance(e, OSError):
-            raise TinyVAEError(f"cannot write {path}: {e.strerror or e}; the previous checkpoint, "
-                               "if any, is unchanged") from None
+            raise TinyVAEError(f"cannot write {path}: {e.strerror or e}; {kept}") from None
         raise
+
+
+def is_temporary(name):
+    """True for the name of a temporary file that :func:`atomic_write` leaves behind only when
+    the process is killed outright (SIGKILL, a power cut) in the middle of a write."""
+    return name.startswith(".") and name.endswith(TMP_SUFFIX)
 
 
 # --------------------------------------------------------------------------------------------
@@ -184,6 +198,9 @@ def resolve(path):
     if os.path.isdir(path):
         inner = os.path.join(path, FILENAME)
         if not os.path.isfile(inner):
+            if os.path.isfile(os.path.join(path, "history.csv")):
+                raise TinyVAEError(f"{path} holds the history of a run but no {FILENAME}: its checkpoint has "
+                                   "been deleted or moved; put it back, or train again")
             raise TinyVAEError(f"{path} holds no {FILENAME}: not a tinyvae run directory; give the "
                                "directory written by 'tinyvae train' or the .npz written by model.save")
         return inner

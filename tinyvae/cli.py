@@ -2,12 +2,16 @@
 
 Every subcommand's handler lives beside the code it drives; this module only parses options
 and turns errors into the promised behaviour: bad input prints one line ``error: ...`` and
-exits with status 2, Ctrl-C exits with status 130, a closed pipe (``| head``) ends quietly.
+exits with status 2, Ctrl-C exits with status 130 (SIGTERM and SIGHUP stop a command the same
+way, with 143 and 129), a closed pipe (``| head``) ends quietly.
 """
 import argparse
+import contextlib
 import importlib
 import os
+import signal
 import sys
+import threading
 
 from .errors import TinyVAEError
 
@@ -43,10 +47,39 @@ def build_parser():
     return p
 
 
+PATH_ARGUMENTS = ("out", "resume", "run_dir", "data")      # "~/runs/a" as the shell would expand it
+
+
+@contextlib.contextmanager
+def _stop_signals():
+    """While a command runs, SIGTERM and SIGHUP (when nothing else handles them) stop it as Ctrl-C
+    does: a checkpoint, a message, status 128 + the signal. Restored afterwards."""
+    from .train import STOP_SIGNALS, raise_interrupt
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in STOP_SIGNALS:
+            if signum != signal.SIGINT and signal.getsignal(signum) == signal.SIG_DFL:
+                previous[signum] = signal.signal(signum, raise_interrupt)
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
 def main(argv=None):
+    with _stop_signals():
+        return _main(argv)
+
+
+def _main(argv):
     parser = build_parser()
     try:
         args, extra = parser.parse_known_args(argv)
+        for name in PATH_ARGUMENTS:
+            value = getattr(args, name, None)
+            if isinstance(value, str) and value.startswith("~"):
+                setattr(args, name, os.path.expanduser(value))
         if extra:                  # reported by the subcommand's parser, which points at its own --help
             sub = parser.subcommands.get(getattr(args, "command", None))
             (sub or parser).error(f"unrecognized arguments: {' '.join(extra)}")
@@ -61,9 +94,11 @@ def main(argv=None):
     except TinyVAEError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        from .train import interruption
+        status, words = interruption(e)
+        print(words, file=sys.stderr)
+        return status
     except BrokenPipeError:
         # the reader of our output went away (tinyvae ... | head): stop quietly, as Unix tools do
         devnull = os.open(os.devnull, os.O_WRONLY)

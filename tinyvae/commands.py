@@ -20,6 +20,7 @@ import io
 import math
 import os
 import re
+import shlex
 import sys
 import time
 
@@ -212,9 +213,14 @@ def _check_out_dir(out):
                            "or leave --out out for runs/<model>-<data>")
     if os.path.isfile(out) or (os.path.exists(out) and not os.path.isdir(out)):
         raise TinyVAEError(f"--out {out} is an existing file; give the name of a new (or empty) directory")
-    if os.path.isdir(out) and os.listdir(out):
-        raise TinyVAEError(f"--out {out} exists and is not empty; choose a new directory, or continue the run "
-                           f"in it with 'tinyvae train --resume {out}'")
+    if os.path.islink(out) and not os.path.exists(out):
+        raise TinyVAEError(f"--out {out} is a broken symbolic link (to {os.readlink(out)}); remove it or "
+                           "choose another directory")
+    if os.path.isdir(out) and _contents(out):
+        run = os.path.isfile(os.path.join(out, checkpoint.FILENAME))
+        raise TinyVAEError(f"--out {out} exists and is not empty; choose a new directory"
+                           + (f", or continue the run in it with 'tinyvae train --resume {shlex.quote(str(out))}'"
+                              if run else ""))
     parent = os.path.dirname(os.path.abspath(out))
     while not os.path.exists(parent):
         parent = os.path.dirname(parent)
@@ -223,13 +229,29 @@ def _check_out_dir(out):
     return out
 
 
+LOCK = ".tinyvae-train.lock"      # held by the one 'tinyvae train' that writes into a run directory
+
+
+def _contents(out):
+    """What a run directory holds, less the lock file and the temporary files of a killed write."""
+    return [n for n in os.listdir(out) if n != LOCK and not checkpoint.is_temporary(n)]
+
+
 def _fresh_run_dir(model_kind, data_name):
+    """Create runs/<model>-<data>, or -2, -3, ...: the first name no one has taken, taken
+    atomically, so two runs started at once never share a directory."""
     base = os.path.join("runs", f"{model_kind}-{_slug(data_name)}")
     out, i = base, 1
-    while os.path.exists(out):
-        i += 1
-        out = f"{base}-{i}"
-    return out
+    while True:
+        try:
+            os.makedirs(out)
+            return out
+        except FileExistsError:
+            i += 1
+            out = f"{base}-{i}"
+        except OSError as e:
+            raise TinyVAEError(f"cannot create the run directory {out}: {e.strerror or e}; "
+                               "choose a writable place with --out") from None
 
 
 def _make_dir(out):
@@ -237,6 +259,55 @@ def _make_dir(out):
         os.makedirs(out, exist_ok=True)
     except OSError as e:
         raise TinyVAEError(f"cannot create the run directory {out}: {e.strerror or e}; choose another --out") from None
+
+
+@contextlib.contextmanager
+def run_lock(out, fresh):
+    """Hold an exclusive lock on the run directory ``out`` while training writes into it: a
+    second 'tinyvae train' on the same directory (two runs given one --out, a --resume of a
+    run that is still training) is refused instead of overwriting the first one's files. A
+    ``fresh`` run's directory must still be empty once the lock is held. Temporary files that
+    a killed write left behind are removed, and so is the lock file at the end. Where there are
+    no POSIX locks (Windows), no lock."""
+    try:
+        import fcntl
+    except ImportError:                                  # pragma: no cover - not on Linux or macOS
+        yield
+        return
+    path = os.path.join(out, LOCK)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise TinyVAEError(f"cannot write in the run directory {out}: {e.strerror or e}; "
+                           + ("choose another --out" if fresh else "make it writable, or copy it elsewhere "
+                              "and resume the copy")) from None
+    locked = False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # the file may have been removed by its last holder between our open and our lock
+            locked = os.path.exists(path) and os.path.samestat(os.fstat(fd), os.stat(path))
+        except OSError:
+            pass
+        if not locked:
+            pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise TinyVAEError(f"{out} is in use by another 'tinyvae train' (pid {pid}); wait for it to "
+                               "finish, or give this run another --out")
+        if fresh and _contents(out):
+            raise TinyVAEError(f"--out {out} was filled by another run while this one started; give this "
+                               "run another --out")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        for name in os.listdir(out):
+            if checkpoint.is_temporary(name):
+                with contextlib.suppress(OSError):
+                    os.remove(os.path.join(out, name))
+        yield
+    finally:
+        if locked:                                       # removed while still held, then released
+            with contextlib.suppress(OSError):
+                os.remove(path)
+        os.close(fd)
 
 
 def write_history_csv(history, path):
@@ -247,10 +318,7 @@ def write_history_csv(history, path):
     w.writerow(keys)
     for i in range(len(history.get("epoch", []))):
         w.writerow([repr(history[k][i]) if isinstance(history[k][i], float) else history[k][i] for k in keys])
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        f.write(buf.getvalue())
-    os.replace(tmp, path)
+    checkpoint.atomic_write(path, lambda f: f.write(buf.getvalue().encode()))
 
 
 def read_history_csv(path):
@@ -356,7 +424,7 @@ def _load_data(opts):
 
 def cmd_train(args):
     t0 = time.perf_counter()
-    from .train import DivergedError, Trainer, check_data, defer_sigint
+    from .train import Trainer, check_data
 
     if args.resume is not None:
         model, trainer, opts, ds, out = _resume(args)
@@ -366,13 +434,10 @@ def cmd_train(args):
             _check_out_dir(args.out)
         ds = _load_data(opts)
         model = _build_model(opts, ds.x_train.shape[1])
-        out = args.out if args.out is not None else _fresh_run_dir(opts["model"], ds.name)
         key = opts["data"].strip().lower()
         from .data import ALIASES
         if key not in ALIASES and os.path.exists(opts["data"]):
             opts["data"] = os.path.abspath(opts["data"])          # resumable from anywhere
-        opts.update(data_name=ds.name, image_shape=list(ds.image_shape), out=os.path.abspath(out),
-                    figures=not args.no_figures)
         trainer = Trainer(model, opts["batch_size"], opts["lr"], opts["optimizer"], opts["seed"],
                           "dynamic" if opts["binarize"] == "dynamic" else None)
     if args.resume is not None:
@@ -386,8 +451,21 @@ def cmd_train(args):
         if trainer.data_id is not None and data_fingerprint(x_train) != trainer.data_id:
             raise TinyVAEError(f"the training data of {opts['data']} differ from those the run in {out} was "
                                "trained on; restore them, or start a new run")
-    else:
-        _make_dir(out)
+    else:                                     # everything checked: now the run directory
+        if args.out is not None:
+            out = args.out
+            _make_dir(out)
+        else:
+            out = _fresh_run_dir(opts["model"], ds.name)
+        opts.update(data_name=ds.name, image_shape=list(ds.image_shape), out=os.path.abspath(out),
+                    figures=not args.no_figures)
+    with run_lock(out, fresh=args.resume is None):
+        return _train_in(args, out, model, trainer, opts, ds, x_train, x_test, t0)
+
+
+def _train_in(args, out, model, trainer, opts, ds, x_train, x_test, t0):
+    """The training of ``cmd_train`` in the run directory ``out``, which it holds locked."""
+    from .train import DivergedError, defer_sigint, interruption
     ckpt_path = os.path.join(out, checkpoint.FILENAME)
     hist_path = os.path.join(out, "history.csv")
     show_bar = not args.no_progress and sys.stderr.isatty()
@@ -407,48 +485,58 @@ def cmd_train(args):
     action = "resuming" if args.resume is not None else "training"
     where = f" from epoch {trainer.epoch + 1}" + (f", minibatch {trainer.step + 1}" if trainer.step else "")
     if trainer.epoch >= opts["epochs"]:        # --resume of a finished run whose figures are missing
-        print(f"the run in {out} has finished its {trainer.epoch} epochs; drawing its figures", flush=True)
+        print(f"the run in {out} has finished its {trainer.epoch} epochs; writing its history and figures",
+              flush=True)
     else:
         print(f"{action} {_article(repr(model))} {model!r} on {ds.name} "
               f"({x_train.shape[0]} train / {x_test.shape[0]} test images)"
               f"{where if args.resume is not None else ''} -> {out}", flush=True)
+    resume = f"tinyvae train --resume {shlex.quote(str(out))}"
     with blas_threads(min(opts["threads"], usable_cores())):
         if args.resume is None:
             save_state()                       # epoch 0: a good checkpoint exists from the start
         try:
             trainer.run(x_train, opts["epochs"], x_val=x_test, progress=show_bar, epoch_callback=on_epoch,
                         checked=True)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
             with defer_sigint():               # a second Ctrl-C does not cut the save short
                 save_state()
             where = (f"after minibatch {trainer.step} of epoch {trainer.epoch + 1}" if trainer.step
                      else f"after epoch {trainer.epoch}")
-            print(f"interrupted {where}: the exact state is saved in {ckpt_path}; continue with: "
-                  f"tinyvae train --resume {out}", file=sys.stderr, flush=True)
-            return 130
+            status, what = interruption(e)
+            print(f"{what} {where}: the exact state is saved in {ckpt_path}; continue with: {resume}",
+                  file=sys.stderr, flush=True)
+            return status
         except TinyVAEError as e:
             advice = (". --resume keeps the run's learning rate, so start a new run with a lower --lr and "
                       "another --out") if isinstance(e, DivergedError) else ""
             raise TinyVAEError(f"{e}; the last good checkpoint (epoch {_saved_epoch(ckpt_path)}) is kept "
                                f"in {ckpt_path}{advice}") from None
-        with defer_sigint():
+        with defer_sigint() as stop:
             save_state()
         figures = []
-        if not args.no_figures and opts.get("figures", True):
-            try:
+        try:
+            if stop.requested:                 # a Ctrl-C during the last save: no figures now
+                raise stop.interrupt()
+            if not args.no_figures and opts.get("figures", True):
                 figures = write_figures(model, ds, x_test, trainer.history, out)
-            except KeyboardInterrupt:
-                print(f"interrupted while drawing the figures: the trained model is saved in {ckpt_path}; "
-                      f"draw them with: tinyvae train --resume {out}", file=sys.stderr, flush=True)
-                return 130
+        except KeyboardInterrupt as e:
+            status, what = interruption(e)
+            print(f"{what} while drawing the figures: the trained model is saved in {ckpt_path}; "
+                  f"draw them with: {resume}", file=sys.stderr, flush=True)
+            return status
+        except TinyVAEError as e:
+            raise TinyVAEError(f"{e}; the trained model is saved in {ckpt_path}: once the figures can be "
+                               f"written, draw them with: {resume}") from None
     elapsed = time.perf_counter() - t0
     last = {k: v[-1] for k, v in trainer.history.items()}
     print(f"done in {elapsed:.1f} s: {_summary(model, last)}")
     print(f"results in {os.path.join(out, '')}: {', '.join([checkpoint.FILENAME, 'history.csv'] + figures)}")
+    quoted = shlex.quote(str(out))
     if model.kind == "vae":
-        print(f"next: tinyvae eval {out}   |   tinyvae sample {out}")
+        print(f"next: tinyvae eval {quoted}   |   tinyvae sample {quoted}")
     else:                                  # an autoencoder has no prior to sample from
-        print(f"next: tinyvae eval {out}")
+        print(f"next: tinyvae eval {quoted}")
     return 0
 
 
@@ -480,8 +568,10 @@ def _resume(args):
                            "(only --epochs, --checkpoint-every, --no-progress and --no-figures may change; "
                            "the run keeps its saved figures setting)")
     if os.path.isfile(args.resume):
+        inside = os.path.basename(args.resume) == checkpoint.FILENAME
         raise TinyVAEError(f"--resume takes a run directory written by 'tinyvae train', got the file "
-                           f"{args.resume}; give its directory")
+                           f"{args.resume}; " + (f"give its directory, {os.path.dirname(args.resume) or '.'}"
+                                                 if inside else "give the directory that 'tinyvae train' wrote"))
     if not os.path.isdir(args.resume):
         raise TinyVAEError(f"--resume {args.resume}: no such directory; give the run directory written by "
                            "'tinyvae train' (it printed 'results in DIR/')")
@@ -508,7 +598,8 @@ def _resume(args):
     finished = trainer.step == 0 and trainer.epoch >= ck.run.get("epochs", 0) == opts["epochs"]
     wants_figures = not args.no_figures and opts.get("figures", True)
     missing = [name for name in figure_names(ck.model) if not os.path.exists(os.path.join(out, name))]
-    if trainer.epoch >= opts["epochs"] and not (finished and wants_figures and missing):
+    stale = _history_rows(os.path.join(out, "history.csv")) != trainer.epoch     # its write had failed
+    if trainer.epoch >= opts["epochs"] and not (finished and ((wants_figures and missing) or stale)):
         raise TinyVAEError(f"the run in {out} has finished its {trainer.epoch} epochs; to train further pass "
                            f"--epochs N with N > {trainer.epoch}")
     if not _dataset_exists(opts["data"]):
@@ -516,6 +607,15 @@ def _resume(args):
                            "to continue the run (--resume keeps the data it started with)")
     ds = _load_data(opts)
     return ck.model, trainer, opts, ds, out
+
+
+def _history_rows(path):
+    """The number of epochs in a history.csv, or None when it is missing or unreadable."""
+    try:
+        with open(path) as f:
+            return max(0, sum(1 for line in f if line.strip()) - 1)
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def figure_names(model):
@@ -536,8 +636,11 @@ def write_figures(model, ds, x_test, history, out):
             "loss_curves.png": lambda: plots.plot_history(history, title=f"{model.kind.upper()} on {ds.name}")}
     written = []
     for name in figure_names(model):
-        # "tight": a title wider than a grid of small or narrow images shows whole
-        figs[name]().savefig(os.path.join(out, name), dpi=110, bbox_inches="tight")
+        fig = figs[name]()
+        # "tight": a title wider than a grid of small or narrow images shows whole; atomic: a
+        # Ctrl-C or a full disk never leaves half a PNG that would count as drawn
+        checkpoint.atomic_write(os.path.join(out, name),
+                                lambda f: fig.savefig(f, format="png", dpi=110, bbox_inches="tight"))
         written.append(name)
     return written
 
