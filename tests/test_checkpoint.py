@@ -259,6 +259,13 @@ def test_hand_edited_run_options_and_configs(good, tmp_path):
             tv.load(rewrite(tmp_path, contents, name.replace(" ", "_") + ".npz"))
     ok = checkpoint.read(rewrite(tmp_path, dict(arrays, run=np.array(json.dumps(run))), "ok.npz"))
     assert ok.run == run
+    # every known run option, given a value of the wrong kind, is named
+    for key, (_, must) in checkpoint.RUN_FIELDS.items():
+        wrong = "abc" if must != "a string" else 12
+        if key in ("seed", "epochs", "latent"):
+            wrong = -1
+        with pytest.raises(TinyVAEError, match=f"run option {key} is .* but must be"):
+            checkpoint.check_run(dict(run, **{key: wrong}), "x.npz")
 
 
 def test_hand_edited_training_states(good, tmp_path):

@@ -651,6 +651,23 @@ def _hold_lock(run):
     return fd
 
 
+def test_no_command_prints_the_help_and_exits_2(capsys):
+    assert main([]) == 2
+    assert "train" in capsys.readouterr().out
+
+
+def test_ctrl_c_outside_training_exits_130(tmp_path, capsys, monkeypatch):
+    run = tmp_path / "r"
+    assert main(["train", "--epochs", "1", "--no-figures", "--out", str(run), *SMALL]) == 0
+    capsys.readouterr()
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(commands, "_load_run", ctrl_c)
+    assert main(["eval", str(run)]) == 130
+    assert capsys.readouterr().err.strip() == "interrupted"
+
+
 def test_a_run_directory_in_use_is_refused_and_its_files_kept(tmp_path, capsys):
     """Two runs given one --out, or a --resume of a run still training, had both written into it
     (the second run's results silently replaced the first's)."""

@@ -358,7 +358,8 @@ def test_search_order_and_aliases(tmp_path, monkeypatch, isolated):
     assert_matches(tv.load_dataset("mnist", download=False), cache_set)
     monkeypatch.setenv("TINYVAE_DATA", str(store))
     write_idx_set(store, root_set, gz=False)            # files in $TINYVAE_DATA itself could be either
-    assert_matches(tv.load_dataset("MNIST", download=False), cache_set)      # dataset: not looked at
+    with pytest.warns(UserWarning, match="itself holds IDX files, which are not used"):   # dataset: not
+        assert_matches(tv.load_dataset("MNIST", download=False), cache_set)              # looked at
     write_idx_set(store / "mnist", sub_set)             # $TINYVAE_DATA/mnist comes first
     ds = tv.load_dataset(" Mnist ", download=False)
     assert ds.name == "mnist"
@@ -513,6 +514,13 @@ def test_npy_uint8_split_last_tenth(tmp_path):
     np.testing.assert_allclose(ds.x_train, x[:45] / 255.0, rtol=0, atol=1e-7)
 
 
+@pytest.mark.parametrize("n, fraction, n_test", [(19, 0.1, 2), (7, 0.5, 4), (29, 0.25, 7)])
+def test_the_test_split_is_rounded_not_truncated(tmp_path, n, fraction, n_test):
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).uniform(size=(n, 4)))
+    ds = tv.load_dataset(tmp_path / "x.npy", test_fraction=fraction)
+    assert (len(ds.x_train), len(ds.x_test)) == (n - n_test, n_test)
+
+
 def test_npz_with_splits_and_labels(tmp_path):
     rng = np.random.default_rng(1)
     xtr, xte = rng.random((20, 6, 5)), rng.random((4, 6, 5))
@@ -643,3 +651,16 @@ def test_idx_files_directly_in_the_data_folder_are_pointed_at_not_used(tmp_path,
     for download in (False, True):                   # refused before any download is tried
         with pytest.raises(TinyVAEError, match=r"itself holds IDX files, but tinyvae looks for mnist in .*store/mnist"):
             tv.load_dataset("mnist", download=download, progress=False)
+
+
+def test_idx_files_directly_in_the_data_folder_are_named_when_the_data_come_from_elsewhere(
+        tmp_path, monkeypatch, isolated):
+    """Loose files in $TINYVAE_DATA had been passed over in silence whenever another place
+    (the cache, Debian's package) held the dataset."""
+    store = tmp_path / "store"
+    write_idx_set(store, fake_idx_set(n_train=7))
+    write_idx_set(isolated / ".cache" / "tinyvae" / "mnist", fake_idx_set(n_train=9, seed=1))
+    monkeypatch.setenv("TINYVAE_DATA", str(store))
+    with pytest.warns(UserWarning, match=r"itself holds IDX files, which are not used: mnist is loaded from .*cache"):
+        ds = tv.load_dataset("mnist", download=False, progress=False)
+    assert ds.x_train.shape[0] == 9

@@ -55,6 +55,19 @@ def test_linear_gaussian_log_px_against_scipy_and_the_estimators(rng):
     assert np.max(np.abs(naive - want)) < 0.05
 
 
+@pytest.mark.parametrize("Z", [1, 2])
+def test_grid_estimate_in_one_and_two_latent_dimensions(Z):
+    """The grid's cell volume is dz^Z: with one latent dimension too (only Z = 2 was tested)."""
+    vae = linear_vae(Z=Z)
+    x = ppca_data(n=3, Z=Z)
+    assert np.max(np.abs(est.grid_log_likelihood(vae, x, n=201) - lg.log_marginal_likelihood(vae, x))) < 1e-6
+
+
+def test_log_sum_exp_of_weights_that_are_all_zero_is_minus_infinity():
+    with np.errstate(all="raise"):                          # no warning on the way
+        np.testing.assert_array_equal(est._log_sum_exp(np.full((3, 2), -np.inf)), [-np.inf, -np.inf])
+
+
 def test_grid_refuses_three_latent_dimensions():
     with pytest.raises(TinyVAEError, match="latent_dim <= 2"):
         est.grid_log_likelihood(linear_vae(Z=3), ppca_data(n=2, Z=3))

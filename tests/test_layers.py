@@ -174,7 +174,8 @@ def test_uniform_init_is_pytorchs_linear_default():
         MLP((3, 2), init="glorot")
 
 
-@pytest.mark.parametrize("activation, gain", [("relu", 2.0), ("tanh", 1.0)])
+@pytest.mark.parametrize("activation, gain", [("relu", 2.0), ("leaky_relu", 2.0), ("softplus", 2.0),
+                                              ("tanh", 1.0), ("sigmoid", 1.0)])
 def test_he_init_variance_follows_each_layers_own_activation(activation, gain):
     """W ~ N(0, gain / fan_in): gain 2 for a ReLU layer (He et al. 2015), 1 for tanh and for the
     linear last layer (LeCun). Checked on the sample variance of 400 x 300 draws (+-2%)."""

@@ -125,6 +125,63 @@ def test_a_rejected_fit_call_leaves_the_run_as_it_was(digits):
     assert np.array_equal(run.flat, straight.flat)
 
 
+def test_the_random_streams_are_the_documented_ones():
+    """noise [seed, 2], binarization [seed, 3], data order [seed, 1, epoch], validation
+    [seed, 4, epoch] (train.py's table): separate, and each epoch's its own."""
+    t = Trainer(small_vae(), seed=7)
+    rng = np.random.default_rng
+    assert np.array_equal(t.noise_rng.random(4), rng([7, 2]).random(4))
+    assert np.array_equal(t.binarize_rng.random(4), rng([7, 3]).random(4))
+    assert np.array_equal(t.permutation(10), rng([7, 1, 0]).permutation(10))
+    assert np.array_equal(t.validation_rng(3).random(4), rng([7, 4, 3]).random(4))
+    assert not np.array_equal(t.validation_rng(0).random(4), t.validation_rng(1).random(4))
+
+
+def test_parameters_that_become_nan_stop_the_run_at_the_end_of_the_epoch(digits, tmp_path):
+    x, _ = digits
+    vae = small_vae()
+    tv.fit(vae, x, epochs=1, batch_size=100, progress=False, checkpoint=tmp_path / "m.npz")
+    saved = (tmp_path / "m.npz").read_bytes()
+    real = vae.trainer.optimizer.step
+
+    def poison_last_step(model):
+        real(model)
+        if vae.trainer.step == 2:                       # the epoch's last minibatch (3 of 100)
+            model.flat[0] = np.nan
+    vae.trainer.optimizer.step = poison_last_step
+    with pytest.raises(tv.train.DivergedError, match="parameters became NaN"):
+        tv.fit(vae, x, epochs=1, progress=False, checkpoint=tmp_path / "m.npz")
+    assert (tmp_path / "m.npz").read_bytes() == saved
+
+
+def test_resuming_mid_epoch_on_data_of_the_same_shape_but_other_values_is_refused(digits):
+    x, _ = digits
+    vae = small_vae()
+
+    def stop(t):
+        if t.step == 2:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        tv.fit(vae, x, epochs=1, batch_size=64, progress=False, callback=stop)
+    changed = x.copy()
+    changed[-1, -1] = 0.123 if changed[-1, -1] != 0.123 else 0.456   # one late pixel: same shape
+    with pytest.raises(TinyVAEError, match="other training data"):
+        tv.fit(vae, changed, epochs=1, progress=False)
+
+
+def test_ctrl_c_in_the_last_epoch_callback_is_not_swallowed(digits, tmp_path):
+    x, _ = digits
+
+    def ctrl_c_at_the_end(t):
+        if t.epoch == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+    vae = small_vae()
+    with pytest.raises(KeyboardInterrupt):
+        tv.fit(vae, x, epochs=2, batch_size=100, progress=False, epoch_callback=ctrl_c_at_the_end,
+               checkpoint=tmp_path / "m.npz")
+    assert tv.load(tmp_path / "m.npz").trainer.epoch == 2
+
+
 def test_callbacks_and_the_checkpoint_path_are_checked_before_any_step(digits, tmp_path):
     """A callback that is not a function, or a checkpoint path that cannot be written, had
     failed after a step or a whole epoch, leaving the run changed (mid-epoch after callback=3)."""

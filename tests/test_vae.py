@@ -448,6 +448,14 @@ def test_every_spelling_of_the_two_float_dtypes_is_taken(spelling, dtype):
     assert tv.VAE(input_dim=4, dtype=spelling).dtype == dtype
 
 
+def test_elbo_takes_the_noise_or_a_generator_not_both():
+    vae = tv.VAE(input_dim=4, latent_dim=2)
+    x, eps = np.full((3, 4), 0.5), np.zeros((3, 2))
+    assert np.array_equal(vae.elbo(x, eps=eps), vae.elbo(x, eps))
+    with pytest.raises(TinyVAEError, match="not both"):                   # rng had been ignored
+        vae.elbo(x, eps=eps, rng=1)
+
+
 def test_bad_inputs_are_clear_errors():
     vae = tv.VAE(input_dim=4, latent_dim=2)
     with pytest.raises(TinyVAEError, match=r"\[0, 1\]"):
@@ -585,6 +593,12 @@ def test_the_elbo_from_the_same_draws_is_never_above_the_iwae_estimate(k):
         np.testing.assert_allclose(ll, elbo, rtol=0, atol=1e-12)
     else:
         assert np.all(ll >= elbo) and np.mean(ll - elbo) > 1e-3
+    # chunks that split only the k samples (all 30 examples at once) keep the draws: the same
+    # numbers, up to the order of the sums, as with no chunking at all
+    ll_k, elbo_k = vae.log_likelihood(x, k=k, seed=4, max_rows=60, return_elbo=True)
+    ll_1, elbo_1 = vae.log_likelihood(x, k=k, seed=4, return_elbo=True)
+    np.testing.assert_allclose(ll_k, ll_1, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(elbo_k, elbo_1, rtol=0, atol=1e-10)
     # over many draws the mean log-weight estimates the ELBO of eq. (1): sampled KL, closed form
     _, elbo_many = vae.log_likelihood(x, k=4000, seed=5, return_elbo=True)
     np.testing.assert_allclose(elbo_many.mean(), np.mean([vae.elbo(x, rng=np.random.default_rng(s)).mean()

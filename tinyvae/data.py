@@ -37,6 +37,7 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
+import warnings
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -339,13 +340,17 @@ def download_dir(name, data_dir=None):
 
 def _load_named_idx(name, data_dir, download, base_url, progress):
     dirs = search_dirs(name, data_dir)
+    root = _data_root(data_dir)
+    loose = bool(root) and os.path.isdir(root) and not find_idx_files(root)[1]     # files in the root itself
     for _, d in dirs:
         if os.path.isdir(d) and not find_idx_files(d)[1]:
+            if loose and d != os.path.join(root, name):
+                warnings.warn(f"{root} itself holds IDX files, which are not used: {name} is loaded from {d}. "
+                              f"To use them, move them into {os.path.join(root, name)}", stacklevel=3)
             return load_idx_dir(d, name)
     files = list(CHECKSUMS[name])
     places = "; ".join(f"{label} ({path})" if label != path else path for label, path in dirs)
-    root = _data_root(data_dir)
-    if root and os.path.isdir(root) and not find_idx_files(root)[1]:
+    if loose:
         raise TinyVAEError(f"{root} itself holds IDX files, but tinyvae looks for {name} in {os.path.join(root, name)} "
                            "(files directly in the data folder could be either dataset); move them there")
     if base_url is not None:

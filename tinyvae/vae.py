@@ -350,6 +350,8 @@ class VAE(Model):
         return e[:, :self.latent_dim], e[:, self.latent_dim:]
 
     def _noise(self, eps, rng, shape):
+        if eps is not None and rng is not None:
+            raise TinyVAEError("give eps (the noise itself) or rng (to draw it), not both")
         if eps is None:
             rng = as_generator(0 if rng is None else rng)
             return rng.standard_normal(shape).astype(self.dtype, copy=False)
