@@ -834,3 +834,17 @@ def test_clearer_messages_about_run_directories(tmp_path, rejected, capsys):
     (tmp_path / "gone").mkdir()
     (tmp_path / "gone" / "history.csv").write_text("epoch,loss\n1,2.0\n")
     rejected(["eval", tmp_path / "gone"], "holds the history of a run but no model.npz")
+
+
+@pytest.mark.parametrize("delay", [0.3, 0.6])
+def test_ctrl_c_while_the_command_starts_is_reported_without_a_traceback(tmp_path, delay):
+    """The library (numba) loads in the first half second; a Ctrl-C then printed a traceback."""
+    import time
+    proc = subprocess.Popen([sys.executable, "-m", "tinyvae", "train", "--epochs", "2", "--no-figures",
+                             "--out", str(tmp_path / "r"), *SMALL], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, (out, err)
+    assert "Traceback" not in err and "interrupted" in err

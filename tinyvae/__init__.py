@@ -7,21 +7,38 @@ A companion to Goodfellow, Bengio & Courville, *Deep Learning*, ch. 14, and King
     ds = tv.load_dataset("digits")
     vae = tv.VAE(input_dim=64, hidden_dims=(128,), latent_dim=2)
     history = tv.fit(vae, ds.x_train, epochs=10)
+
+The names below load on first use (PEP 562), so that ``import tinyvae.cli`` -- what the
+``tinyvae`` command runs first -- does not load numba before the command line is ready to
+report a Ctrl-C as "interrupted". ``tv.VAE``, ``tv.kernels`` or ``from tinyvae import fit``
+work as with an eager import.
 """
-from . import gradcheck, kernels, layers
-from .data import Dataset, binarize_batch, load_dataset
-from .errors import TinyVAEError
-from .gradcheck import check_gradients, check_model
-from .kernels import get_backend, set_backend
-from .layers import MLP
-from .optim import SGD, Adam
-from .train import fit
-from .checkpoint import load
-from .vae import VAE
-from .autoencoder import Autoencoder
+import importlib
+import importlib.util
 
 __version__ = "0.1.0"
+
+# public name -> the module that defines it
+_HOMES = {"TinyVAEError": "errors", "check_gradients": "gradcheck", "check_model": "gradcheck",
+          "get_backend": "kernels", "set_backend": "kernels", "MLP": "layers", "SGD": "optim", "Adam": "optim",
+          "fit": "train", "load": "checkpoint", "VAE": "vae", "Autoencoder": "autoencoder",
+          "Dataset": "data", "load_dataset": "data", "binarize_batch": "data"}
 
 __all__ = ["gradcheck", "kernels", "layers", "TinyVAEError", "check_gradients", "check_model",
            "get_backend", "set_backend", "MLP", "SGD", "Adam", "fit", "load", "VAE", "Autoencoder",
            "Dataset", "load_dataset", "binarize_batch"]
+
+
+def __getattr__(name):
+    if name in _HOMES:
+        value = getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
+    elif not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        value = importlib.import_module(f".{name}", __name__)          # a module: tv.kernels, tv.train
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__) | set(_HOMES))

@@ -14,6 +14,7 @@ import sys
 import threading
 
 from .errors import TinyVAEError
+from .interrupts import STOP_SIGNALS, interruption, raise_interrupt
 
 
 class _Parser(argparse.ArgumentParser):
@@ -54,7 +55,6 @@ PATH_ARGUMENTS = ("out", "resume", "run_dir", "data")      # "~/runs/a" as the s
 def _stop_signals():
     """While a command runs, SIGTERM and SIGHUP (when nothing else handles them) stop it as Ctrl-C
     does: a checkpoint, a message, status 128 + the signal. Restored afterwards."""
-    from .train import STOP_SIGNALS, raise_interrupt
     previous = {}
     if threading.current_thread() is threading.main_thread():
         for signum in STOP_SIGNALS:
@@ -68,13 +68,18 @@ def _stop_signals():
 
 
 def main(argv=None):
-    with _stop_signals():
-        return _main(argv)
+    try:
+        with _stop_signals():
+            return _main(argv)
+    except KeyboardInterrupt as e:              # while the library loads (numba takes ~0.5 s)
+        status, words = interruption(e)
+        print(words, file=sys.stderr)
+        return status
 
 
 def _main(argv):
-    parser = build_parser()
     try:
+        parser = build_parser()
         args, extra = parser.parse_known_args(argv)
         for name in PATH_ARGUMENTS:
             value = getattr(args, name, None)
@@ -95,7 +100,6 @@ def _main(argv):
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
-        from .train import interruption
         status, words = interruption(e)
         print(words, file=sys.stderr)
         return status

@@ -465,7 +465,8 @@ def cmd_train(args):
 
 def _train_in(args, out, model, trainer, opts, ds, x_train, x_test, t0):
     """The training of ``cmd_train`` in the run directory ``out``, which it holds locked."""
-    from .train import DivergedError, defer_sigint, interruption
+    from .interrupts import defer_sigint, interruption
+    from .train import DivergedError
     ckpt_path = os.path.join(out, checkpoint.FILENAME)
     hist_path = os.path.join(out, "history.csv")
     show_bar = not args.no_progress and sys.stderr.isatty()

@@ -18,18 +18,16 @@ between two minibatches and loading it again continues the run to the same bits 
 never stopped. Ctrl-C (SIGINT) during training is deferred to the end of the current
 minibatch, so an interrupted trainer is always in such a consistent state; so are SIGTERM and
 SIGHUP (``kill``, a closed terminal) when nothing else handles them, raised as
-:class:`Interrupted`, a KeyboardInterrupt.
+:class:`tinyvae.interrupts.Interrupted`, a KeyboardInterrupt.
 """
-import contextlib
 import hashlib
 import math
-import signal
-import threading
 
 import numpy as np
 
 from .data import binarize_batch
 from .errors import TinyVAEError
+from .interrupts import Interrupted, defer_sigint  # noqa: F401  (Interrupted: part of this module's API)
 from .model import Model, as_array, check_nonneg_float, check_positive_int, nonfinite_error
 from .optim import OPTIMIZERS, make_optimizer
 
@@ -79,73 +77,6 @@ def data_fingerprint(x):
     h = hashlib.sha256(f"{x.shape}{x.dtype}".encode())
     h.update(np.ascontiguousarray(x).data)
     return h.hexdigest()[:16]
-
-
-# --------------------------------------------------------------------------------------------
-# Ctrl-C between minibatches
-
-# SIGTERM (kill, timeout, a batch system's time limit) and SIGHUP (a closed terminal or ssh
-# session) stop a run as Ctrl-C does, when no one else has claimed them
-STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
-
-
-class Interrupted(KeyboardInterrupt):
-    """A stop asked for by SIGTERM or SIGHUP, raised where Ctrl-C raises KeyboardInterrupt;
-    ``signum`` says which signal."""
-
-    def __init__(self, signum):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-def raise_interrupt(signum, frame):
-    """A signal handler that turns SIGTERM or SIGHUP into :class:`Interrupted` (the command line
-    installs it, so those signals stop it cleanly, as Ctrl-C does)."""
-    raise Interrupted(signum)
-
-
-def interruption(e):
-    """(exit status, words) for a KeyboardInterrupt: 130 and "interrupted" for Ctrl-C, 128 + the
-    signal and "stopped by SIGTERM" (or SIGHUP) for :class:`Interrupted`."""
-    signum = getattr(e, "signum", signal.SIGINT)
-    words = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
-    return 128 + int(signum), words
-
-
-class _Deferred:
-    requested = False
-    signum = None
-
-    def interrupt(self):
-        """The exception for the deferred signal: KeyboardInterrupt for Ctrl-C, else Interrupted."""
-        return KeyboardInterrupt() if self.signum in (None, signal.SIGINT) else Interrupted(self.signum)
-
-
-@contextlib.contextmanager
-def defer_sigint():
-    """Within the block, Ctrl-C (SIGINT), and SIGTERM and SIGHUP unless another handler has
-    claimed them, only set ``.requested`` (and ``.signum``); the caller raises
-    ``.interrupt()`` at a safe point. Outside the main thread (where signals cannot be caught)
-    nothing changes."""
-    flag = _Deferred()
-    if threading.current_thread() is not threading.main_thread():
-        yield flag
-        return
-
-    def handler(signum, frame):
-        flag.requested = True
-        flag.signum = flag.signum or signum
-
-    previous = {}
-    for signum in STOP_SIGNALS:
-        current = signal.getsignal(signum)
-        if signum == signal.SIGINT or current in (signal.SIG_DFL, raise_interrupt):
-            previous[signum] = signal.signal(signum, handler)
-    try:
-        yield flag
-    finally:
-        for signum, old in previous.items():
-            signal.signal(signum, old)
 
 
 # --------------------------------------------------------------------------------------------
