@@ -1,4 +1,7 @@
 """The numba kernels agree with their NumPy twins, including at extreme values."""
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -489,3 +492,19 @@ def test_likelihood_kernels_of_integer_inputs_compute_in_floats():
     z, kl = K.reparameterize([[1, 2]], [[1, 0]], [[1, 1]])
     assert kl[0] == pytest.approx(0.5 * (1 + np.expm1(1) - 1 + 4 + 0))
     assert z.dtype == np.float64 and np.allclose(z, [[1 + np.exp(0.5), 3]])
+
+
+def test_without_a_writable_cache_the_kernels_compile_each_run_with_a_warning():
+    """A read-only install with no writable home had made 'import tinyvae' fail: numba's
+    cache=True raises when it has nowhere to write."""
+    script = ("import warnings, numba.core.caching as c\n"
+              "c.CacheImpl._locator_classes = []\n"          # no place to cache, as on such an install
+              "import numpy as np, tinyvae as tv\n"
+              "with warnings.catch_warnings(record=True) as w:\n"
+              "    warnings.simplefilter('always')\n"
+              "    k = tv.kernels\n"
+              "print(len([x for x in w if 'NUMBA_CACHE_DIR' in str(x.message)]), k.JIT['cache'],\n"
+              "      k.activation(np.array([[-1.0, 2.0]]), 'relu').tolist())\n")
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["1", "False", "[[0.0,", "2.0]]"], r.stdout

@@ -182,6 +182,35 @@ def test_ctrl_c_in_the_last_epoch_callback_is_not_swallowed(digits, tmp_path):
     assert tv.load(tmp_path / "m.npz").trainer.epoch == 2
 
 
+def test_a_failed_validation_leaves_the_trainer_able_to_go_on(tmp_path):
+    """A DivergedError from the validation had already taken the epoch's count out of the
+    running sums: the next fit failed with a KeyError, and a saved state loaded broken."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4))
+    vae = tv.VAE(4, hidden_dims=(3,), likelihood="gaussian")
+    with pytest.raises(tv.train.DivergedError, match="x_val"):
+        tv.fit(vae, x, x_val=rng.normal(0, 1e18, (8, 4)), epochs=1, progress=False)
+    assert {"n", "loss"} <= set(vae.trainer.sums) and vae.trainer.epoch == 0
+    back = tv.load(vae.save(tmp_path / "m.npz"))
+    history = tv.fit(back, x, x_val=x[:8], epochs=1, progress=False)
+    assert history["epoch"] == [1] and np.isfinite(history["val_loss"][0])
+
+
+def test_an_overflowed_adam_moment_stops_the_run():
+    """In float32, g^2 above 3.4e38 makes v infinite and freezes its parameter for good, while
+    the loss stays finite: training had gone on, the loss stuck, without a word."""
+    x = tv.load_dataset("digits").x_train
+    with pytest.raises(tv.train.DivergedError, match="moments overflowed"):
+        tv.fit(tv.VAE(64, hidden_dims=(32,), latent_dim=2), x, epochs=6, lr=1.0, progress=False)
+
+
+def test_an_untrained_model_whose_loss_is_not_finite_is_not_blamed_on_the_data():
+    vae = small_vae(likelihood="gaussian")
+    vae.params["dec.W0"][...] = 1e30
+    with pytest.raises(TinyVAEError, match="with data of ordinary size .* the model itself gives it"):
+        tv.fit(vae, np.random.default_rng(0).uniform(size=(20, 64)), epochs=1, progress=False)
+
+
 def test_callbacks_and_the_checkpoint_path_are_checked_before_any_step(digits, tmp_path):
     """A callback that is not a function, or a checkpoint path that cannot be written, had
     failed after a step or a whole epoch, leaving the run changed (mid-epoch after callback=3)."""

@@ -448,6 +448,19 @@ def test_every_spelling_of_the_two_float_dtypes_is_taken(spelling, dtype):
     assert tv.VAE(input_dim=4, dtype=spelling).dtype == dtype
 
 
+def test_a_variance_or_kl_weight_the_dtype_cannot_hold_is_refused_when_built():
+    """sigma2 = 1e-36 in float32 had failed at the first minibatch with a message about the data;
+    beta = 1e36 had turned the KL's gradient infinite."""
+    with pytest.raises(TinyVAEError, match="sigma2=1e-36 is outside what a float32 model can train with"):
+        tv.VAE(4, likelihood="gaussian", sigma2=1e-36)
+    with pytest.raises(TinyVAEError, match="beta=1e\\+36 is too large for a float32 model"):
+        tv.VAE(4, beta=1e36)
+    vae = tv.VAE(4, likelihood="gaussian", sigma2=1e-36, dtype="float64")       # float64 holds both
+    vae.beta = 1e36
+    with pytest.raises(TinyVAEError, match="too large"):
+        tv.VAE(4).beta = 1e36
+
+
 def test_elbo_takes_the_noise_or_a_generator_not_both():
     vae = tv.VAE(input_dim=4, latent_dim=2)
     x, eps = np.full((3, 4), 0.5), np.zeros((3, 2))

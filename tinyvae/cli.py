@@ -14,7 +14,7 @@ import sys
 import threading
 
 from .errors import TinyVAEError
-from .interrupts import STOP_SIGNALS, interruption, raise_interrupt
+from .interrupts import STOP_SIGNALS, defer_sigint, interruption, raise_interrupt, report
 
 
 class _Parser(argparse.ArgumentParser):
@@ -32,6 +32,8 @@ def _cmd_gradcheck(args):
 
 def build_parser():
     p = _Parser(prog="tinyvae", description="Autoencoders and VAEs from scratch, every gradient checked.")
+    from . import __version__
+    p.add_argument("--version", action="version", version=f"tinyvae {__version__}")
     sub = p.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
     g = sub.add_parser(
         "gradcheck", help="check every hand-written gradient against finite differences",
@@ -71,15 +73,20 @@ def main(argv=None):
     try:
         with _stop_signals():
             return _main(argv)
-    except KeyboardInterrupt as e:              # while the library loads (numba takes ~0.5 s)
+    except KeyboardInterrupt as e:              # a stop outside any command's own handling
         status, words = interruption(e)
-        print(words, file=sys.stderr)
+        report(words)
         return status
 
 
 def _main(argv):
     try:
-        parser = build_parser()
+        # building the parser loads the library (numba, matplotlib): a Ctrl-C inside a C
+        # extension's import can crash the interpreter, so it waits until the imports are done
+        with defer_sigint() as stop:
+            parser = build_parser()
+        if stop.requested:
+            raise stop.interrupt()
         args, extra = parser.parse_known_args(argv)
         for name in PATH_ARGUMENTS:
             value = getattr(args, name, None)
@@ -101,7 +108,7 @@ def _main(argv):
         return 2
     except KeyboardInterrupt as e:
         status, words = interruption(e)
-        print(words, file=sys.stderr)
+        report(words)
         return status
     except BrokenPipeError:
         # the reader of our output went away (tinyvae ... | head): stop quietly, as Unix tools do

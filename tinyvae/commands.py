@@ -234,7 +234,7 @@ LOCK = ".tinyvae-train.lock"      # held by the one 'tinyvae train' that writes 
 
 def _contents(out):
     """What a run directory holds, less the lock file and the temporary files of a killed write."""
-    return [n for n in os.listdir(out) if n != LOCK and not checkpoint.is_temporary(n)]
+    return [n for n in os.listdir(out) if n != LOCK and not _our_temporary(n)]
 
 
 def _fresh_run_dir(model_kind, data_name):
@@ -267,47 +267,61 @@ def run_lock(out, fresh):
     second 'tinyvae train' on the same directory (two runs given one --out, a --resume of a
     run that is still training) is refused instead of overwriting the first one's files. A
     ``fresh`` run's directory must still be empty once the lock is held. Temporary files that
-    a killed write left behind are removed, and so is the lock file at the end. Where there are
-    no POSIX locks (Windows), no lock."""
+    a killed write of ours left behind are removed, and so is the lock file at the end. Where
+    there are no POSIX locks (Windows) or the file system refuses them (some network mounts),
+    training goes on unlocked."""
     try:
         import fcntl
     except ImportError:                                  # pragma: no cover - not on Linux or macOS
         yield
         return
     path = os.path.join(out, LOCK)
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as e:
-        raise TinyVAEError(f"cannot write in the run directory {out}: {e.strerror or e}; "
-                           + ("choose another --out" if fresh else "make it writable, or copy it elsewhere "
-                              "and resume the copy")) from None
-    locked = False
-    try:
+    for attempt in range(5):
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise TinyVAEError(f"cannot write in the run directory {out}: {e.strerror or e}; "
+                               + ("choose another --out" if fresh else "make it writable, or copy it elsewhere "
+                                  "and resume the copy")) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            # the file may have been removed by its last holder between our open and our lock
-            locked = os.path.exists(path) and os.path.samestat(os.fstat(fd), os.stat(path))
-        except OSError:
-            pass
-        if not locked:
+        except BlockingIOError:                          # held: another tinyvae train is writing here
             pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
             raise TinyVAEError(f"{out} is in use by another 'tinyvae train' (pid {pid}); wait for it to "
-                               "finish, or give this run another --out")
+                               "finish, or give this run another --out") from None
+        except OSError:                                  # no locks on this file system: go on without
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.remove(path)
+            yield
+            return
+        if os.path.exists(path) and os.path.samestat(os.fstat(fd), os.stat(path)):
+            break
+        os.close(fd)                  # the lock file was removed by its last holder meanwhile: again
+    else:
+        raise TinyVAEError(f"cannot lock the run directory {out}: its lock file keeps changing; try again")
+    try:
         if fresh and _contents(out):
             raise TinyVAEError(f"--out {out} was filled by another run while this one started; give this "
                                "run another --out")
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         for name in os.listdir(out):
-            if checkpoint.is_temporary(name):
+            if _our_temporary(name):
                 with contextlib.suppress(OSError):
                     os.remove(os.path.join(out, name))
         yield
     finally:
-        if locked:                                       # removed while still held, then released
-            with contextlib.suppress(OSError):
-                os.remove(path)
+        with contextlib.suppress(OSError):              # removed while still held, then released
+            os.remove(path)
         os.close(fd)
+
+
+def _our_temporary(name):
+    """A temporary file of a write of the run's own files (model.npz, history.csv, a figure)."""
+    return checkpoint.is_temporary(name) and any(
+        name.startswith(f".{own}.") for own in (checkpoint.FILENAME, "history.csv", *FIGURES))
 
 
 def write_history_csv(history, path):
@@ -424,48 +438,59 @@ def _load_data(opts):
 
 def cmd_train(args):
     t0 = time.perf_counter()
-    from .train import Trainer, check_data
+    from .train import Trainer
 
     if args.resume is not None:
-        model, trainer, opts, ds, out = _resume(args)
+        _check_run_dir(args)
+        # locked before the checkpoint is read: a run that another 'tinyvae train --resume' is
+        # finishing meanwhile must not be overwritten from its older state
+        with run_lock(args.resume, fresh=False):
+            model, trainer, opts, ds, out = _resume(args)
+            x_train, x_test = _run_data(model, trainer, opts, ds, out)
+            return _train_in(args, out, model, trainer, opts, ds, x_train, x_test, t0)
+    opts = _train_options(args)
+    if args.out is not None:
+        _check_out_dir(args.out)
+    ds = _load_data(opts)
+    model = _build_model(opts, ds.x_train.shape[1])
+    key = opts["data"].strip().lower()
+    from .data import ALIASES
+    if key not in ALIASES and os.path.exists(opts["data"]):
+        opts["data"] = os.path.abspath(opts["data"])          # resumable from anywhere
+    trainer = Trainer(model, opts["batch_size"], opts["lr"], opts["optimizer"], opts["seed"],
+                      "dynamic" if opts["binarize"] == "dynamic" else None)
+    x_train, x_test = _run_data(model, trainer, opts, ds, None)
+    if args.out is not None:                  # everything checked: now the run directory
+        out = args.out
+        _make_dir(out)
     else:
-        opts = _train_options(args)
-        if args.out is not None:
-            _check_out_dir(args.out)
-        ds = _load_data(opts)
-        model = _build_model(opts, ds.x_train.shape[1])
-        key = opts["data"].strip().lower()
-        from .data import ALIASES
-        if key not in ALIASES and os.path.exists(opts["data"]):
-            opts["data"] = os.path.abspath(opts["data"])          # resumable from anywhere
-        trainer = Trainer(model, opts["batch_size"], opts["lr"], opts["optimizer"], opts["seed"],
-                          "dynamic" if opts["binarize"] == "dynamic" else None)
-    if args.resume is not None:
-        restore = (f"restore the data the run in {out} was trained on ({opts['data']}), or start a new run")
+        out = _fresh_run_dir(opts["model"], ds.name)
+    opts.update(data_name=ds.name, image_shape=list(ds.image_shape), out=os.path.abspath(out),
+                figures=not args.no_figures)
+    with run_lock(out, fresh=True):
+        return _train_in(args, out, model, trainer, opts, ds, x_train, x_test, t0)
+
+
+def _run_data(model, trainer, opts, ds, resumed_from):
+    """The checked (x_train, x_test) of a run; for a resumed run (``resumed_from``, its
+    directory) also the same data the run was trained on."""
+    from .train import check_data, data_fingerprint
+    if resumed_from is not None:
+        restore = (f"restore the data the run in {resumed_from} was trained on ({opts['data']}), or start a "
+                   "new run")
         _check_features(model, ds.x_train, f"the training images of {ds.name}", restore)
         _check_features(model, ds.x_test, f"the test images of {ds.name}", restore)
     x_train = check_data(model, ds.x_train, f"the training images of {ds.name}")
     x_test = check_data(model, _test_data(ds, opts["binarize"], opts["seed"]), f"the test images of {ds.name}")
-    if args.resume is not None:
-        from .train import data_fingerprint
-        if trainer.data_id is not None and data_fingerprint(x_train) != trainer.data_id:
-            raise TinyVAEError(f"the training data of {opts['data']} differ from those the run in {out} was "
-                               "trained on; restore them, or start a new run")
-    else:                                     # everything checked: now the run directory
-        if args.out is not None:
-            out = args.out
-            _make_dir(out)
-        else:
-            out = _fresh_run_dir(opts["model"], ds.name)
-        opts.update(data_name=ds.name, image_shape=list(ds.image_shape), out=os.path.abspath(out),
-                    figures=not args.no_figures)
-    with run_lock(out, fresh=args.resume is None):
-        return _train_in(args, out, model, trainer, opts, ds, x_train, x_test, t0)
+    if resumed_from is not None and trainer.data_id is not None and data_fingerprint(x_train) != trainer.data_id:
+        raise TinyVAEError(f"the training data of {opts['data']} differ from those the run in {resumed_from} was "
+                           "trained on; restore them, or start a new run")
+    return x_train, x_test
 
 
 def _train_in(args, out, model, trainer, opts, ds, x_train, x_test, t0):
     """The training of ``cmd_train`` in the run directory ``out``, which it holds locked."""
-    from .interrupts import defer_sigint, interruption
+    from .interrupts import defer_sigint, interruption, report
     from .train import DivergedError
     ckpt_path = os.path.join(out, checkpoint.FILENAME)
     hist_path = os.path.join(out, "history.csv")
@@ -505,8 +530,7 @@ def _train_in(args, out, model, trainer, opts, ds, x_train, x_test, t0):
             where = (f"after minibatch {trainer.step} of epoch {trainer.epoch + 1}" if trainer.step
                      else f"after epoch {trainer.epoch}")
             status, what = interruption(e)
-            print(f"{what} {where}: the exact state is saved in {ckpt_path}; continue with: {resume}",
-                  file=sys.stderr, flush=True)
+            report(f"{what} {where}: the exact state is saved in {ckpt_path}; continue with: {resume}")
             return status
         except TinyVAEError as e:
             advice = (". --resume keeps the run's learning rate, so start a new run with a lower --lr and "
@@ -516,15 +540,19 @@ def _train_in(args, out, model, trainer, opts, ds, x_train, x_test, t0):
         with defer_sigint() as stop:
             save_state()
         figures = []
+        wanted = not args.no_figures and opts.get("figures", True)
         try:
             if stop.requested:                 # a Ctrl-C during the last save: no figures now
                 raise stop.interrupt()
-            if not args.no_figures and opts.get("figures", True):
+            if wanted:
                 figures = write_figures(model, ds, x_test, trainer.history, out)
         except KeyboardInterrupt as e:
             status, what = interruption(e)
-            print(f"{what} while drawing the figures: the trained model is saved in {ckpt_path}; "
-                  f"draw them with: {resume}", file=sys.stderr, flush=True)
+            if wanted:
+                report(f"{what} while drawing the figures: the trained model is saved in {ckpt_path}; "
+                       f"draw them with: {resume}")
+            else:
+                report(f"{what} after the last epoch: the trained model is saved in {ckpt_path}")
             return status
         except TinyVAEError as e:
             raise TinyVAEError(f"{e}; the trained model is saved in {ckpt_path}: once the figures can be "
@@ -561,7 +589,8 @@ def _summary(model, last):
     return s
 
 
-def _resume(args):
+def _check_run_dir(args):
+    """The checks of --resume that need no checkpoint read: its options, and a run directory."""
     explicit = [k for k in MODEL_OPTIONS if getattr(args, k, None) is not None]
     if explicit:
         names = ", ".join("--" + k.replace("_", "-") for k in explicit)
@@ -579,6 +608,10 @@ def _resume(args):
     if not os.path.isfile(os.path.join(args.resume, checkpoint.FILENAME)):
         raise TinyVAEError(f"--resume {args.resume} holds no {checkpoint.FILENAME}: not a run directory; give "
                            "the directory written by 'tinyvae train' (it printed 'results in DIR/')")
+
+
+def _resume(args):
+    """The saved run in ``args.resume`` (checked by :func:`_check_run_dir`, and locked)."""
     ck = checkpoint.read(args.resume)
     out = args.resume
     if ck.trainer is None or ck.run is None or ck.run.get("data") is None:

@@ -7,10 +7,11 @@ nothing heavy, so the command line can use it before the library (and numba) has
 """
 import contextlib
 import signal
+import sys
 import threading
 
 # SIGTERM (kill, timeout, a batch system's time limit) and SIGHUP (a closed terminal or ssh
-# session) stop a run as Ctrl-C does, when no one else has claimed them
+# session) stop a 'tinyvae train' as Ctrl-C does
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
@@ -48,10 +49,11 @@ class _Deferred:
 
 @contextlib.contextmanager
 def defer_sigint():
-    """Within the block, Ctrl-C (SIGINT), and SIGTERM and SIGHUP unless another handler has
-    claimed them, only set ``.requested`` (and ``.signum``); the caller raises
-    ``.interrupt()`` at a safe point. Outside the main thread (where signals cannot be caught)
-    nothing changes."""
+    """Within the block, Ctrl-C (SIGINT) only sets ``.requested`` (and ``.signum``); the caller
+    raises ``.interrupt()`` at a safe point. SIGTERM and SIGHUP are deferred the same way when
+    the command line has turned them into :class:`Interrupted` (:func:`raise_interrupt`); in a
+    program of the user's own they keep whatever they do there (by default, end the process).
+    Outside the main thread (where signals cannot be caught) nothing changes."""
     flag = _Deferred()
     if threading.current_thread() is not threading.main_thread():
         yield flag
@@ -64,10 +66,19 @@ def defer_sigint():
     previous = {}
     for signum in STOP_SIGNALS:
         current = signal.getsignal(signum)
-        if signum == signal.SIGINT or current in (signal.SIG_DFL, raise_interrupt):
+        if signum == signal.SIGINT or current is raise_interrupt:
             previous[signum] = signal.signal(signum, handler)
     try:
         yield flag
     finally:
         for signum, old in previous.items():
             signal.signal(signum, old)
+
+
+def report(text):
+    """Print ``text`` on stderr; a terminal that has gone (a write error after SIGHUP) is ignored,
+    so the exit status still says what stopped the command."""
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except OSError:
+        pass

@@ -232,6 +232,28 @@ def sgd_np(theta, g, velocity, lr, momentum):
 JIT = dict(cache=True, nogil=True, error_model="numpy", fastmath=False)
 
 
+def _cache_probe(x):
+    return x
+
+
+def _disk_cache_available():
+    """numba keeps compiled kernels beside this file (__pycache__), in $NUMBA_CACHE_DIR or in
+    ~/.cache; where none is writable (a read-only install and no home), cache=True fails as a
+    kernel is decorated. Then tinyvae compiles anew in every process, and says so once."""
+    try:
+        njit(cache=True)(_cache_probe)
+        return True
+    except RuntimeError:
+        return False
+
+
+if not _disk_cache_available():
+    JIT["cache"] = False
+    warnings.warn("numba has nowhere to cache tinyvae's compiled kernels (its install folder is read-only and "
+                  "there is no writable ~/.cache): each run compiles them anew, 10-20 s. Set NUMBA_CACHE_DIR "
+                  "to a writable folder to keep them", stacklevel=2)
+
+
 def exp_nonpositive(x):
     """exp(x) for x <= 0, a number in (0, 1]. Compiled: libm's exp for float64; for float32,
     a polynomial that LLVM can vectorize (below)."""

@@ -81,7 +81,9 @@ def lessons_dir():
             return c
     raise TinyVAEError("cannot find the lessons/ folder (looked in "
                        + ", ".join(str(c) for c in candidates)
-                       + "); run from a tinyvae checkout or set TINYVAE_LESSONS=/path/to/lessons")
+                       + "); the lessons come with tinyvae's source, not with 'pip install': run from a "
+                         "clone of the repository (or its source archive), or set "
+                         "TINYVAE_LESSONS=/path/to/lessons")
 
 
 def list_lessons(folder=None):

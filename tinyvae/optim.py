@@ -38,6 +38,10 @@ class SGD:
         self.t = int(state["t"])
         self.velocity = np.array(state["velocity"]) if state["velocity"].size else None
 
+    def finite(self):
+        """False when the velocity has overflowed (the run has diverged)."""
+        return self.velocity is None or bool(np.all(np.isfinite(self.velocity)))
+
 
 class Adam:
     """Adam (Kingma & Ba 2015, alg. 1) with bias-corrected moments."""
@@ -71,6 +75,10 @@ class Adam:
             self.m, self.v = np.array(state["m"]), np.array(state["v"])
         else:
             self.m = self.v = None
+
+    def finite(self):
+        """False when a moment has overflowed: a v of inf stops its parameter for good (m / sqrt(v) = 0)."""
+        return self.m is None or bool(np.all(np.isfinite(self.m)) and np.all(np.isfinite(self.v)))
 
 
 OPTIMIZERS = {"adam": Adam, "sgd": SGD}

@@ -16,8 +16,8 @@ generators' states, how many epochs are done and how many minibatches of the cur
 the running sums of the current epoch and the history. Saving it (``tinyvae.checkpoint``)
 between two minibatches and loading it again continues the run to the same bits as if it had
 never stopped. Ctrl-C (SIGINT) during training is deferred to the end of the current
-minibatch, so an interrupted trainer is always in such a consistent state; so are SIGTERM and
-SIGHUP (``kill``, a closed terminal) when nothing else handles them, raised as
+minibatch, so an interrupted trainer is always in such a consistent state; under the command
+line, so are SIGTERM and SIGHUP (``kill``, a closed terminal), raised as
 :class:`tinyvae.interrupts.Interrupted`, a KeyboardInterrupt.
 """
 import hashlib
@@ -84,6 +84,19 @@ def data_fingerprint(x):
 
 class DivergedError(TinyVAEError):
     """Training produced a non-finite loss or parameters: the learning rate is too high."""
+
+
+def _first_loss_message(loss, x, model):
+    """Why the loss of an untrained model is not finite: data too large for its dtype, or else
+    the model itself (its settings or parameters)."""
+    biggest = float(np.max(np.abs(x)))
+    if biggest > np.sqrt(np.finfo(model.dtype).max):
+        return (f"the training loss is {loss} on the first minibatch, before any step: the data (values up "
+                f"to {biggest:.3g}) are too large for this {model.dtype} model; rescale them (or build the "
+                "model with dtype='float64')")
+    return (f"the training loss is {loss} on the first minibatch, before any step, with data of ordinary size "
+            f"(up to {biggest:.3g}): the model itself gives it; check its settings (sigma2, beta) and that its "
+            "parameters are finite, or build it anew")
 
 
 def _trainable(model):
@@ -195,10 +208,7 @@ class Trainer:
                         xb = binarize_batch(xb, self.binarize_rng, out=bits[len(idx)], check=False)
                     loss, _, terms = model.training_loss_and_grads(xb, self.noise_rng)
                     if not math.isfinite(loss) and self.n_steps == 0:      # no step taken: not the lr
-                        raise TinyVAEError(
-                            f"the training loss is {loss} on the first minibatch, before any step: the "
-                            f"data (values up to {float(np.max(np.abs(x))):.3g}) are too large for this "
-                            f"{model.dtype} model; rescale them (or build the model with dtype='float64')")
+                        raise TinyVAEError(_first_loss_message(loss, x, model))
                     if not math.isfinite(loss):
                         raise DivergedError(
                             f"the training loss became {loss} at epoch {self.epoch + 1}, minibatch "
@@ -236,8 +246,12 @@ class Trainer:
         if not np.all(np.isfinite(self.model.flat)):
             raise DivergedError(f"the parameters became NaN or infinite in epoch {self.epoch + 1}; lower "
                                f"the learning rate (now {self.optimizer.lr:g})")
-        n = self.sums.pop("n")
-        row = {"epoch": self.epoch + 1, **{k: v / n for k, v in self.sums.items()}}
+        if not self.optimizer.finite():         # Adam's v = g^2 overflows first, then its weight stops
+            raise DivergedError(f"the optimizer's moments overflowed in epoch {self.epoch + 1} (gradients "
+                               f"beyond the range of {self.model.dtype}), which freezes the parameters they "
+                               f"belong to; lower the learning rate (now {self.optimizer.lr:g})")
+        n = self.sums["n"]                          # nothing changes until the validation passed
+        row = {"epoch": self.epoch + 1, **{k: v / n for k, v in self.sums.items() if k != "n"}}
         if xv is not None:
             val = self.model.evaluate(xv, self.validation_rng(self.epoch))
             if not math.isfinite(val["loss"]):
@@ -326,6 +340,7 @@ def _check_state(meta, arrays, model):
         raise TinyVAEError(f"the optimizer states {list(expected)} differ in size")
     sums, history = meta.get("sums"), meta.get("history")
     if not isinstance(sums, dict) or (meta["step"] > 0) != bool(sums) or \
+            (sums and not {"n", "loss"} <= set(sums)) or \
             not all(_is_count(v) if k == "n" else _is_number(v) for k, v in sums.items()):
         raise TinyVAEError(f"its running sums {sums!r} do not fit minibatch {meta['step']} of the epoch")
     if not isinstance(history, dict) or \

@@ -50,6 +50,19 @@ LIKELIHOODS = ("bernoulli", "gaussian")
 LOG_2PI = np.log(2 * np.pi)
 
 
+def _sigma2_range(dtype):
+    """The Gaussian decoder's variances a model of ``dtype`` can train with: the loss and its
+    gradient divide by sigma2, so it stays between sqrt(tiny) and sqrt(max) of the dtype
+    (1.1e-19 .. 1.8e19 in float32)."""
+    info = np.finfo(dtype)
+    return float(np.sqrt(info.tiny)), float(np.sqrt(info.max))
+
+
+def _beta_max(dtype):
+    """The largest KL weight for ``dtype``: max ** 0.75 (1e29 in float32), so beta KL stays finite."""
+    return float(np.finfo(dtype).max) ** 0.75
+
+
 class VAE(Model):
     """A VAE with an MLP encoder q(z|x), an MLP decoder p(x|z) and a N(0, I) prior.
 
@@ -90,6 +103,11 @@ class VAE(Model):
                            dtype=check_dtype(dtype).name, decoder_hidden_dims=list(dec_hidden), init=init)
         self.input_dim, self.latent_dim, self.likelihood = D, Z, likelihood
         self.beta, self.learn_sigma2 = self.config["beta"], self.config["learn_sigma2"]
+        lo, hi = _sigma2_range(self.config["dtype"])
+        if likelihood == "gaussian" and not lo <= self.config["sigma2"] <= hi:
+            raise TinyVAEError(f"sigma2={self.config['sigma2']:g} is outside what a {self.config['dtype']} model can "
+                               f"train with ({lo:.1e} .. {hi:.1e}: the loss divides by it); choose another "
+                               "sigma2, or dtype='float64'")
 
         enc_sizes, dec_sizes = (D, *hidden, 2 * Z), (Z, *dec_hidden, D)
         shapes = {**mlp_shapes(enc_sizes, "enc."), **mlp_shapes(dec_sizes, "dec.")}
@@ -115,7 +133,11 @@ class VAE(Model):
 
     @beta.setter
     def beta(self, value):
-        self.config["beta"] = check_nonneg_float("beta", value)
+        beta, top = check_nonneg_float("beta", value), _beta_max(self.config["dtype"])
+        if beta > top:
+            raise TinyVAEError(f"beta={beta:g} is too large for a {self.config['dtype']} model (at most {top:.1e}: "
+                               "beta times the KL and its gradient must stay finite); use dtype='float64'")
+        self.config["beta"] = beta
 
     @property
     def sigma2(self):
