@@ -213,7 +213,9 @@ class Trainer:
                         raise DivergedError(
                             f"the training loss became {loss} at epoch {self.epoch + 1}, minibatch "
                             f"{self.step + 1}; lower the learning rate (now {self.optimizer.lr:g}, "
-                            f"try {self.optimizer.lr / 10:g} or less); the parameters before this step are unchanged")
+                            f"try {self.optimizer.lr / 10:g} or less); this step was not applied, but the "
+                            "steps before it may have taken the parameters far off: if a lower rate fails "
+                            "too, start again from a new model or a saved checkpoint")
                     self.optimizer.step(model)
                     self._accumulate(len(idx), loss, terms)
                     if not bar.disable:
