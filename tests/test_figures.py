@@ -217,3 +217,14 @@ def test_the_committed_readme_is_what_the_code_writes(tmp_path):
     committed = ROOT / "figures"
     copy = figures_folder(tmp_path / "copy", quick=False, names=[p.stem for p in committed.glob("*.png")])
     assert (committed / "README.md").read_text(encoding="utf-8") == (copy / "README.md").read_text(encoding="utf-8")
+
+
+def test_importing_the_figures_leaves_matplotlib_s_backend_alone():
+    """tinyvae.figures had switched matplotlib to Agg on import, and lessons 1-4 and 8 import it:
+    in a notebook, the teacher's own plt.show() then showed nothing."""
+    script = ("import matplotlib\nmatplotlib.use('svg')\n"
+              "import tinyvae.figures, tinyvae.figures_ae, tinyvae.figures_vae, tinyvae.figures_backprop\n"
+              "print(matplotlib.get_backend())\n")
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "svg"

@@ -110,6 +110,11 @@ def test_save_figure_shows_the_figure_in_a_notebook(tmp_path, monkeypatch, capsy
     ipython.version_info = (9, 0)                            # matplotlib looks at it
     display = types.ModuleType("IPython.display")
     display.display = shown.append
+
+    class Image:                                             # IPython's: PNG bytes a notebook shows
+        def __init__(self, data, format):
+            self.data, self.format = data, format
+    display.Image = Image
     monkeypatch.setitem(sys.modules, "IPython.display", display)
     monkeypatch.setenv("TINYVAE_LESSON_OUT", str(tmp_path))
     fig = Figure()
@@ -119,7 +124,9 @@ def test_save_figure_shows_the_figure_in_a_notebook(tmp_path, monkeypatch, capsy
     assert (tmp_path / "06_elbo" / "plain.png").is_file() and shown == []
     ipython.get_ipython = lambda: object()                   # inside a kernel
     save_figure(fig, "inline", "06_elbo")
-    assert (tmp_path / "06_elbo" / "inline.png").is_file() and shown == [fig]
+    # the PNG itself: displaying the Figure had shown '<Figure size ...>' text in every notebook
+    png = (tmp_path / "06_elbo" / "inline.png").read_bytes()
+    assert len(shown) == 1 and shown[0].format == "png" and shown[0].data == png
     assert "[figure saved:" in capsys.readouterr().out
 
 

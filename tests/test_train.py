@@ -1,6 +1,7 @@
 """fit and the Trainer: same seed same bits, continuation, history, Ctrl-C mid-epoch, NaN stops."""
 import os
 import signal
+import sys
 
 import numpy as np
 import pytest
@@ -403,6 +404,26 @@ def test_progress_bar_shows_the_running_loss(digits, capsys):
     finally:
         tqdm_module.tqdm = old
     assert seen and seen[0].total == 6 and "loss" in seen[0].postfix
+
+
+def test_the_progress_bar_shows_in_a_notebook(digits, capsys, monkeypatch):
+    """A notebook's stderr is no terminal, so tqdm turned the bar off: a minute of training in
+    lesson 8 showed nothing at all. In a Jupyter kernel it is on; in a plain script off a
+    terminal it stays off."""
+    import types
+    x, _ = digits
+    kernel = type("ZMQInteractiveShell", (), {})()
+    ipython = types.ModuleType("IPython")
+    ipython.version_info = (9, 0)
+    ipython.get_ipython = lambda: None
+    monkeypatch.setitem(sys.modules, "IPython", ipython)
+    tv.fit(small_vae(), x, epochs=1, batch_size=100, progress=True)
+    assert capsys.readouterr().err == ""                       # a script off a terminal: quiet
+    ipython.get_ipython = lambda: kernel                       # inside a Jupyter kernel
+    tv.fit(small_vae(), x, epochs=1, batch_size=100, progress=True)
+    assert "batch" in capsys.readouterr().err
+    tv.fit(small_vae(), x, epochs=1, batch_size=100, progress=False)
+    assert capsys.readouterr().err == ""
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,13 +13,11 @@ its caption.
 import time
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from .errors import TinyVAEError  # noqa: E402
-from .model import check_seed  # noqa: E402
+# No matplotlib.use("Agg") here: the figures are built without pyplot (and saved without a
+# display), and a backend set on import would have switched a notebook's kernel away from
+# its inline figures for everything after it.
+from .errors import TinyVAEError
+from .model import check_seed
 
 
 class Context:
@@ -164,7 +162,6 @@ def make_figures(out, quick=False, only=None, seed=0, log=print):
         fig = fn(ctx)
         path = out / f"{name}.png"
         fig.savefig(path, dpi=120, bbox_inches="tight")
-        plt.close(fig)
         written.append(path)
         log(f"{path}  ({time.perf_counter() - start:.1f} s)")
     write_readme(out, quick=quick)

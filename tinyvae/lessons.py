@@ -132,14 +132,15 @@ def save_figure(fig, name, lesson=None):
     """Save a matplotlib figure as PNG beside the lesson's other outputs and print its path.
 
     ``lesson`` is the lesson's name ("06_elbo"): the lessons pass it as a string, not
-    ``__file__``, which a notebook does not define. In a notebook (IPython) the figure is also
-    shown in place; elsewhere it is only saved."""
+    ``__file__``, which a notebook does not define. In a notebook (IPython) the saved PNG is also
+    shown in place, whatever matplotlib backend the kernel has (a Figure built without pyplot
+    has no inline display of its own); elsewhere it is only saved."""
     path = output_dir(lesson) / f"{name}.png"
     fig.savefig(path, dpi=110, bbox_inches="tight")
     print(f"[figure saved: {path}]")
     if _in_ipython():
-        from IPython.display import display
-        display(fig)
+        from IPython.display import Image, display
+        display(Image(data=path.read_bytes(), format="png"))
     import matplotlib.pyplot as plt
     plt.close(fig)              # returns nothing, so a notebook cell that ends here shows no Out[]
 

@@ -22,6 +22,7 @@ line, so are SIGTERM and SIGHUP (``kill``, a closed terminal), raised as
 """
 import hashlib
 import math
+import sys
 
 import numpy as np
 
@@ -84,6 +85,16 @@ def data_fingerprint(x):
 
 class DivergedError(TinyVAEError):
     """Training produced a non-finite loss or parameters: the learning rate is too high."""
+
+
+def _bar_off(progress):
+    """tqdm's ``disable``: off when not asked for; on a terminal, or in a Jupyter notebook (whose
+    stderr is no terminal, but shows a bar redrawn in place); else off (None: tqdm decides)."""
+    if not progress:
+        return True
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
+    return False if type(shell).__name__ == "ZMQInteractiveShell" else None
 
 
 def _first_loss_message(loss, x, model):
@@ -195,7 +206,7 @@ class Trainer:
         # overflow on the way to a NaN is reported below as one clear error, not as warnings
         with defer_sigint() as sigint, np.errstate(over="ignore", invalid="ignore", divide="ignore"), \
                 tqdm(total=remaining, unit="batch", leave=False, dynamic_ncols=True,
-                     disable=None if progress else True) as bar:
+                     disable=_bar_off(progress)) as bar:
             while self.epoch < until_epoch:
                 perm = self.permutation(N)                                 # (N,)
                 while self.step < steps_per_epoch:
