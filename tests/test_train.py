@@ -197,6 +197,32 @@ def test_a_failed_validation_leaves_the_trainer_able_to_go_on(tmp_path):
     assert history["epoch"] == [1] and np.isfinite(history["val_loss"][0])
 
 
+def test_an_ignored_ctrl_c_stays_ignored(digits):
+    """A background job in a shell script starts with SIGINT ignored; fit had taken it over."""
+    x, _ = digits
+
+    def ctrl_c(t):
+        if t.n_steps == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        history = tv.fit(small_vae(), x, epochs=1, batch_size=100, progress=False, callback=ctrl_c)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert history["epoch"] == [1]
+
+
+def test_a_diverged_optimizer_state_is_not_saved_over_a_good_checkpoint(digits, tmp_path):
+    x, _ = digits
+    vae = small_vae()
+    tv.fit(vae, x, epochs=1, batch_size=100, progress=False, checkpoint=tmp_path / "m.npz")
+    good = (tmp_path / "m.npz").read_bytes()
+    vae.trainer.optimizer.v[0] = np.inf                      # g^2 overflowed in the middle of an epoch
+    with pytest.raises(TinyVAEError, match="optimizer's moments contain NaN or infinite values"):
+        vae.save(tmp_path / "m.npz")
+    assert (tmp_path / "m.npz").read_bytes() == good
+
+
 def test_an_overflowed_adam_moment_stops_the_run():
     """In float32, g^2 above 3.4e38 makes v infinite and freezes its parameter for good, while
     the loss stays finite: training had gone on, the loss stuck, without a word."""
@@ -257,6 +283,11 @@ def test_data_too_large_for_the_dtype_is_not_blamed_on_the_learning_rate():
     assert "dtype='float64'" in str(e.value)
     with pytest.raises(TinyVAEError, match="before any step") as e:
         tv.fit(gaussian, rng.normal(0, 1e18, (64, 4)), epochs=1, lr=1e-12, progress=False)
+    assert "far from unit scale" in str(e.value)
+    pixels = np.round(tv.load_dataset("digits").x_train * 255)     # raw 0..255 pixels, the usual slip
+    with pytest.raises(TinyVAEError, match=r"values up to 255\) are far from unit scale"):
+        tv.fit(tv.VAE(64, hidden_dims=(128,), latent_dim=2, likelihood="gaussian"), pixels, epochs=3,
+               progress=False)
     assert not isinstance(e.value, tv.train.DivergedError) and "learning rate" not in str(e.value)
     assert gaussian.trainer.n_steps == 0
     with pytest.raises(tv.train.DivergedError, match="check that x_val is on the scale of x_train"):

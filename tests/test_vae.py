@@ -441,6 +441,11 @@ def test_bad_arguments_are_clear_errors(kwargs, message):
         tv.VAE(input_dim=4, **kwargs)
 
 
+def test_the_package_loads_its_names_on_first_use():
+    assert hasattr(tv, "VAE") and hasattr(tv, "plots") and not hasattr(tv, "a.b") and not hasattr(tv, "nope")
+    assert {"VAE", "fit", "kernels"} <= set(dir(tv))
+
+
 @pytest.mark.parametrize("spelling, dtype", [("f4", np.float32), ("float", np.float64), ("double", np.float64),
                                              (np.float32, np.float32), ("float64", np.float64)])
 def test_every_spelling_of_the_two_float_dtypes_is_taken(spelling, dtype):

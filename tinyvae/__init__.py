@@ -32,7 +32,7 @@ __all__ = ["gradcheck", "kernels", "layers", "TinyVAEError", "check_gradients", 
 def __getattr__(name):
     if name in _HOMES:
         value = getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
-    elif not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+    elif name.isidentifier() and not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}"):
         value = importlib.import_module(f".{name}", __name__)          # a module: tv.kernels, tv.train
     else:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -107,6 +107,9 @@ def save(model, path, trainer_state=None, run=None):
         raise TinyVAEError(f"the parameters contain NaN or infinite values; not writing {path} "
                            "(a checkpoint already there is kept)")
     trainer = trainer_state if trainer_state is not None else getattr(model, "trainer", None)
+    if trainer is not None and not trainer.optimizer.finite():
+        raise TinyVAEError(f"the optimizer's moments contain NaN or infinite values (the run has diverged); not "
+                           f"writing {path} (a checkpoint already there is kept)")
     arrays = {"format": np.array(FORMAT), "version": np.array(VERSION), "kind": np.array(model.kind),
               "config": _json_array(model.config), "params": model.flat,
               "epoch": np.array(trainer.epoch if trainer else 0), "step": np.array(trainer.step if trainer else 0)}

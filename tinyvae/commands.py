@@ -276,6 +276,7 @@ def run_lock(out, fresh):
         yield
         return
     path = os.path.join(out, LOCK)
+    unlocked = False
     for attempt in range(5):
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -294,13 +295,16 @@ def run_lock(out, fresh):
             os.close(fd)
             with contextlib.suppress(OSError):
                 os.remove(path)
-            yield
-            return
+            unlocked = True
+            break
         if os.path.exists(path) and os.path.samestat(os.fstat(fd), os.stat(path)):
             break
         os.close(fd)                  # the lock file was removed by its last holder meanwhile: again
     else:
         raise TinyVAEError(f"cannot lock the run directory {out}: its lock file keeps changing; try again")
+    if unlocked:
+        yield
+        return
     try:
         if fresh and _contents(out):
             raise TinyVAEError(f"--out {out} was filled by another run while this one started; give this "
@@ -494,6 +498,9 @@ def _train_in(args, out, model, trainer, opts, ds, x_train, x_test, t0):
     from .train import DivergedError
     ckpt_path = os.path.join(out, checkpoint.FILENAME)
     hist_path = os.path.join(out, "history.csv")
+
+    def say(text):                         # stdout; a terminal closed mid-run (SIGHUP) is no crash
+        report(text, file=sys.stdout)
     show_bar = not args.no_progress and sys.stderr.isatty()
     print_every = max(1, opts["epochs"] // 10)
 
@@ -506,17 +513,16 @@ def _train_in(args, out, model, trainer, opts, ds, x_train, x_test, t0):
             save_state()
         if not show_bar and (t.epoch % print_every == 0 or t.epoch == 1 or t.epoch == opts["epochs"]):
             row = {k: v[-1] for k, v in t.history.items()}
-            print(f"epoch {t.epoch:>4}/{opts['epochs']}  {_describe(row)}", flush=True)
+            say(f"epoch {t.epoch:>4}/{opts['epochs']}  {_describe(row)}")
 
     action = "resuming" if args.resume is not None else "training"
     where = f" from epoch {trainer.epoch + 1}" + (f", minibatch {trainer.step + 1}" if trainer.step else "")
     if trainer.epoch >= opts["epochs"]:        # --resume of a finished run whose figures are missing
-        print(f"the run in {out} has finished its {trainer.epoch} epochs; writing its history and figures",
-              flush=True)
+        say(f"the run in {out} has finished its {trainer.epoch} epochs; writing its history and figures")
     else:
-        print(f"{action} {_article(repr(model))} {model!r} on {ds.name} "
-              f"({x_train.shape[0]} train / {x_test.shape[0]} test images)"
-              f"{where if args.resume is not None else ''} -> {out}", flush=True)
+        say(f"{action} {_article(repr(model))} {model!r} on {ds.name} "
+            f"({x_train.shape[0]} train / {x_test.shape[0]} test images)"
+            f"{where if args.resume is not None else ''} -> {out}")
     resume = f"tinyvae train --resume {shlex.quote(str(out))}"
     with blas_threads(min(opts["threads"], usable_cores())):
         if args.resume is None:
@@ -559,13 +565,13 @@ def _train_in(args, out, model, trainer, opts, ds, x_train, x_test, t0):
                                f"written, draw them with: {resume}") from None
     elapsed = time.perf_counter() - t0
     last = {k: v[-1] for k, v in trainer.history.items()}
-    print(f"done in {elapsed:.1f} s: {_summary(model, last)}")
-    print(f"results in {os.path.join(out, '')}: {', '.join([checkpoint.FILENAME, 'history.csv'] + figures)}")
+    say(f"done in {elapsed:.1f} s: {_summary(model, last)}")
+    say(f"results in {os.path.join(out, '')}: {', '.join([checkpoint.FILENAME, 'history.csv'] + figures)}")
     quoted = shlex.quote(str(out))
     if model.kind == "vae":
-        print(f"next: tinyvae eval {quoted}   |   tinyvae sample {quoted}")
+        say(f"next: tinyvae eval {quoted}   |   tinyvae sample {quoted}")
     else:                                  # an autoencoder has no prior to sample from
-        print(f"next: tinyvae eval {quoted}")
+        say(f"next: tinyvae eval {quoted}")
     return 0
 
 

@@ -66,7 +66,7 @@ def defer_sigint():
     previous = {}
     for signum in STOP_SIGNALS:
         current = signal.getsignal(signum)
-        if signum == signal.SIGINT or current is raise_interrupt:
+        if (signum == signal.SIGINT and current is not signal.SIG_IGN) or current is raise_interrupt:
             previous[signum] = signal.signal(signum, handler)
     try:
         yield flag
@@ -75,10 +75,10 @@ def defer_sigint():
             signal.signal(signum, old)
 
 
-def report(text):
-    """Print ``text`` on stderr; a terminal that has gone (a write error after SIGHUP) is ignored,
-    so the exit status still says what stopped the command."""
+def report(text, file=None):
+    """Print ``text`` on stderr (or ``file``); a terminal that has gone (a write error after
+    SIGHUP) is ignored, so a stop still saves the run and the exit status still says why."""
     try:
-        print(text, file=sys.stderr, flush=True)
+        print(text, file=sys.stderr if file is None else file, flush=True)
     except OSError:
         pass

@@ -249,9 +249,10 @@ def _disk_cache_available():
 
 if not _disk_cache_available():
     JIT["cache"] = False
-    warnings.warn("numba has nowhere to cache tinyvae's compiled kernels (its install folder is read-only and "
-                  "there is no writable ~/.cache): each run compiles them anew, 10-20 s. Set NUMBA_CACHE_DIR "
-                  "to a writable folder to keep them", stacklevel=2)
+    _where = (f"NUMBA_CACHE_DIR={os.environ['NUMBA_CACHE_DIR']} is not writable" if os.environ.get("NUMBA_CACHE_DIR")
+              else "its install folder is read-only and there is no writable ~/.cache")
+    warnings.warn(f"numba has nowhere to cache tinyvae's compiled kernels ({_where}): each run compiles them "
+                  "anew, 10-20 s. Set NUMBA_CACHE_DIR to a writable folder to keep them")
 
 
 def exp_nonpositive(x):

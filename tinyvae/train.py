@@ -101,13 +101,14 @@ def _first_loss_message(loss, x, model):
     """Why the loss of an untrained model is not finite: data too large for its dtype, or else
     the model itself (its settings or parameters)."""
     biggest = float(np.max(np.abs(x)))
-    if biggest > np.sqrt(np.finfo(model.dtype).max):
+    if biggest > 10:                        # raw 0..255 pixels, say: exp(logvar) overflows at once
         return (f"the training loss is {loss} on the first minibatch, before any step: the data (values up "
-                f"to {biggest:.3g}) are too large for this {model.dtype} model; rescale them (or build the "
-                "model with dtype='float64')")
+                f"to {biggest:.3g}) are far from unit scale for this {model.dtype} model; rescale them (to "
+                "[0, 1], or to mean 0 and variance 1)")
+    settings = "its settings (sigma2, beta) and " if getattr(model, "kind", None) == "vae" else ""
     return (f"the training loss is {loss} on the first minibatch, before any step, with data of ordinary size "
-            f"(up to {biggest:.3g}): the model itself gives it; check its settings (sigma2, beta) and that its "
-            "parameters are finite, or build it anew")
+            f"(up to {biggest:.3g}): the model itself gives it; check {settings}that its parameters are "
+            "finite, or build it anew")
 
 
 def _trainable(model):
@@ -262,7 +263,8 @@ class Trainer:
         if not self.optimizer.finite():         # Adam's v = g^2 overflows first, then its weight stops
             raise DivergedError(f"the optimizer's moments overflowed in epoch {self.epoch + 1} (gradients "
                                f"beyond the range of {self.model.dtype}), which freezes the parameters they "
-                               f"belong to; lower the learning rate (now {self.optimizer.lr:g})")
+                               f"belong to; lower the learning rate (now {self.optimizer.lr:g}), or, if the "
+                               "data are far from unit scale, rescale them (then no rate helps)")
         n = self.sums["n"]                          # nothing changes until the validation passed
         row = {"epoch": self.epoch + 1, **{k: v / n for k, v in self.sums.items() if k != "n"}}
         if xv is not None:

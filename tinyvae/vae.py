@@ -59,7 +59,7 @@ def _sigma2_range(dtype):
 
 
 def _beta_max(dtype):
-    """The largest KL weight for ``dtype``: max ** 0.75 (1e29 in float32), so beta KL stays finite."""
+    """The largest KL weight for ``dtype``: max ** 0.75 (7.9e28 in float32), so beta KL stays finite."""
     return float(np.finfo(dtype).max) ** 0.75
 
 
@@ -107,7 +107,7 @@ class VAE(Model):
         if likelihood == "gaussian" and not lo <= self.config["sigma2"] <= hi:
             raise TinyVAEError(f"sigma2={self.config['sigma2']:g} is outside what a {self.config['dtype']} model can "
                                f"train with ({lo:.1e} .. {hi:.1e}: the loss divides by it); choose another "
-                               "sigma2, or dtype='float64'")
+                               "sigma2 (or, in Python, a model with dtype='float64')")
 
         enc_sizes, dec_sizes = (D, *hidden, 2 * Z), (Z, *dec_hidden, D)
         shapes = {**mlp_shapes(enc_sizes, "enc."), **mlp_shapes(dec_sizes, "dec.")}
@@ -136,7 +136,8 @@ class VAE(Model):
         beta, top = check_nonneg_float("beta", value), _beta_max(self.config["dtype"])
         if beta > top:
             raise TinyVAEError(f"beta={beta:g} is too large for a {self.config['dtype']} model (at most {top:.1e}: "
-                               "beta times the KL and its gradient must stay finite); use dtype='float64'")
+                               "beta times the KL and its gradient must stay finite); choose a smaller beta (or, "
+                               "in Python, a model with dtype='float64')")
         self.config["beta"] = beta
 
     @property
