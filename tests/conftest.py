@@ -22,6 +22,17 @@ _KEEP_ENV = {"XDG_CACHE_HOME": os.path.join(_REAL_HOME, ".cache"),
 
 
 @pytest.fixture(autouse=True)
+def default_sigint():
+    """Python's own SIGINT handler (KeyboardInterrupt at once) in every test, whatever the runner
+    set: a suite started in the background (``pytest &``) inherits SIGINT ignored, which the
+    library respects, and the tests that send themselves SIGINT would then see nothing."""
+    import signal
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+@pytest.fixture(autouse=True)
 def data_env(tmp_path_factory, monkeypatch):
     """Every test runs with a controlled data environment: no $TINYVAE_DATA and a fresh, empty
     $HOME, so ~/.cache/tinyvae is empty and nothing a user downloaded or set is read (or

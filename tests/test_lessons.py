@@ -122,7 +122,10 @@ def test_save_figure_shows_the_figure_in_a_notebook(tmp_path, monkeypatch, capsy
     monkeypatch.setitem(sys.modules, "IPython", ipython)
     assert save_figure(fig, "plain", "06_elbo") is None      # a cell ending here shows no Out[]
     assert (tmp_path / "06_elbo" / "plain.png").is_file() and shown == []
-    ipython.get_ipython = lambda: object()                   # inside a kernel
+    ipython.get_ipython = lambda: type("TerminalInteractiveShell", (), {})()
+    save_figure(fig, "terminal", "06_elbo")                  # terminal IPython: saved, not shown
+    assert shown == []
+    ipython.get_ipython = lambda: type("ZMQInteractiveShell", (), {})()     # inside a Jupyter kernel
     save_figure(fig, "inline", "06_elbo")
     # the PNG itself: displaying the Figure had shown '<Figure size ...>' text in every notebook
     png = (tmp_path / "06_elbo" / "inline.png").read_bytes()

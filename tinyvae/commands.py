@@ -11,8 +11,10 @@ digits, trained in a few seconds, written to a fresh run directory:
     latent_manifold.png  decoded means on a grid of z                   (2-D latent VAE)
     loss_curves.png      the loss, the reconstruction term and the KL, train and validation
 
-Ctrl-C saves the exact state (between two minibatches) and exits with status 130;
-``tinyvae train --resume DIR`` finishes the run with the same bits as an uninterrupted one.
+Ctrl-C saves the exact state (between two minibatches) and exits with status 130 (SIGTERM and
+SIGHUP do the same with 143 and 129); ``tinyvae train --resume DIR`` finishes the run with the
+same bits as an uninterrupted one. While it trains, the run directory is locked against a second
+``tinyvae train``.
 """
 import contextlib
 import csv

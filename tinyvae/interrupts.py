@@ -77,8 +77,11 @@ def defer_sigint():
 
 def report(text, file=None):
     """Print ``text`` on stderr (or ``file``); a terminal that has gone (a write error after
-    SIGHUP) is ignored, so a stop still saves the run and the exit status still says why."""
+    SIGHUP) is ignored, so a stop still saves the run and the exit status still says why. A
+    closed pipe is not: the command line ends quietly with 141 on it."""
     try:
         print(text, file=sys.stderr if file is None else file, flush=True)
+    except BrokenPipeError:                 # the reader went away (| head): the caller ends quietly
+        raise
     except OSError:
         pass

@@ -146,9 +146,11 @@ def save_figure(fig, name, lesson=None):
 
 
 def _in_ipython():
-    """True inside IPython or a Jupyter kernel (where a lesson opened as a notebook runs)."""
+    """True inside a Jupyter kernel (where a lesson opened as a notebook runs); a terminal
+    IPython, which would print an image object as text, is not one."""
     ipython = sys.modules.get("IPython")
-    return ipython is not None and getattr(ipython, "get_ipython", lambda: None)() is not None
+    shell = getattr(ipython, "get_ipython", lambda: None)() if ipython is not None else None
+    return type(shell).__name__ == "ZMQInteractiveShell"
 
 
 # ----------------------------------------------------------------------------------------------

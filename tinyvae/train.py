@@ -26,9 +26,10 @@ import sys
 
 import numpy as np
 
+from .checkpoint import _is_int, _is_number
 from .data import binarize_batch
 from .errors import TinyVAEError
-from .interrupts import Interrupted, defer_sigint  # noqa: F401  (Interrupted: part of this module's API)
+from .interrupts import defer_sigint
 from .model import Model, as_array, check_nonneg_float, check_positive_int, nonfinite_error
 from .optim import OPTIMIZERS, make_optimizer
 
@@ -321,7 +322,7 @@ class Trainer:
 
 
 def _is_count(v):
-    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+    return _is_int(v, 0)                    # the JSON checks of checkpoint's run options
 
 
 def _check_state(meta, arrays, model):
@@ -366,10 +367,6 @@ def _check_state(meta, arrays, model):
         raise TinyVAEError(f"its data fingerprint is {meta['data_id']!r}, not a string")
 
 
-def _is_number(v):
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 # --------------------------------------------------------------------------------------------
 # the function the README and lessons call
 
@@ -408,7 +405,8 @@ def fit(model, x_train, epochs=10, batch_size=None, lr=None, optimizer=None, see
     checkpoint      a path: save the model and trainer there every ``checkpoint_every`` epochs,
                     after the last epoch and on Ctrl-C (atomically; a failed step never
                     overwrites the last good one)
-    progress        a tqdm bar over the minibatches with the running mean loss (on a terminal)
+    progress        a tqdm bar over the minibatches with the running mean loss (on a terminal,
+                    or in a Jupyter notebook)
 
     Every argument and the data are checked before the run changes, so a call that raises
     leaves the model and its trainer as they were.
