@@ -200,7 +200,11 @@ def binarize_batch(x, rng, out=None, check=True):
 # --- digits ------------------------------------------------------------------------------
 
 def _load_digits():
-    from sklearn.datasets import load_digits
+    from .interrupts import defer_sigint
+    with defer_sigint() as stop:        # a Ctrl-C inside SciPy's C-extension imports can crash Python
+        from sklearn.datasets import load_digits
+    if stop.requested:
+        raise stop.interrupt()
     digits = load_digits()
     x = (digits.data / 16.0).astype(np.float32)          # (1797, 64), gray levels 0..16 -> [0, 1]
     y = digits.target.astype(np.int64)
