@@ -85,7 +85,8 @@ def data_fingerprint(x):
 # the trainer: all the state of a run
 
 class DivergedError(TinyVAEError):
-    """Training produced a non-finite loss or parameters: the learning rate is too high."""
+    """Training produced a non-finite loss, parameters or optimizer moments: most often the
+    learning rate is too high (or the data far from unit scale)."""
 
 
 def _bar_off(progress):
@@ -220,9 +221,9 @@ class Trainer:
                     if bits is not None:
                         xb = binarize_batch(xb, self.binarize_rng, out=bits[len(idx)], check=False)
                     loss, _, terms = model.training_loss_and_grads(xb, self.noise_rng)
-                    if not math.isfinite(loss) and self.n_steps == 0:      # no step taken: not the lr
-                        raise TinyVAEError(_first_loss_message(loss, x, model))
                     if not math.isfinite(loss):
+                        if self.n_steps == 0:                  # no step taken yet: not the lr's doing
+                            raise TinyVAEError(_first_loss_message(loss, x, model))
                         raise DivergedError(
                             f"the training loss became {loss} at epoch {self.epoch + 1}, minibatch "
                             f"{self.step + 1}; lower the learning rate (now {self.optimizer.lr:g}, "
