@@ -116,6 +116,36 @@ def test_a_failed_rename_leaves_the_old_checkpoint_and_no_temporary_file(x, tmp_
     assert sorted(os.listdir(tmp_path)) == ["m.npz"]
 
 
+def test_a_new_checkpoint_keeps_the_permissions_of_the_one_it_replaces(x, tmp_path):
+    path = tmp_path / "m.npz"
+    vae = trained_vae(x, epochs=1)
+    vae.save(path)
+    os.chmod(path, 0o600)                                     # the user's own choice
+    vae.save(path)
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    os.chmod(path, 0o640)
+    checkpoint.atomic_write(path, lambda f: f.write(b"x"))
+    assert os.stat(path).st_mode & 0o777 == 0o640
+
+
+def test_atomic_write_syncs_the_directory_after_the_rename(tmp_path, monkeypatch):
+    synced, replaced = [], []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        synced.append((os.path.realpath(f"/proc/self/fd/{fd}"), bool(replaced)))
+        return real_fsync(fd)
+
+    def replace(src, dst):
+        replaced.append(dst)
+        return real_replace(src, dst)
+    monkeypatch.setattr(checkpoint.os, "fsync", fsync)
+    monkeypatch.setattr(checkpoint.os, "replace", replace)
+    checkpoint.atomic_write(tmp_path / "h.csv", lambda f: f.write(b"epoch\n"))
+    assert (tmp_path / "h.csv").read_bytes() == b"epoch\n"
+    assert synced[-1] == (os.path.realpath(tmp_path), True)   # the folder, after the rename
+
+
 def test_a_kill_in_the_middle_of_writing_leaves_the_old_checkpoint(x, tmp_path, monkeypatch):
     path = tmp_path / "m.npz"
     vae = trained_vae(x, epochs=1)

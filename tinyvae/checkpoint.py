@@ -20,6 +20,7 @@ previous checkpoint whole.
 """
 import json
 import os
+import stat
 import tempfile
 import zipfile
 import zlib
@@ -161,20 +162,45 @@ def atomic_write(path, write, kept="the previous file, if any, is unchanged"):
     except OSError as e:
         raise TinyVAEError(f"cannot write {path}: {e.strerror or e}; choose a writable location") from None
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)          # mkstemp makes 0600; these are ordinary files
+        os.chmod(tmp, _mode_for(path))          # mkstemp makes 0600; these are ordinary files
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)                  # atomic: readers see the old file or the new one
+        _sync_directory(directory)             # ... and the rename itself survives a power cut
     except BaseException as e:
         if os.path.exists(tmp):
             os.remove(tmp)
         if isinstance(e, OSError):
             raise TinyVAEError(f"cannot write {path}: {e.strerror or e}; {kept}") from None
         raise
+
+
+def _mode_for(path):
+    """The permissions for a new version of ``path``: those of the file it replaces (a user's own
+    ``chmod 600`` is kept), or the usual ones for a new file (0666 less the umask)."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def _sync_directory(directory):
+    """fsync ``directory``, so that a rename in it is on disk; skipped where the platform or the
+    file system cannot (Windows, some network file systems): the rename has happened either way."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def is_temporary(name):
