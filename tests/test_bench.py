@@ -154,6 +154,13 @@ def test_bench_bad_options(argv, says, capsys):
     assert err.startswith("error: ") and says in err and len(err.strip().splitlines()) == 1
 
 
+def test_a_tilde_in_the_reference_path_is_the_home_directory(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    assert main(["bench", "--n-train", "256", "--no-cold-start", "--torch", "--torch-ref", "~/ref.py"]) == 2
+    assert f"{tmp_path / 'home' / 'ref.py'} does not exist" in capsys.readouterr().err
+
+
 def test_the_reference_runs_in_a_child_process_and_reports_back(tmp_path):
     """The plumbing of --torch, with a stand-in for the PyTorch reference (CI has no torch)."""
     fake = tmp_path / "fake_ref.py"

@@ -508,7 +508,8 @@ def register(sub):
     p.add_argument("--backends", default="numba,numpy", help="kernel backends to time, comma-separated "
                                                              "(default numba,numpy)")
     p.add_argument("--torch", action="store_true", help="also time the PyTorch reference, alternating with tinyvae")
-    p.add_argument("--torch-ref", default=None, help=f"path of the reference (default {TORCH_REF})")
+    p.add_argument("--torch-ref", default=None, help="path of the reference (default $TINYVAE_TORCH_REF if set, "
+                                                     f"else {TORCH_REF}, beside the source checkout)")
     p.add_argument("--rounds", default="1", help="alternating rounds; medians are quoted (default 1)")
     p.add_argument("--threads", default=None, help="BLAS (and PyTorch) threads, at most the core count "
                                                    "(default 2, or 1 on a one-core machine)")

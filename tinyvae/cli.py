@@ -50,7 +50,7 @@ def build_parser():
     return p
 
 
-PATH_ARGUMENTS = ("out", "resume", "run_dir", "data")      # "~/runs/a" as the shell would expand it
+PATH_ARGUMENTS = ("out", "resume", "run_dir", "data", "torch_ref")    # "~/runs/a" as the shell would expand it
 
 
 @contextlib.contextmanager
