@@ -30,6 +30,8 @@ __all__ = ["gradcheck", "kernels", "layers", "TinyVAEError", "check_gradients", 
 
 
 def __getattr__(name):
+    """Load a public name (or a submodule, ``tv.kernels``) from its module on first use (PEP 562):
+    ``import tinyvae`` stays light, and numba and matplotlib load only when something needs them."""
     if name in _HOMES:
         value = getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
     elif name.isidentifier() and not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}"):
@@ -41,4 +43,5 @@ def __getattr__(name):
 
 
 def __dir__():
+    """The public names, loaded or not, for ``dir(tinyvae)`` and tab completion."""
     return sorted(set(globals()) | set(__all__) | set(_HOMES))
