@@ -165,6 +165,21 @@ def test_lesson_command_lists_and_runs_lesson_1(tmp_path):
     assert "end of lesson" in r.stdout and "In this lesson we" in r.stdout
 
 
+def test_a_lesson_prints_through_an_output_that_lacks_its_symbols(tmp_path):
+    """A Windows pipe or file is cp1252: the lesson's sigma and the stepper's rules must not end it."""
+    folder = tmp_path / "lessons"
+    folder.mkdir()
+    (folder / "01_greek.py").write_text("# %% [markdown]\n# # Lesson 1: σ and ∂\n\n# %%\nprint('ε =', 0.5)\n",
+                                        encoding="utf-8")
+    env = {**quick_env(tmp_path), "PYTHONIOENCODING": "cp1252", "TINYVAE_LESSONS": str(folder)}
+    r = subprocess.run([sys.executable, "-m", "tinyvae", "lesson", "1", "--no-pause"], cwd=tmp_path,
+                       capture_output=True, env=env, timeout=120)
+    out = r.stdout.decode("cp1252")
+    assert r.returncode == 0, out[-2000:] + r.stderr.decode("cp1252", "replace")[-2000:]
+    assert "Lesson 1: \\u03c3 and \\u2202" in out and "\\u03b5 = 0.5" in out
+    assert "-- code 1 of 1" in out and "end of lesson" in out
+
+
 def test_lesson_command_bad_number(tmp_path):
     r = subprocess.run([sys.executable, "-m", "tinyvae", "lesson", "99"], capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.startswith("error: ") and "Traceback" not in r.stderr

@@ -70,6 +70,7 @@ def _stop_signals():
 
 
 def main(argv=None):
+    _printable_output()
     try:
         with _stop_signals():
             return _main(argv)
@@ -77,6 +78,19 @@ def main(argv=None):
         status, words = interruption(e)
         report(words)
         return status
+
+
+def _printable_output():
+    """Let stdout print what its encoding lacks as escapes (\\u03c3) instead of failing: a
+    Windows pipe or file is cp1252, and the lessons' text has sigma, epsilon and integrals."""
+    try:
+        "σ∂∫ε─".encode(sys.stdout.encoding or "utf-8")
+    except (UnicodeEncodeError, LookupError):
+        reconfigure = getattr(sys.stdout, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
+    except (AttributeError, TypeError):          # a stand-in stdout without an encoding
+        pass
 
 
 def _main(argv):

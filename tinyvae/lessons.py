@@ -156,8 +156,19 @@ def _in_ipython():
 # ----------------------------------------------------------------------------------------------
 # the stepper
 
+def _line():
+    """The rule's character: a box-drawing line, or "-" where the output's encoding has none (a
+    Windows pipe or file in cp1252, where printing it would fail)."""
+    try:
+        "─·".encode(getattr(sys.stdout, "encoding", None) or "utf-8")
+        return "─"
+    except (UnicodeEncodeError, LookupError):
+        return "-"
+
+
 def _rule(title, width=78):
-    return f"── {title} " + "─" * max(0, width - len(title) - 4)
+    line = _line()
+    return f"{line * 2} {title} " + line * max(0, width - len(title) - 4)
 
 
 def step_through(path, pause=True, read=input, write=print):
@@ -194,7 +205,8 @@ def step_through(path, pause=True, read=input, write=print):
                 write(f"({time.perf_counter() - start:.1f} s)")
             if pause and i < len(cells):
                 try:
-                    answer = read("── Enter: next cell · q: quit ── ")
+                    line = _line()
+                    answer = read(f"{line * 2} Enter: next cell {'·' if line == '─' else '-'} q: quit {line * 2} ")
                 except EOFError:
                     pause = False                      # no one at the keyboard: run on
                     continue
