@@ -869,6 +869,14 @@ def test_a_script_of_the_user_s_own_still_dies_by_sigterm(tmp_path):
     assert r.returncode == -signal.SIGTERM and "not reached" not in r.stdout, r.stderr
 
 
+def test_suggested_commands_quote_paths_for_the_shell_they_will_be_pasted_into():
+    from tinyvae.commands import shell_quote
+    assert shell_quote("runs/vae-digits", windows=False) == "runs/vae-digits"
+    assert shell_quote("my run's", windows=False) == """'my run'"'"'s'"""
+    assert shell_quote(r"runs\vae-digits", windows=True) == r"runs\vae-digits"     # cmd.exe keeps '' as text
+    assert shell_quote(r"C:\my runs\a", windows=True) == r'"C:\my runs\a"'
+
+
 def test_paths_with_a_tilde_spaces_or_leftovers(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.chdir(tmp_path)

@@ -23,6 +23,7 @@ import math
 import os
 import re
 import shlex
+import subprocess
 import sys
 import time
 
@@ -204,6 +205,13 @@ def blas_threads(n):
         yield
 
 
+def shell_quote(path, windows=None):
+    """``path`` as one argument in a command line to copy: POSIX shell quoting ('my run'), or on
+    Windows cmd.exe's double quotes ("runs\\my run"), since cmd.exe keeps single quotes as text."""
+    windows = os.name == "nt" if windows is None else windows
+    return subprocess.list2cmdline([str(path)]) if windows else shlex.quote(str(path))
+
+
 def _slug(name):
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", str(name)).strip("-.") or "data"
 
@@ -221,7 +229,7 @@ def _check_out_dir(out):
     if os.path.isdir(out) and _contents(out):
         run = os.path.isfile(os.path.join(out, checkpoint.FILENAME))
         raise TinyVAEError(f"--out {out} exists and is not empty; choose a new directory"
-                           + (f", or continue the run in it with 'tinyvae train --resume {shlex.quote(str(out))}'"
+                           + (f", or continue the run in it with 'tinyvae train --resume {shell_quote(out)}'"
                               if run else ""))
     parent = os.path.dirname(os.path.abspath(out))
     while not os.path.exists(parent):
@@ -525,7 +533,7 @@ def _train_in(args, out, model, trainer, opts, ds, x_train, x_test, t0):
         say(f"{action} {_article(repr(model))} {model!r} on {ds.name} "
             f"({x_train.shape[0]} train / {x_test.shape[0]} test images)"
             f"{where if args.resume is not None else ''} -> {out}")
-    resume = f"tinyvae train --resume {shlex.quote(str(out))}"
+    resume = f"tinyvae train --resume {shell_quote(out)}"
     with blas_threads(min(opts["threads"], usable_cores())):
         if args.resume is None:
             save_state()                       # epoch 0: a good checkpoint exists from the start
@@ -569,7 +577,7 @@ def _train_in(args, out, model, trainer, opts, ds, x_train, x_test, t0):
     last = {k: v[-1] for k, v in trainer.history.items()}
     say(f"done in {elapsed:.1f} s: {_summary(model, last)}")
     say(f"results in {os.path.join(out, '')}: {', '.join([checkpoint.FILENAME, 'history.csv'] + figures)}")
-    quoted = shlex.quote(str(out))
+    quoted = shell_quote(out)
     if model.kind == "vae":
         say(f"next: tinyvae eval {quoted}   |   tinyvae sample {quoted}")
     else:                                  # an autoencoder has no prior to sample from
