@@ -48,6 +48,7 @@ def data_env(tmp_path_factory, monkeypatch):
         if var not in os.environ:
             monkeypatch.setenv(var, value)
     monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("USERPROFILE", str(home))              # where Windows looks for ~
     monkeypatch.delenv("TINYVAE_DATA", raising=False)
     real_urlopen = urllib.request.urlopen
 

@@ -20,6 +20,8 @@ from tinyvae import commands
 from tinyvae.cli import main
 
 SMALL = ["--hidden", "32", "--no-progress"]
+# signals sent to processes, preexec_fn, SIGHUP, flock, symbolic links: POSIX only
+POSIX_ONLY = pytest.mark.skipif(os.name == "nt", reason="POSIX signals, locks or symbolic links")
 
 
 def tinyvae_cmd(*args, cwd=None, timeout=180):
@@ -107,7 +109,7 @@ def test_default_run_directories_are_fresh(tmp_path, monkeypatch, capsys):
         assert main(["train", "--epochs", "1", "--hidden", "8", "--no-figures", "--no-progress"]) == 0
     assert sorted(os.listdir(tmp_path / "runs")) == ["vae-digits", "vae-digits-2"]
     out = capsys.readouterr().out
-    assert "runs/vae-digits-2" in out
+    assert os.path.join("runs", "vae-digits-2") in out
 
 
 def test_eval_reports_the_negative_elbo_and_a_tighter_iwae_bound(main_run):
@@ -257,6 +259,7 @@ def assert_same_run(a, b):
     assert (a / "history.csv").read_text() == (b / "history.csv").read_text()
 
 
+@POSIX_ONLY
 def test_sigint_to_the_real_command_saves_the_state_and_resume_is_bit_identical(tmp_path, straight_run):
     p = subprocess.Popen([sys.executable, "-m", "tinyvae", *SIGINT_RUN, "--out", "a"], cwd=tmp_path,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -285,7 +288,7 @@ def test_sigint_in_the_middle_of_an_epoch_resumes_bit_identical(tmp_path, straig
     def accumulate_then_interrupt(self, *args):
         real(self, *args)
         if (self.epoch, self.step) == (1, 300):
-            os.kill(os.getpid(), signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)
     monkeypatch.setattr(Trainer, "_accumulate", accumulate_then_interrupt)
     assert main([*SIGINT_RUN, "--out", str(tmp_path / "a")]) == 130
     assert "after minibatch 300 of epoch 2" in capsys.readouterr().err
@@ -314,7 +317,7 @@ def test_ctrl_c_while_drawing_the_figures_and_resume_draws_them(tmp_path, monkey
     monkeypatch.setattr(commands, "write_figures", draw)
     assert main(["train", "--resume", str(run), "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "has finished its 2 epochs; writing its history and figures" in out and f"results in {run}/: " in out
+    assert "has finished its 2 epochs; writing its history and figures" in out and f"results in {os.path.join(run, '')}: " in out
     assert {"samples.png", "latent_manifold.png", "loss_curves.png"} <= set(os.listdir(run))
     assert np.array_equal(tv.load(run).flat, saved)                    # no further training
     assert main(["train", "--resume", str(run), "--no-progress"]) == 2
@@ -673,6 +676,7 @@ def test_ctrl_c_outside_training_exits_130(tmp_path, capsys, monkeypatch):
     assert capsys.readouterr().err.strip() == "interrupted"
 
 
+@POSIX_ONLY
 def test_a_run_directory_in_use_is_refused_and_its_files_kept(tmp_path, capsys):
     """Two runs given one --out, or a --resume of a run still training, had both written into it
     (the second run's results silently replaced the first's)."""
@@ -759,7 +763,7 @@ def test_ctrl_c_during_the_last_save_is_not_swallowed(tmp_path, capsys, monkeypa
     def save_then_ctrl_c(model, path, trainer_state=None, run=None):
         out = real(model, path, trainer_state, run)
         if trainer_state.epoch == 2:
-            os.kill(os.getpid(), signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)
         return out
     monkeypatch.setattr(checkpoint, "save", save_then_ctrl_c)
     run = tmp_path / "r"
@@ -773,6 +777,7 @@ def test_ctrl_c_during_the_last_save_is_not_swallowed(tmp_path, capsys, monkeypa
     assert sorted(os.listdir(run)) == ["history.csv", "model.npz"] and tv.load(run).trainer.epoch == 2
 
 
+@POSIX_ONLY
 def test_a_resume_waits_for_no_one_it_holds_the_run_while_it_reads_it(tmp_path, capsys, monkeypatch):
     """A --resume had read the checkpoint before taking the lock: another --resume finishing in
     that window was then overwritten from the older state."""
@@ -790,6 +795,7 @@ def test_a_resume_waits_for_no_one_it_holds_the_run_while_it_reads_it(tmp_path, 
     assert tv.load(run).trainer.epoch == 3
 
 
+@POSIX_ONLY
 def test_a_file_system_without_locks_still_trains(tmp_path, capsys, monkeypatch):
     import errno
     import fcntl
@@ -813,6 +819,7 @@ def test_a_terminal_that_has_gone_does_not_turn_a_stop_into_a_traceback(monkeypa
     report("stopped by SIGHUP")                          # no exception
 
 
+@POSIX_ONLY
 def test_sigterm_stops_training_like_ctrl_c(tmp_path):
     """kill, timeout or a closed terminal had killed the run without a word, losing every epoch
     since the last periodic checkpoint."""
@@ -834,6 +841,7 @@ def test_sigterm_stops_training_like_ctrl_c(tmp_path):
     assert tv.load(run).trainer.epoch >= 1                  # the exact state, not the epoch-0 checkpoint
 
 
+@POSIX_ONLY
 def test_sighup_during_fit_saves_the_checkpoint_and_raises(tmp_path):
     """Under the command line (which turns SIGHUP into Interrupted), fit defers it like Ctrl-C.
     A program of the user's own keeps the signal's own behaviour (tested in a child below)."""
@@ -856,6 +864,7 @@ def test_sighup_during_fit_saves_the_checkpoint_and_raises(tmp_path):
     assert tv.load(tmp_path / "m.npz").trainer.n_steps == 3
 
 
+@POSIX_ONLY
 def test_a_script_of_the_user_s_own_still_dies_by_sigterm(tmp_path):
     """fit in a plain script leaves SIGTERM alone: the process ends by the signal, as schedulers
     and 'timeout' expect (an exception and exit status 1 would look like a crash)."""
@@ -895,6 +904,7 @@ def test_paths_with_a_tilde_spaces_or_leftovers(tmp_path, capsys, monkeypatch):
     assert sorted(os.listdir(left)) == ["history.csv", "model.npz"]
 
 
+@POSIX_ONLY
 def test_clearer_messages_about_run_directories(tmp_path, rejected, capsys):
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "mine.txt").write_text("keep")
@@ -911,6 +921,7 @@ def test_clearer_messages_about_run_directories(tmp_path, rejected, capsys):
     rejected(["eval", tmp_path / "gone"], "holds the history of a run but no model.npz")
 
 
+@POSIX_ONLY
 @pytest.mark.parametrize("delay", [0.0, 0.15, 0.4])
 def test_ctrl_c_while_the_command_starts_is_reported_without_a_traceback(tmp_path, delay):
     """The library (numba, matplotlib) loads in main's first half second; a Ctrl-C then printed a

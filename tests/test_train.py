@@ -175,7 +175,7 @@ def test_ctrl_c_in_the_last_epoch_callback_is_not_swallowed(digits, tmp_path):
 
     def ctrl_c_at_the_end(t):
         if t.epoch == 2:
-            os.kill(os.getpid(), signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)
     vae = small_vae()
     with pytest.raises(KeyboardInterrupt):
         tv.fit(vae, x, epochs=2, batch_size=100, progress=False, epoch_callback=ctrl_c_at_the_end,
@@ -203,7 +203,7 @@ def test_an_ignored_ctrl_c_stays_ignored(digits):
 
     def ctrl_c(t):
         if t.n_steps == 1:
-            os.kill(os.getpid(), signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         history = tv.fit(small_vae(), x, epochs=1, batch_size=100, progress=False, callback=ctrl_c)
@@ -480,7 +480,7 @@ def test_sigint_mid_epoch_saves_a_state_that_resumes_to_the_same_bits(digits, tm
 
     def interrupt(t):                          # a real SIGINT, in epoch 2 after minibatch 4
         if t.epoch == 1 and t.step == 4:
-            os.kill(os.getpid(), signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)
 
     vae = small_vae()
     with pytest.raises(KeyboardInterrupt):

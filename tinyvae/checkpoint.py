@@ -136,7 +136,7 @@ def target(path):
     if not path:
         raise TinyVAEError("the checkpoint path is empty; give a file name such as run/model.npz")
     if os.path.isdir(path) or path.endswith(("/", os.sep)):
-        path = os.path.join(path, FILENAME)
+        path = os.path.join(path.rstrip("/" + os.sep) or path, FILENAME)     # "run/" -> run/model.npz
     parent = os.path.dirname(os.path.abspath(path))
     while not os.path.exists(parent):                   # the nearest folder that exists already
         parent = os.path.dirname(parent)

@@ -125,7 +125,7 @@ def write_readme(out, quick=False):
         if (out / f"{name}.png").exists():
             lines.append(f"- `{name}.png`: {caption}")
     path = out / "README.md"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8", newline="\n")   # LF on Windows too: it is committed
     return path
 
 
