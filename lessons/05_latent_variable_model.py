@@ -109,7 +109,8 @@ assert abs(grid_mlp.mean() - iwae_mlp.mean()) < 0.5
 #     p(x) ~= 1/k sum_i p(x|z_i),     z_i ~ p(z)                                    (2)
 #
 # It is unbiased for p(x) (its log is biased low, by Jensen's inequality). The library's
-# version works in log space, to survive densities like e^-300:
+# version works in log space, to survive densities like e^-300; its docstring numbers this
+# same estimate eq. (1), the numbering of `tinyvae.estimators`, not this lesson's:
 
 # %%
 print(inspect.getsource(estimators.naive_log_likelihood))

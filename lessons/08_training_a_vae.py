@@ -16,6 +16,7 @@
 #
 #     loss = 1/B sum_n [ -log p(x_n | z_n) + KL(q(z|x_n) || p(z)) ],   z_n = mu_n + sigma_n * eps_n   (2)
 #
+# over a minibatch of B examples (`tinyvae/vae.py` calls its rows N),
 # backpropagate, and step the encoder and decoder together (here with Adam). This lesson trains
 # VAEs on the 8x8 digits and looks at what came out: the two terms of the loss, reconstructions
 # (a stochastic encoder and decoder, Goodfellow et al. sec. 14.4), new samples, the learned 2-D
@@ -235,8 +236,9 @@ assert abs(sweep["rec"][-1] - independent) < 0.5
 #     IWAE_k(x) = log 1/k sum_i p(x, z_i) / q(z_i|x),   z_i ~ q(z|x)                        (3)
 #     E[IWAE_1] = ELBO  <=  E[IWAE_k]  <=  E[IWAE_{k+1}]  ->  log p(x)   as k -> infinity
 #
-# (Jensen's inequality, applied to an average of k weights instead of one.)
-# `vae.log_likelihood(x, k)` computes (3); `figures_vae.iwae_versus_k` runs it for several k
+# (Jensen's inequality, applied to an average of k weights instead of one; the limit needs the
+# weights p(x, z) / q(z|x) to be bounded, Burda et al.'s theorem 1.) `vae.log_likelihood(x, k)`
+# computes (3), whose expectation its docstring calls L_k; `figures_vae.iwae_versus_k` runs it for several k
 # with the same random numbers, beside the ELBO averaged over 10 draws of eps. The figure's
 # right panel measures the gain image by image against the ELBO estimated from the same k
 # draws (the mean of their log-weights, which by Jensen is never above IWAE_k): the same

@@ -60,6 +60,21 @@ LOSSES = ("mse", "bce")
 class Autoencoder(Model):
     """An autoencoder h = f(x), r = g(h) with optional sparse, contractive and denoising terms.
 
+    Arguments:
+
+    input_dim       D, the width of x
+    hidden_dims     the encoder's hidden widths (the decoder mirrors them); () for one layer
+    code_dim        C, the width of the code h
+    activation      of every hidden layer and of the code (default relu; a 2-unit ReLU code can
+                    die, which is why ``tinyvae train --model ae`` uses tanh)
+    loss            "mse", L = 1/2 sum_d (r_d - x_d)^2, or "bce" for data in [0, 1]
+    sparse_l1       lambda_1 of the sparse penalty lambda_1 sum_j |h_j| (sec. 14.2.1); 0 = off
+    contractive     lambda_c of the contractive penalty lambda_c ||dh/dx||_F^2 (eq. 14.18); 0 =
+                    off; only with ``hidden_dims=()``, where it is exact
+    noise_std       denoising: the std of the Gaussian noise added to x in training (eq. 14.9)
+    mask_prob       denoising: the probability of zeroing each input in training, below 1
+    seed, dtype     of the initial weights; float32 (default) or float64 (gradient checks)
+
     Parameters (``ae.params``): the encoder ``enc.W{i}``, ``enc.b{i}`` (last layer C wide; the
     code h passes through ``activation``: use ``identity`` for a linear model) and the decoder
     ``dec.W{i}``, ``dec.b{i}`` (hidden widths mirrored, last layer D wide and linear: the
@@ -177,15 +192,16 @@ class Autoencoder(Model):
     def jacobian(self, x):
         """The encoder's Jacobian dh/dx for each example, (N, C, D), for any depth.
 
-        Forward mode through the layers: with J_0 = dx/dx = I and a_{i+1} = h_i W_i + b_i,
-        J_{i+1} = f'(a_{i+1}) * (W_i^T J_i), f' scaling the rows. For a single-layer encoder
+        Forward mode through the layers: with J_0 = dx/dx = I and, as in lesson 1's eq. (4),
+        a_i = h_i W_i + b_i and h_{i+1} = f(a_i), J_{i+1} = f'(a_i) * (W_i^T J_i), f' scaling
+        the rows. For a single-layer encoder
         this is J = f'(a) * W^T, whose squared Frobenius norm is eq. (1)."""
         x = self._input(x)
         _, hs = self.encoder.forward(x)                               # h_0 = x, ..., h_L = h
         J = None
         for i in range(self.encoder.n_layers):
             W, _, kind = self.encoder.layer(i)                        # W (d_i, d_{i+1})
-            fp = kernels.activation_deriv(hs[i + 1], kind)            # f'(a_{i+1})  (N, d_{i+1})
+            fp = kernels.activation_deriv(hs[i + 1], kind)            # f'(a_i), from h_{i+1}  (N, d_{i+1})
             WtJ = W.T[None] if J is None else np.einsum("ij,nid->njd", W, J)   # W^T J_i
             J = fp[:, :, None] * WtJ                                  # (N, d_{i+1}, D)
         return J
@@ -214,7 +230,7 @@ class Autoencoder(Model):
     def _loss_and_grads(self, x, x_input):
         """The forward and backward pass on checked inputs; returns (loss, mean L, mean Omega)."""
         N, ws, dt = x.shape[0], self.workspace, self.dtype
-        # forward: x_input -> h = f(x_input) -> o = g(h) -> L(x, o)    eq. 14.1 (sec. 14.2.2 if denoising)
+        # forward: x_input -> h = f(x_input) -> o = g(h) -> L(x, o)    eq. 14.1 (eq. 14.9 if denoising)
         h, enc_cache = self.encoder.forward(x_input, ws)                      # (N, C)
         o, dec_cache = self.decoder.forward(h, ws)                            # (N, D) r or l
         rec, do = self._reconstruction(o, x, 1.0 / N, ws)                     # (N,), (N, D)

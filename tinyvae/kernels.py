@@ -3,8 +3,9 @@
 Each kernel exists as
 
 * a NumPy *twin* (``*_np``): the reference, a few lines that read like the equation, and
-* a numba ``@njit(cache=True)`` loop (``*_nb``): the same arithmetic, fused into one pass
-  over memory, with no temporaries.
+* a numba ``@njit(cache=True)`` loop (``*_nb``): the same formula, fused into one pass over
+  memory, with no temporaries. (In float32 a few loops use the vectorizable exp and log1p
+  defined below instead of the C library's; they agree with the twins to float32 rounding.)
 
 The public functions (no suffix) choose one of the two by the backend, set with
 ``TINYVAE_BACKEND=numpy|numba`` (default numba) or :func:`set_backend`. Tests assert that the
@@ -168,7 +169,8 @@ def bernoulli_nll_grad_np(logits, x, scale):
 
 
 def gaussian_nll_np(mean, x, sigma2):
-    """-log N(x; o, sigma2 I) = sum_d (x_d - o_d)^2 / (2 sigma2) + log(2 pi sigma2) / 2, per row."""
+    """-log N(x; o, sigma2 I) = sum_d [ (x_d - o_d)^2 / (2 sigma2) + log(2 pi sigma2) / 2 ]
+    = SSE / (2 sigma2) + (D / 2) log(2 pi sigma2), per row."""
     sigma2 = float(sigma2)
     half_log = mean.dtype.type(0.5 * np.log(2 * np.pi * sigma2))   # a constant, in the data's precision
     return ((x - mean) ** 2 / (2 * sigma2) + half_log).sum(axis=1, dtype=np.float64)
@@ -211,13 +213,14 @@ def adam_np(theta, g, m, v, lr, beta1, beta2, eps, t):
 
 
 def sgd_np(theta, g, velocity, lr, momentum):
-    """One SGD step with (heavy-ball) momentum, in place: first v <- mu v - lr g, then theta <- theta + v."""
+    """One SGD step with (heavy-ball) momentum, in place: first v <- momentum v - lr g, then theta <- theta + v
+    (Goodfellow et al. alg. 8.2, whose alpha is ``momentum``)."""
     velocity[...] = momentum * velocity - lr * g
     theta[...] = theta + velocity
 
 
 # --------------------------------------------------------------------------------------------
-# numba kernels: the same arithmetic as the twins above, one fused pass, no temporaries
+# numba kernels: the same formulas as the twins above, one fused pass, no temporaries
 #
 # Every kernel is compiled with the options in JIT, set in this one place: cached on disk;
 # NumPy's error model (a division by zero gives inf, as in NumPy, instead of raising, which is
@@ -252,7 +255,7 @@ if not _disk_cache_available():
     _where = (f"NUMBA_CACHE_DIR={os.environ['NUMBA_CACHE_DIR']} is not writable" if os.environ.get("NUMBA_CACHE_DIR")
               else "its install folder is read-only and there is no writable ~/.cache")
     warnings.warn(f"numba has nowhere to cache tinyvae's compiled kernels ({_where}): each run compiles them "
-                  "anew, 10-20 s. Set NUMBA_CACHE_DIR to a writable folder to keep them")
+                  "anew, 7-20 s. Set NUMBA_CACHE_DIR to a writable folder to keep them")
 
 
 def exp_nonpositive(x):
@@ -411,7 +414,7 @@ def activation_second_nb(h, code, out):
 
 
 # The two kernels every dense layer calls, forward and backward. The activation is chosen
-# outside the loops (ReLU and identity, the layers of the classic VAE, get loops of their own),
+# outside the loops (ReLU and identity, the layers of tinyvae's default VAE, get loops of their own),
 # so that each inner loop is branch-free and LLVM turns it into SIMD instructions.
 
 @njit(**JIT)
@@ -728,7 +731,8 @@ def _variance(sigma2):
 
 
 def gaussian_nll(mean, x, sigma2, rows=None):
-    """Per-example -log N(x; o, sigma2 I) for means o (N, D): returns (N,)."""
+    """Per-example -log N(x; o, sigma2 I) = sum_d [ (x_d - o_d)^2 / (2 sigma2) + log(2 pi sigma2) / 2 ]
+    for means o (N, D): returns (N,)."""
     mean, x = _real("mean", mean), _real("x", x)
     _nll_shapes("mean", mean, x, rows)
     _variance(sigma2)

@@ -240,9 +240,10 @@ class MLP:
         hs = [x]                                                     # h_0 = x  (N, d_0)
         for i in range(self.n_layers):
             W, b, kind = self.layer(i)
-            a = scratch(workspace, (self.prefix, "h", i), (x.shape[0], W.shape[1]), W.dtype)
-            np.matmul(hs[-1], W, out=a)                              # (N, d_{i+1})
-            hs.append(kernels.bias_activation(a, b, kind, out=a))   # h_{i+1} = f(a + b)
+            hW = scratch(workspace, (self.prefix, "h", i), (x.shape[0], W.shape[1]), W.dtype)
+            np.matmul(hs[-1], W, out=hW)                             # h_i W_i  (N, d_{i+1})
+            # h_{i+1} = f(a_i), a_i = h_i W_i + b_i, written over h_i W_i in place
+            hs.append(kernels.bias_activation(hW, b, kind, out=hW))
         return hs[-1], hs
 
     def backward(self, dout, cache, need_dx=True, workspace=None):

@@ -13,7 +13,8 @@ and for each example x the evidence lower bound (ELBO), with a one-sample estima
                         = E_q[log p(x|z)] - KL(q(z|x) || p(z))                        (2)
                        ~= log p(x | z = mu + exp(logvar/2) * eps) - KL,  eps ~ N(0, I)  (3)
 
-((3) is Kingma & Welling's estimator B, their eq. (7), with one sample, L = 1. Equation
+((3) is Kingma & Welling's estimator B, their eq. (7), with one sample, L = 1, and with the
+Gaussian KL (4) in closed form, as in their eq. (10). Equation
 numbers in tinyvae are local to each module: (3) here is not (3) of estimators.py.)
 
 (The slides' E[p(X|Z)] + E[p(Z)] - E[q(Z|X)] drops the logs; (1) is the correct form.)
@@ -23,11 +24,18 @@ closed form (Kingma & Welling app. B):
 
     KL = 1/2 sum_j (mu_j^2 + exp(logvar_j) - 1 - logvar_j)                               (4)
 
-The reparameterization (3) makes z a differentiable function of (mu, logvar) for fixed eps:
+The reparameterization (3) (Kingma & Welling sec. 2.4) makes z a differentiable function of
+(mu, logvar) for fixed eps:
 
     dz/dmu = 1,   dz/dlogvar = eps * exp(logvar/2) / 2                                   (5)
 
-so the gradient of the loss reaches the encoder through z as well as through the KL.
+so the gradient of the loss reaches the encoder through z as well as through the KL, whose
+own gradient follows from (4):
+
+    dKL/dmu = mu,   dKL/dlogvar = (exp(logvar) - 1) / 2                                  (6)
+
+In the batch-mean loss, each example's KL enters with weight beta / N, so the encoder's
+output gradient is dz * (5) + (beta / N) * (6).
 (The kernels compute exp(logvar) - 1 in (4) as expm1(logvar): near logvar = 0 the terms
 nearly cancel.) logvar is not clamped: an encoder that diverges shows an infinite KL.
 
@@ -207,7 +215,9 @@ class VAE(Model):
         mu, logvar = e[:, :Z], e[:, Z:]                        # (N, Z) each
         z, kl = kernels.reparameterize(mu, logvar, eps,        # eq. (3) and eq. (4)
                                        z=scratch(ws, "z", (N, Z), dt), kl=scratch(ws, "kl", (N,), dt))
-        o, dec_cache = self.decoder.forward(z, ws)             # (N, D) logits or means
+        o, dec_cache = self.decoder.forward(z, ws)             # (N, D) logits l or means o
+        # Bernoulli: the decoder's sigmoid is not applied here but folded into the loss, which
+        # takes the logits l (stabler): d rec / d l = sigmoid(l) - x
         rec, do = self._reconstruction(o, x, 1.0 / N,          # do = d loss / d o   (N, D)
                                        rows=scratch(ws, "rec", (N,), dt), do=scratch(ws, "do", o.shape, dt),
                                        work=scratch(ws, "rec_terms", o.shape, dt))
@@ -217,7 +227,7 @@ class VAE(Model):
         # backward: d loss / d o -> dz -> [dmu, dlogvar] -> encoder
         dz = self.decoder.backward(do, dec_cache, workspace=ws)               # (N, Z)
         de = scratch(ws, "de", (N, 2 * Z), dt)                                # (N, 2Z)
-        kernels.reparameterize_backward(dz, mu, logvar, eps, self.beta / N,   # eqs. (4), (5)
+        kernels.reparameterize_backward(dz, mu, logvar, eps, self.beta / N,   # eqs. (5), (6)
                                         dmu=de[:, :Z], dlogvar=de[:, Z:])
         self.encoder.backward(de, enc_cache, need_dx=False, workspace=ws)
         if self.learn_sigma2:
@@ -247,9 +257,9 @@ class VAE(Model):
         Without ``eps`` the noise is drawn from ``rng``, a NumPy Generator or an integer seed
         (default: seed 0, so repeated calls agree)."""
         x = self._data(x)
-        mu, logvar = self._split(self.encoder(x))
-        eps = self._noise(eps, rng, mu.shape)
-        z, kl = kernels.reparameterize(mu, logvar, eps)
+        mu, logvar = self._split(self.encoder(x))                 # (N, Z) each
+        eps = self._noise(eps, rng, mu.shape)                      # (N, Z)
+        z, kl = kernels.reparameterize(mu, logvar, eps)            # (N, Z), (N,)
         return -(self._nll(self.decoder(z), x) + kl).astype(np.float64)
 
     def evaluate(self, x, rng=None, batch_size=1000):
@@ -263,10 +273,10 @@ class VAE(Model):
         rng = as_generator(0 if rng is None else rng)
         rec_sum = kl_sum = 0.0
         for start in range(0, x.shape[0], batch_size):
-            xb = x[start:start + batch_size]
-            mu, logvar = self._split(self.encoder(xb))
+            xb = x[start:start + batch_size]                           # (n, D)
+            mu, logvar = self._split(self.encoder(xb))                 # (n, Z) each
             eps = rng.standard_normal(mu.shape).astype(self.dtype, copy=False)
-            z, kl = kernels.reparameterize(mu, logvar, eps)
+            z, kl = kernels.reparameterize(mu, logvar, eps)            # (n, Z), (n,)
             rec_sum += float(np.sum(self._nll(self.decoder(z), xb), dtype=np.float64))
             kl_sum += float(np.sum(kl, dtype=np.float64))
         n = x.shape[0]
@@ -333,8 +343,8 @@ class VAE(Model):
         """n new examples: z ~ N(0, I), then the mean of p(x|z) (or a draw from it if not mean)."""
         n = check_positive_int("n", n)
         rng = np.random.default_rng(check_seed(seed))
-        z = rng.standard_normal((n, self.latent_dim))
-        m = self.decode(z)
+        z = rng.standard_normal((n, self.latent_dim))                 # (n, Z)
+        m = self.decode(z)                                             # (n, D)
         if mean:
             return m
         if self.likelihood == "bernoulli":
