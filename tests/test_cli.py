@@ -180,6 +180,10 @@ def test_eval_of_an_autoencoder_prints_its_reconstruction_loss(tmp_path, capsys)
     assert hint == [f"next: tinyvae eval {tmp_path / 'ae'}"], out   # an autoencoder has no prior to sample
     assert main(["eval", str(tmp_path / "ae")]) == 0
     assert re.search(r"reconstruction loss [\d.]+ nats", capsys.readouterr().out)
+    # the VAE's options would be silently ignored: they are refused instead
+    assert main(["eval", str(tmp_path / "ae"), "--k", "10", "--seed", "3"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --k and --seed apply to a VAE") and "drop them" in err
 
 
 def test_the_command_line_autoencoder_uses_tanh_unless_told(tmp_path):

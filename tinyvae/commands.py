@@ -146,7 +146,7 @@ def register(subparsers):
                                         f"(default {d['activation']}; tanh for --model ae, whose code passes "
                                         "through it and whose ReLU code units often die)")
     t.add_argument("--beta", help=f"weight of the KL term (VAE; default {d['beta']:g})")
-    t.add_argument("--sigma2", help=f"variance of the Gaussian decoder (default {d['sigma2']:g})")
+    t.add_argument("--sigma2", help=f"variance of the Gaussian decoder, with --likelihood gaussian (default {d['sigma2']:g})")
     t.add_argument("--optimizer", help=f"adam | sgd (momentum 0.9) (default {d['optimizer']})")
     t.add_argument("--binarize", help=f"none | static | dynamic: train on Bernoulli draws of the gray "
                                       f"values (default {d['binarize']})")
@@ -168,12 +168,14 @@ def register(subparsers):
                     "sample per image) on the whole test set; then, on the same first N images and the same k "
                     "draws of z per image, the negative ELBO (the mean of the k log-weights) beside the "
                     "importance-weighted bound on -log p(x) (the log of their mean; Burda et al. 2015), "
-                    "which is never larger.")
+                    "which is never larger. An autoencoder's run gets its reconstruction loss and its total loss "
+                    "(with its penalty) on the clean test images, and takes none of --k, --n and --seed.")
     e.add_argument("run_dir", metavar="RUN_DIR", help="a run directory (or a model .npz)")
-    e.add_argument("--k", default="5000", help="importance samples per image (default 5000)")
+    e.add_argument("--k", help="importance samples per image (default 5000)")
     e.add_argument("--n", help="compare the two bounds on the first N test images "
                                "(default: all, at most 1000)")
-    e.add_argument("--data", help="the dataset, if the checkpoint does not name it")
+    e.add_argument("--data", help="the dataset to evaluate on, a name or a path (default: the one the run "
+                                   "was trained on)")
     e.add_argument("--seed", help="seed of the evaluation noise (default: the one-sample ELBO uses the "
                                    "draws of z that train used for its last test -ELBO, so it repeats that "
                                    "figure; the bounds use seed 0)")
@@ -712,7 +714,7 @@ def _load_run(run_dir, data=None):
 
 
 def cmd_eval(args):
-    k = positive_int("--k", args.k)
+    k = positive_int("--k", "5000" if args.k is None else args.k)
     n_max = None if args.n is None else positive_int("--n", args.n)
     seed = None if args.seed is None else nonneg_int("--seed", args.seed)
     threads = thread_count("--threads", args.threads)
@@ -736,6 +738,10 @@ def cmd_eval(args):
     print(f"{model!r}\ntest set: {ds.name}, {x.shape[0]} images")
     with blas_threads(threads):
         if model.kind != "vae":
+            given = [o for o, v in (("--k", args.k), ("--n", args.n), ("--seed", args.seed)) if v is not None]
+            if given:
+                raise TinyVAEError(f"{' and '.join(given)} apply to a VAE's bounds; the autoencoder in {ck.path} "
+                                   "is evaluated by its reconstruction loss alone: drop them")
             r = model.evaluate(x)
             unit = "nats" if model.loss == "bce" else "(1/2 squared error)"
             print(f"  reconstruction loss {r['rec']:.4f} {unit} per image; total loss {r['loss']:.4f}")

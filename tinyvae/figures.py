@@ -184,7 +184,10 @@ def register(sub):
                     "--out must be a new or empty directory, or one 'tinyvae figures' wrote before; nothing "
                     "else is overwritten. The full set takes a few minutes; --quick draws a small version in "
                     f"about half a minute, into {QUICK_OUT}/ unless --out says otherwise, and never into a "
-                    "folder of full-size figures such as figures/.")
+                    "folder of full-size figures such as figures/. The full set's VAE pictures use "
+                    "Fashion-MNIST, which is downloaded (about 30 MB, checksummed) if this machine does not "
+                    "have it yet; where that fails, the 8x8 digits stand in and the titles say so. --quick "
+                    "stays offline.")
     p.add_argument("--quick", action="store_true",
                    help=f"small data and few epochs (about half a minute, not minutes); default --out {QUICK_OUT}")
     p.add_argument("--out", default=None, help="the folder to write: new, empty, or written by 'tinyvae figures' "

@@ -44,12 +44,13 @@ def class_names(ds):
 
 
 def pictures_dataset(download=True):
-    """Fashion-MNIST (28x28) for the pictures of a VAE; the 8x8 digits when it cannot be had.
+    """Fashion-MNIST (28x28) for the pictures of a VAE, downloaded if need be (with a progress
+    bar) unless ``download=False``; the 8x8 digits when it cannot be had.
 
     Returns (dataset, note): ``note`` is "" or says that digits stand in for Fashion-MNIST,
     for the figures' titles."""
     try:
-        return load_dataset("fashion-mnist", download=download, progress=False), ""
+        return load_dataset("fashion-mnist", download=download, progress=download), ""
     except TinyVAEError:
         return load_dataset("digits"), " (Fashion-MNIST not found: digits instead)"
 

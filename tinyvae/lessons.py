@@ -12,7 +12,7 @@ that jupytext and editors understand: a line ``# %%`` starts a code cell and
 
 Lessons call :func:`quick` to shrink their data and epochs when ``TINYVAE_QUICK=1`` (each
 then finishes in under a minute on two cores and still asserts its key numbers), and
-:func:`save_figure` to write their figures (to ``lesson-output/`` or ``$TINYVAE_LESSON_OUT``).
+:func:`save_figure` to write their figures (to ``lesson-output/<lesson>/``, or under ``$TINYVAE_LESSON_OUT``).
 """
 import os
 import re
