@@ -161,6 +161,14 @@ def test_a_tilde_in_the_reference_path_is_the_home_directory(tmp_path, capsys, m
     assert f"{tmp_path / 'home' / 'ref.py'} does not exist" in capsys.readouterr().err
 
 
+def test_the_reference_path_comes_from_the_option_then_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("TINYVAE_TORCH_REF", str(tmp_path / "from_env.py"))
+    with pytest.raises(tv.TinyVAEError, match="from_env.py does not exist"):
+        bench.torch_reference_path()
+    with pytest.raises(tv.TinyVAEError, match="from_option.py does not exist"):
+        bench.torch_reference_path(tmp_path / "from_option.py")
+
+
 def test_the_reference_runs_in_a_child_process_and_reports_back(tmp_path):
     """The plumbing of --torch, with a stand-in for the PyTorch reference (CI has no torch)."""
     fake = tmp_path / "fake_ref.py"

@@ -186,6 +186,24 @@ def test_eval_of_an_autoencoder_prints_its_reconstruction_loss(tmp_path, capsys)
     assert err.startswith("error: --k and --seed apply to a VAE") and "drop them" in err
 
 
+def test_a_gaussian_vae_trains_evaluates_and_samples_from_the_command_line(tmp_path, capsys):
+    run = tmp_path / "g"
+    assert main(["train", "--likelihood", "gaussian", "--sigma2", "0.1", "--epochs", "2",
+                 "--out", str(run), *SMALL]) == 0
+    capsys.readouterr()
+    model = tv.load(run)
+    assert model.likelihood == "gaussian" and model.sigma2 == pytest.approx(0.1)
+    assert {"samples.png", "reconstructions.png", "latent_manifold.png"} <= set(os.listdir(run))
+    assert main(["eval", str(run), "--k", "20", "--n", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "sigma2=0.1" in out
+    elbo_k = float(re.search(r"mean of the k=20 log-weights :\s+([\d.]+)", out).group(1))
+    bound = float(re.search(r"importance-weighted bound, k=20\s+:\s+([\d.]+)", out).group(1))
+    assert bound <= elbo_k                                   # -IWAE_k <= -ELBO on the same draws
+    assert main(["sample", str(run), "--n", "4"]) == 0
+    assert (run / "sample-seed0.png").exists()
+
+
 def test_the_command_line_autoencoder_uses_tanh_unless_told(tmp_path):
     # its 2-unit code passes through the activation, and ReLU code units died (a constant output)
     from tinyvae.cli import build_parser

@@ -21,6 +21,26 @@ def test_the_python_example_runs(tmp_path, monkeypatch, capsys):
     assert "enc.W0" in capsys.readouterr().out
 
 
+def test_the_quick_start_prints_what_the_readme_shows(tmp_path, monkeypatch, capsys):
+    """`tinyvae train` with no options: the same files and hints, and the same nats to within
+    0.05 (a BLAS built for another CPU may round differently; the seconds are not compared)."""
+    from tinyvae.cli import main
+    shown = re.search(r"ends with where the results are:\n\n```\n(.*?)```", README, flags=re.S)
+    assert shown, "the README shows the end of the quick start's output"
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--no-progress"]) == 0
+    printed = capsys.readouterr().out.strip().splitlines()[-3:]
+    expected = shown.group(1).strip().splitlines()
+    assert printed[1:] == expected[1:]                                  # results in ..., next: ...
+    number = r"(\d+\.\d+) nats"
+    got, want = re.findall(number, printed[0]), re.findall(number, expected[0])
+    assert len(got) == len(want) == 2 and "(rec " in printed[0]
+    assert all(abs(float(g) - float(w)) < 0.05 for g, w in zip(got, want)), (printed[0], expected[0])
+    terms = re.search(r"\(rec (\d+\.\d+) \+ KL (\d+\.\d+)\)", printed[0])
+    claimed = re.search(r"\(rec (\d+\.\d+) \+ KL (\d+\.\d+)\)", expected[0])
+    assert all(abs(float(g) - float(w)) < 0.05 for g, w in zip(terms.groups(), claimed.groups()))
+
+
 def test_ci_runs_the_readme_test_command_verbatim():
     commands = re.findall(r"```bash\n(.*?)\n```", README, flags=re.S)
     assert len(commands) >= 2 and commands[0] == "pip install -e . && tinyvae train"
