@@ -112,6 +112,45 @@ def test_plot_kl_per_dimension_beta_shows_beta_zero_in_every_panel():
     assert [t.get_text() for t in terms.get_xticklabels()] == ["0", "0.5", "1", "4"]
 
 
+# --- what a class reads off the figures ----------------------------------------------------
+
+def test_the_latent_space_mixes_the_classes_and_labels_each_at_its_median(digits, linear_vae):
+    x, y = digits.x_test[:300], digits.y_test[:300]
+    ax = plot_latent_space(linear_vae, x, y).axes[0]
+    drawn = [c for c in ax.collections if len(c.get_offsets())]
+    assert len(drawn) == 1 and len(drawn[0].get_offsets()) == len(x)      # one scatter: no class on top
+    colours = drawn[0].get_facecolors()
+    assert len({tuple(c) for c in colours[:30]}) > 3                       # shuffled, not class by class
+    mu = np.asarray(linear_vae.encode(x)[0], dtype=np.float64)
+    texts = {t.get_text(): t.get_position() for t in ax.texts}
+    assert sorted(texts, key=int) == [str(c) for c in np.unique(y)]
+    assert np.allclose(texts["3"], (np.median(mu[y == 3, 0]), np.median(mu[y == 3, 1])))
+
+
+def test_loss_curves_name_the_held_out_data_and_keep_later_epochs_readable():
+    history = {"epoch": [1, 2, 3, 4, 5], "loss": [42.0, 25.6, 25.0, 24.7, 24.5], "rec": [30.0, 22.0, 21.8, 21.7, 21.6],
+               "kl": [12.0, 3.6, 3.2, 3.0, 2.9], "val_loss": [35.0, 25.4, 25.0, 24.8, 24.7],
+               "val_rec": [25.0, 22.0, 21.9, 21.8, 21.8], "val_kl": [10.0, 3.4, 3.1, 2.96, 2.9]}
+    loss, rec, kl = plot_history(history, val_label="test").axes
+    assert [t.get_text() for t in loss.get_legend().get_texts()] == ["train (mean over the epoch)",
+                                                                     "test (at the epoch's end)"]
+    assert loss.get_ylim()[1] < 30 and "epoch 1 off the top: 42, 35" in [t.get_text() for t in loss.texts]
+    assert kl.get_ylim()[0] == 0                                           # a KL is drawn from 0
+    short = plot_history({k: v[:3] for k, v in history.items()}).axes[0]  # too few epochs to leave one out
+    assert short.get_ylim()[1] > 42 and not short.texts
+    ae = plot_history({"loss": [3.0, 2.0], "rec": [3.0, 2.0], "penalty": [0.0, 0.0]}, unit="nats per example")
+    assert len(ae.axes) == 1 and ae.axes[0].get_ylabel() == "nats per example"   # loss = rec: one panel
+
+
+def test_the_manifold_labels_no_off_centre_cell_as_the_middle(linear_vae):
+    from tinyvae.plots import plot_latent_manifold
+    for n, middle in ((20, False), (21, True)):
+        ax = plot_latent_manifold(linear_vae, (8, 8), n=n).axes[0]
+        labels = [float(t.get_text()) for t in ax.get_xticklabels()]
+        assert labels == [-v for v in labels[::-1]]                       # mirrored about z = 0
+        assert (0.0 in labels) == middle and len(labels) in (4, 5)
+
+
 # --- the plotting functions a notebook calls, at their edges ------------------------------
 
 def test_plot_history_shows_a_value_with_no_neighbour():

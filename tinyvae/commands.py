@@ -677,6 +677,14 @@ def figure_names(model):
             + (["latent_manifold.png"] if vae and model.latent_dim == 2 else []) + ["loss_curves.png"])
 
 
+def _history_unit(model):
+    """The y axis of the loss curves: nats (a VAE, either likelihood, or a BCE autoencoder), or
+    half squared errors (an MSE autoencoder), as the summary line says."""
+    if model.kind == "vae" or model.loss == "bce":
+        return "nats per example"
+    return "1/2 squared error per example"
+
+
 def write_figures(model, ds, x_test, history, out):
     """The run's figures, as PNGs in ``out``; returns their file names."""
     from . import plots
@@ -685,7 +693,8 @@ def write_figures(model, ds, x_test, history, out):
             "samples.png": lambda: plots.plot_samples(model, shape, n=64, seed=0),
             "latent_space.png": lambda: plots.plot_latent_space(model, x_test, ds.y_test),
             "latent_manifold.png": lambda: plots.plot_latent_manifold(model, shape, n=15 if shape[0] < 20 else 20),
-            "loss_curves.png": lambda: plots.plot_history(history, title=f"{model.kind.upper()} on {ds.name}")}
+            "loss_curves.png": lambda: plots.plot_history(history, title=f"{model.kind.upper()} on {ds.name}",
+                                                          val_label="test", unit=_history_unit(model))}
     written = []
     for name in figure_names(model):
         fig = figs[name]()

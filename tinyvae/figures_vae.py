@@ -66,7 +66,7 @@ def architecture(vae):
                                      *c["decoder_hidden_dims"], c["input_dim"]))
 
 
-def iwae_versus_k(vae, x, ks, seed=0, elbo_draws=10):
+def iwae_versus_k(vae, x, ks, seed=0, elbo_draws=500):
     """The importance-weighted estimate of log p(x) (Burda et al. 2015) for each k, and the ELBO.
 
         IWAE_k(x) = log 1/k sum_i p(x|z_i) p(z_i) / q(z_i|x),   z_i ~ q(z|x)
@@ -170,7 +170,7 @@ def fig_training_curves(ctx):
     ds, note = _data(ctx)
     vae, history = _main_vae(ctx)
     return plot_history(history, title=f"Training a {_on(ds, note, vae)}: -ELBO = reconstruction + KL "
-                                       f"(train solid, test dashed)")
+                                       f"(train solid, test dashed)", val_label="test")
 
 
 @figure("kl_per_dimension_beta", "beta-VAE on the digits: KL per latent dimension, active units and the two loss terms as beta grows; large beta collapses dimensions to the prior (lesson 8).")

@@ -7,12 +7,13 @@ with ``fig.savefig("name.png", dpi=120)``; in a notebook it shows inline.
 from statistics import NormalDist
 
 import numpy as np
+from matplotlib import patheffects
 from matplotlib.figure import Figure
 
 from .errors import TinyVAEError
 from .model import check_positive_int
 
-PAD_VALUE = 1.0          # the white lines between the images of a grid
+PAD_VALUE = 0.5          # the mid-gray lines between the images of a grid (white would read as ink)
 
 
 def _image_shape(image_shape):
@@ -179,14 +180,21 @@ def plot_latent_space(model, x, y=None, max_points=5000, *, class_names=None, ti
         classes = np.unique(y)
         if len(classes) <= 10:
             names = None if class_names is None else _class_names(class_names, classes)
+            index = np.searchsorted(classes, y)                      # class of each point, 0..9
+            # one scatter in a random order: class by class, the last class drawn would cover
+            # the others where they overlap and look like the largest cluster
+            order = np.random.default_rng(0).permutation(len(z1))
+            ax.scatter(z1[order], z2[order], s=8, alpha=0.7, c=[f"C{i}" for i in index[order]], linewidths=0)
             for i, c in enumerate(classes):
-                sel = y == c
+                sel = index == i
                 label = str(c) if names is None else f"{c}: {names[i]}"
-                ax.scatter(z1[sel], z2[sel], s=5, alpha=0.6, color=f"C{i}", label=label, linewidths=0)
-            leg = ax.legend(title="label", markerscale=3, fontsize=8, loc="upper left",
-                            bbox_to_anchor=(1.01, 1.0), borderaxespad=0, frameon=False)
-            for handle in leg.legend_handles:
-                handle.set_alpha(1)
+                ax.scatter([], [], s=30, color=f"C{i}", label=label)        # the legend's entry
+                if sel.any():                                               # the label at the class's median
+                    ax.text(np.median(z1[sel]), np.median(z2[sel]), str(c), fontsize=11, weight="bold",
+                            ha="center", va="center", color="black",
+                            path_effects=[patheffects.withStroke(linewidth=3, foreground="white")])
+            ax.legend(title="label (at its median)", fontsize=8, loc="upper left",
+                      bbox_to_anchor=(1.01, 1.0), borderaxespad=0, frameon=False)
         else:
             sc = ax.scatter(z1, z2, s=6, alpha=0.7, c=y, cmap="viridis")
             fig.colorbar(sc, ax=ax, label="label")
@@ -219,6 +227,16 @@ def normal_quantiles(n, lo=0.02, hi=0.98):
     return np.array([NormalDist().inv_cdf(p) for p in np.linspace(lo, hi, n)])
 
 
+def _symmetric_ticks(n):
+    """Up to five cells of an n-cell axis to label, mirrored about the middle: both ends, and the
+    middle cell only when n is odd (with n even, no cell sits at z = 0, and an off-centre cell
+    labelled 0.06 would look like the middle)."""
+    left = np.unique(np.floor(np.linspace(0, (n - 1) / 2, 3)).astype(int))
+    if n % 2 == 0 and len(left) > 1:
+        left = left[:-1]                      # the cell just left of the middle: not z = 0
+    return np.unique(np.concatenate([left, n - 1 - left]))
+
+
 def plot_latent_manifold(vae, image_shape, n=15, *, title=None):
     """Decoded means on an n x n grid of z = (z_1, z_2) through the prior's quantiles.
 
@@ -237,13 +255,13 @@ def plot_latent_manifold(vae, image_shape, n=15, *, title=None):
     fig = _new_figure(7, 7.3)
     ax = fig.add_subplot()
     ax.imshow(canvas, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-    ticks = np.unique(np.linspace(0, n - 1, min(n, 5)).round().astype(int))      # both ends labelled
+    ticks = _symmetric_ticks(n)
     ax.set_xticks(ticks * (w + pad) + (w - 1) / 2)
     ax.set_xticklabels([f"{q[i]:.2f}" for i in ticks], fontsize=8)
     ax.set_yticks(ticks * (h + pad) + (h - 1) / 2)
     ax.set_yticklabels([f"{q[::-1][i]:.2f}" for i in ticks], fontsize=8)
-    ax.set_xlabel("z_1 (prior quantiles 2% .. 98%)")
-    ax.set_ylabel("z_2")
+    ax.set_xlabel("z_1 (values at the prior's 2% .. 98% quantiles)")
+    ax.set_ylabel("z_2 (values at the prior's 2% .. 98% quantiles)")
     ax.set_title(f"{title or 'The learned manifold'}\nmean of p(x|z) on a grid of z through the prior's quantiles",
                  fontsize=10)
     return fig
@@ -257,16 +275,27 @@ AE_LABELS = {"loss": "loss = L(x, g(f(x))) + Omega",
              "penalty": "penalty Omega(h)"}
 
 
-def plot_history(history, title="Loss curves"):
+def plot_history(history, title="Loss curves", *, val_label="validation", unit=None):
     """One panel per history term (the loss, then e.g. the reconstruction and KL terms apart),
-    training as a solid line and validation dashed when present."""
+    training as a solid line and validation dashed when present.
+
+    The training value of an epoch is the mean over its minibatches, while the weights moved;
+    the validation value is taken at the epoch's end, so in the first epochs it can lie below
+    the training curve. ``val_label`` names the held-out data ("test" when it is the test
+    set); ``unit`` labels the y axes (default: nats for a VAE's history, else "loss"). A first
+    epoch far above the rest is left off the top of the axes (its value is written there), so
+    that the later epochs do not look flat. The KL and the penalty, never negative, are drawn
+    from 0."""
     if "loss" not in history:
         raise TinyVAEError("history needs a 'loss' list, one value per epoch, as fit returns it")
     keys = ["loss"] + [k for k in history if k not in ("epoch", "loss") and not k.startswith("val_")]
     if "penalty" in keys and not any(history["penalty"]):
-        keys.remove("penalty")                    # an autoencoder without a regularizer
+        keys.remove("penalty")                    # an autoencoder without a regularizer: loss = rec
+        if "rec" in keys and np.array_equal(history["rec"], history["loss"]):
+            keys.remove("rec")
     vae = "kl" in history
-    labels, unit = (VAE_LABELS, "nats per example") if vae else (AE_LABELS, "loss per example")
+    labels = VAE_LABELS if vae else AE_LABELS
+    unit = unit or ("nats per example" if vae else "loss per example")
     epochs = history.get("epoch")
     epochs = list(range(1, len(history["loss"]) + 1)) if epochs is None or len(epochs) == 0 else list(epochs)
     for k in keys + [f"val_{k}" for k in keys if f"val_{k}" in history]:
@@ -276,9 +305,11 @@ def plot_history(history, title="Loss curves"):
     fig = _new_figure(4.2 * len(keys), 3.6)
     axes = fig.subplots(1, len(keys), squeeze=False)[0]
     for ax, k in zip(axes, keys):
-        _curve(ax, epochs, history[k], color="C0", label="train")
+        _curve(ax, epochs, history[k], color="C0", label="train (mean over the epoch)")
         if f"val_{k}" in history:
-            _curve(ax, epochs, history[f"val_{k}"], color="C1", ls="--", label="validation")
+            _curve(ax, epochs, history[f"val_{k}"], color="C1", ls="--", label=f"{val_label} (at the epoch's end)")
+        _limits(ax, [history[k]] + ([history[f"val_{k}"]] if f"val_{k}" in history else []),
+                from_zero=k in ("kl", "penalty"))
         ax.set_title(labels.get(k, k), fontsize=10)
         ax.set_xlabel("epoch")
         ax.set_ylabel(unit)
@@ -286,6 +317,27 @@ def plot_history(history, title="Loss curves"):
         ax.legend(fontsize=8)
     fig.suptitle(title)
     return fig
+
+
+def _limits(ax, curves, from_zero=False):
+    """y limits from the finite values of epochs 2.. when the first epoch's would squash them (it
+    is more than the later range above their top): the first values are written at the top."""
+    v = np.array([np.asarray(c, dtype=np.float64) for c in curves])        # (curves, epochs)
+    if from_zero and np.all(v[np.isfinite(v)] >= 0):
+        ax.set_ylim(bottom=0)
+    if v.shape[1] < 4:
+        return
+    later = v[:, 1:][np.isfinite(v[:, 1:])]
+    first = v[:, 0][np.isfinite(v[:, 0])]
+    if later.size == 0 or first.size == 0:
+        return
+    lo, hi = later.min(), later.max()
+    span = max(hi - lo, 1e-12)
+    if first.max() > hi + span:
+        bottom = 0 if from_zero else lo - 0.1 * span
+        ax.set_ylim(bottom, hi + 0.25 * span)
+        ax.text(0.02, 0.97, "epoch 1 off the top: " + ", ".join(f"{f:.4g}" for f in first),
+                transform=ax.transAxes, fontsize=7, va="top", color="0.3")
 
 
 def _curve(ax, epochs, values, **style):

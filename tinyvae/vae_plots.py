@@ -99,7 +99,7 @@ def plot_elbo_gap(log_px, elbo, kl_samples=None, kl_closed=None, history=None, b
         which = f" ({label})" if label else ""
         ax.vlines(at, e, log_px[order], color="C3", lw=2.5, alpha=0.55,
                   label="gap = KL(q(z|x) || p(z|x))" if i == 0 else None)
-        ax.plot(at, e, "s", color=colour, ms=5, label=f"ELBO{which}, exact expectation")
+        ax.plot(at, e, "s", color=colour, ms=5, zorder=3, label=f"ELBO{which}, exact expectation")   # above log p(x)
     ax.plot(n, log_px[order], "_", color="C0", ms=float(np.clip(220 / len(n), 6, 22)), mew=2.5,
             label="log p(x), exact")
     ax.set_xlabel("test image (sorted by log p(x))")
@@ -138,7 +138,7 @@ def plot_elbo_gap(log_px, elbo, kl_samples=None, kl_closed=None, history=None, b
         ax.set_yscale("log")
         ax.set_xlabel("Adam steps on the encoder (decoder frozen)")
         ax.set_ylabel("mean gap over test images (nats, log scale)")
-        ax.set_title(f"a fresh encoder fitted by the ELBO; log p(x) = {history['log_px'][0]:.2f} fixed",
+        ax.set_title(f"a fresh encoder fitted by the ELBO; mean log p(x) = {history['log_px'][0]:.2f} fixed",
                      fontsize=11)
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=9)
@@ -169,7 +169,8 @@ def plot_gradient_variance(settings, title="Gradient of E_q[f(z)] w.r.t. (mu, lo
             ax_std.plot(ns, rms, "o-", color=colour, label=label)
         first = s["curve"].get("reparameterization") or next(iter(s["curve"].values()))   # a 1/sqrt(n) guide
         ref = np.sqrt(np.mean(first["std"][0] ** 2))
-        ax_std.plot(ns, ref / np.sqrt(ns / ns[0]), ":", color="gray", label="∝ 1/sqrt(n)")
+        ax_std.plot(ns, 0.5 * ref / np.sqrt(ns / ns[0]), ":", color="gray",      # below, not on top
+                    label="∝ 1/sqrt(n) (slope guide)")
         ax_std.set_xscale("log")
         ax_std.set_yscale("log")
         ax_std.set_xlabel("samples n per estimate")
@@ -185,12 +186,12 @@ def plot_gradient_variance(settings, title="Gradient of E_q[f(z)] w.r.t. (mu, lo
         for method in sorted(samples, key=lambda m: -np.std(samples[m])):
             label, colour = METHOD_STYLE[method]
             v = samples[method]
-            ax_hist.hist(v, bins=bins, density=True, color=colour, alpha=0.45,
-                         label=f"{SHORT_LABEL[method]}: std {np.std(v):.3g}")
+            ax_hist.hist(v, bins=bins, density=True, color=colour, histtype="step", lw=2,
+                         label=f"{SHORT_LABEL[method]}: std {np.std(v):.3g}")     # outlines: no blended colours
         if s.get("exact") is not None:
             ax_hist.axvline(s["exact"][0], color="black", ls="--", label=f"exact: {s['exact'][0]:.3g}")
         ax_hist.set_yscale("log")
-        ax_hist.set_xlabel("one-sample estimate of dE_q[f]/dmu_1")
+        ax_hist.set_xlabel("one-sample estimate of dE_q[f]/dmu_1 (1st-99th percentiles shown; std of all)")
         ax_hist.set_ylabel("density (log scale)")
         ax_hist.set_title(f"{s['name']}: one-sample estimates", fontsize=11)
         ax_hist.legend(fontsize=8)
