@@ -3,7 +3,8 @@
 Every subcommand's handler lives beside the code it drives; this module only parses options
 and turns errors into the promised behaviour: bad input prints one line ``error: ...`` and
 exits with status 2, Ctrl-C exits with status 130 (SIGTERM and SIGHUP stop a command the same
-way, with 143 and 129), a closed pipe (``| head``) ends quietly.
+way, with 143 and 129; the program itself then ends by that signal, which is how a shell sees
+those statuses, so that a loop of runs stops too), a closed pipe (``| head``) ends quietly.
 """
 import argparse
 import contextlib
@@ -69,7 +70,28 @@ def _stop_signals():
             signal.signal(signum, old)
 
 
+def entry():
+    """The ``tinyvae`` program (and ``python -m tinyvae``): :func:`main`, and after a stop by a
+    signal (the state saved, the message printed), that signal again with its default action.
+
+    A shell tells a program that was stopped by Ctrl-C from one that caught it and carried on
+    by how the program ended, not by the status 130: only a process that dies of SIGINT stops
+    a loop such as ``for s in 1 2 3; do tinyvae train --seed $s ...; done`` at the first Ctrl-C
+    (bash went on to the next run). The shell still reports 130 (143, 129)."""
+    status = main()
+    signum = status - 128
+    if os.name == "posix" and signum in [int(s) for s in STOP_SIGNALS]:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+    return status
+
+
 def main(argv=None):
+    """Run the command line ``argv`` (default: the program's arguments); returns the exit
+    status (0, 1 for a failed check, 2 for bad input, 128 + the signal after a stop)."""
     _printable_output()
     try:
         with _stop_signals():
