@@ -137,7 +137,45 @@ def test_stepper_quits_on_q(tmp_path, capsys):
     folder = fake_lessons(tmp_path)
     assert step_through(folder / "01_first.py", pause=True, read=lambda p: "q") == 0
     out = capsys.readouterr().out
-    assert "stopped." in out and "value is" not in out
+    assert "stopped after cell 1 of 3." in out and "value is" not in out
+
+
+def test_ctrl_d_at_the_keyboard_leaves_the_lesson_but_the_end_of_a_pipe_runs_on(tmp_path, capsys):
+    folder = fake_lessons(tmp_path)
+
+    def ctrl_d(prompt):
+        raise EOFError
+    assert step_through(folder / "01_first.py", read=ctrl_d, interactive=True) == 0
+    out = capsys.readouterr().out
+    assert "stopped after cell 1 of 3." in out and "value is" not in out
+    assert step_through(folder / "01_first.py", read=ctrl_d, interactive=False) == 0
+    out = capsys.readouterr().out
+    assert "second cell sees 42" in out and "end of lesson" in out
+
+
+def test_ctrl_c_in_a_cell_says_where_the_lesson_stopped_and_where_its_figures_are(tmp_path, monkeypatch, capsys):
+    folder = tmp_path / "lessons"
+    folder.mkdir()
+    (folder / "01_stop.py").write_text(
+        "# %% [markdown]\n# # Lesson 1: stop\n\n# %%\nfrom tinyvae.lessons import output_dir\n"
+        "(output_dir('01_stop') / 'a.png').write_bytes(b'png')\n\n# %%\nraise KeyboardInterrupt\n",
+        encoding="utf-8")
+    monkeypatch.setenv("TINYVAE_LESSON_OUT", str(tmp_path / "out"))
+    with pytest.raises(KeyboardInterrupt):
+        step_through(folder / "01_stop.py", pause=False)
+    out = capsys.readouterr().out
+    assert "stopped in cell 3 of 3 (line 9 of 01_stop.py)" in out
+    assert f"this lesson's figures are in {tmp_path / 'out' / '01_stop'}{os.sep}" in out
+
+
+def test_the_rules_fit_a_narrow_terminal(monkeypatch):
+    import shutil
+
+    from tinyvae.lessons import _rule
+    monkeypatch.setattr(shutil, "get_terminal_size", lambda fallback: os.terminal_size((50, 20)))
+    assert len(_rule("code 1 of 7")) == 49
+    monkeypatch.setattr(shutil, "get_terminal_size", lambda fallback: os.terminal_size((200, 20)))
+    assert len(_rule("code 1 of 7")) == 78
 
 
 def test_stepper_reports_a_failing_cell(tmp_path, capsys):

@@ -16,6 +16,7 @@ then finishes in under a minute on two cores and still asserts its key numbers),
 """
 import os
 import re
+import shutil
 import sys
 import time
 import traceback
@@ -166,21 +167,50 @@ def _line():
         return "-"
 
 
-def _rule(title, width=78):
+def _rule(title, width=None):
+    """A rule with a title, as wide as the terminal allows up to 78 columns (a narrower one
+    would wrap every rule onto two lines)."""
+    if width is None:
+        width = max(20, min(78, shutil.get_terminal_size((79, 24)).columns - 1))
     line = _line()
     return f"{line * 2} {title} " + line * max(0, width - len(title) - 4)
 
 
-def step_through(path, pause=True, read=input, write=print):
+def _drop_typeahead():
+    """Forget keys pressed while a cell ran (an impatient Enter would skip the next cell's text)."""
+    try:
+        import termios
+        termios.tcflush(sys.stdin, termios.TCIFLUSH)
+    except (ImportError, OSError, ValueError, AttributeError):     # not a terminal, or not POSIX
+        pass
+
+
+def _figures_note(path):
+    """Where the lesson's figures are, if it saved any; else None."""
+    folder = Path(os.environ.get("TINYVAE_LESSON_OUT") or "lesson-output") / path.stem
+    if folder.is_dir() and any(folder.glob("*.png")):
+        return f"this lesson's figures are in {folder}{os.sep}"
+    return None
+
+
+def step_through(path, pause=True, read=input, write=print, interactive=None):
     """Show and run a lesson cell by cell. Returns 0 when it ran to the end, 1 on an error
-    in a cell (its traceback is shown), and 0 when the reader quits with ``q``."""
+    in a cell (its traceback is shown), and 0 when the reader quits with ``q``.
+
+    ``interactive`` (default: stdin is a terminal): Ctrl-D at a prompt then stops the lesson,
+    as it leaves Python's prompt, and keys typed while a cell runs are dropped; with input from
+    a pipe or a file, its end means "run on to the end". Ctrl-C says in which cell it stopped,
+    then raises KeyboardInterrupt."""
     path = Path(path)
+    if interactive is None:
+        interactive = read is input and sys.stdin is not None and sys.stdin.isatty()
     cells = parse_cells(path.read_text(encoding="utf-8"))
     # no __file__, as in a notebook: the lessons must run in either
     namespace = {"__name__": "__main__"}
     code_cells = sum(c.kind == "code" for c in cells)
     done = 0
     sys.path.insert(0, str(path.parent))
+    i, cell = 0, None
     try:
         for i, cell in enumerate(cells, 1):
             if cell.kind == "markdown":
@@ -204,19 +234,38 @@ def step_through(path, pause=True, read=input, write=print):
                     sys.stdout.flush()
                 write(f"({time.perf_counter() - start:.1f} s)")
             if pause and i < len(cells):
+                if interactive:
+                    _drop_typeahead()
                 try:
                     line = _line()
                     answer = read(f"{line * 2} Enter: next cell {'·' if line == '─' else '-'} q: quit {line * 2} ")
                 except EOFError:
-                    pause = False                      # no one at the keyboard: run on
-                    continue
+                    if interactive:                    # Ctrl-D at the keyboard: leave, as Python's prompt does
+                        answer = "q"
+                        write("")
+                    else:
+                        pause = False                  # no one at the keyboard: run on
+                        continue
                 if answer.strip().lower() in ("q", "quit", "exit"):
-                    write("stopped.")
+                    write(f"stopped after cell {i} of {len(cells)}.")
+                    _note_figures(path, write)
                     return 0
+    except KeyboardInterrupt:
+        where = f"in cell {i} of {len(cells)} (line {cell.line} of {path.name})" if cell else "before the first cell"
+        write(f"\nstopped {where}")
+        _note_figures(path, write)
+        raise
     finally:
         sys.path.remove(str(path.parent))
     write(_rule("end of lesson"))
+    _note_figures(path, write)
     return 0
+
+
+def _note_figures(path, write):
+    note = _figures_note(path)
+    if note:
+        write(note)
 
 
 def _cmd_lesson(args):
