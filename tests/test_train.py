@@ -442,10 +442,15 @@ def test_progress_bar_shows_the_running_loss(digits, capsys):
     old = tqdm_module.tqdm
     tqdm_module.tqdm = Spy
     try:
-        tv.fit(small_vae(), x, epochs=2, batch_size=100, progress=True)
+        vae = small_vae()
+        tv.fit(vae, x, epochs=2, batch_size=100, progress=True)
+        tv.fit(vae, x, epochs=1, batch_size=100, progress=True)          # a third epoch: continued
     finally:
         tqdm_module.tqdm = old
-    assert seen and seen[0].total == 6 and "loss" in seen[0].postfix
+    assert seen[0].total == 6 and seen[0].n == 6 and seen[0].desc.startswith("epoch 2/2 loss ")
+    # the whole run's minibatches, the first six already done; the epoch and loss come first,
+    # before the bar, where a narrow terminal does not cut them off
+    assert (seen[1].total, seen[1].initial, seen[1].n) == (9, 6, 9) and seen[1].desc.startswith("epoch 3/3 loss ")
 
 
 def test_the_progress_bar_shows_in_a_notebook(digits, capsys, monkeypatch):

@@ -205,10 +205,13 @@ class Trainer:
         gather = {B: np.empty((B, D), model.dtype), last: np.empty((last, D), model.dtype)}
         bits = ({b: np.empty((b, D), model.dtype) for b in gather} if self.binarize == "dynamic" else None)
 
-        remaining = max(0, until_epoch - self.epoch) * steps_per_epoch - (self.step if until_epoch > self.epoch else 0)
+        # the bar counts the whole run's minibatches, so a resumed run starts where it stopped
+        total = max(until_epoch, self.epoch) * steps_per_epoch
+        done = self.epoch * steps_per_epoch + self.step
         # overflow on the way to a NaN is reported below as one clear error, not as warnings
         with defer_sigint() as sigint, np.errstate(over="ignore", invalid="ignore", divide="ignore"), \
-                tqdm(total=remaining, unit="batch", leave=False, dynamic_ncols=True,
+                tqdm(total=total, initial=done, unit="batch", leave=False, dynamic_ncols=True,
+                     desc=f"epoch {min(self.epoch + 1, until_epoch)}/{until_epoch}",
                      disable=_bar_off(progress)) as bar:
             while self.epoch < until_epoch:
                 perm = self.permutation(N)                                 # (N,)
@@ -235,8 +238,9 @@ class Trainer:
                     if not bar.disable:
                         bar.update(1)
                         if self.step % 5 == 0 or self.step == steps_per_epoch:
-                            bar.set_postfix_str(f"epoch {self.epoch + 1}/{until_epoch} loss "
-                                                f"{self.sums['loss'] / self.sums['n']:.3f}", refresh=False)
+                            # before the bar, not after it: a narrow terminal cuts the line's end
+                            bar.set_description_str(f"epoch {self.epoch + 1}/{until_epoch} loss "
+                                                    f"{self.sums['loss'] / self.sums['n']:.3f}", refresh=False)
                     if callback is not None:
                         callback(self)
                 self._finish_epoch(xv)
