@@ -924,6 +924,34 @@ def test_a_script_of_the_user_s_own_still_dies_by_sigterm(tmp_path):
     assert r.returncode == -signal.SIGTERM and "not reached" not in r.stdout, r.stderr
 
 
+@pytest.mark.parametrize("argv, says", [
+    (["trian"], "invalid choice: 'trian' .*; did you mean 'train'\\? \\(see 'tinyvae --help'\\)$"),
+    (["Sample"], "did you mean 'sample'"),
+    (["eval", "run", "--K", "10"], "unrecognized arguments: --K 10; did you mean '--k'\\? \\(see 'tinyvae eval --help'\\)$"),
+    (["train", "--epohcs=3"], "did you mean '--epochs'"),
+])
+def test_a_typo_gets_the_nearest_command_or_option(argv, says, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and re.search(says, err), err
+
+
+def test_the_folder_of_the_runs_names_the_runs_in_it(main_run, tmp_path, capsys):
+    import shutil as sh
+    runs = tmp_path / "runs"
+    for name in ("b", "a"):
+        sh.copytree(main_run[0], runs / name)
+    (runs / "notes").mkdir()
+    assert main(["sample", str(runs)]) == 2
+    err = capsys.readouterr().err
+    assert f"but the runs {runs / 'a'}, {runs / 'b'}: give one of them" in err and "notes" not in err
+
+
+def test_no_suggestion_when_nothing_is_close(capsys):
+    assert main(["xyzzy"]) == 2
+    assert "did you mean" not in capsys.readouterr().err
+
+
 def test_suggested_commands_quote_paths_for_the_shell_they_will_be_pasted_into():
     from tinyvae.commands import shell_quote
     assert shell_quote("runs/vae-digits", windows=False) == "runs/vae-digits"

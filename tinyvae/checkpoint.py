@@ -230,6 +230,11 @@ def resolve(path):
             if os.path.isfile(os.path.join(path, "history.csv")):
                 raise TinyVAEError(f"{path} holds the history of a run but no {FILENAME}: its checkpoint has "
                                    "been deleted or moved; put it back, or train again")
+            runs = sorted(os.path.join(path, d) for d in os.listdir(path)
+                          if os.path.isfile(os.path.join(path, d, FILENAME)))
+            if runs:                                  # the folder of the runs: name them
+                shown = ", ".join(runs[:5]) + (f" and {len(runs) - 5} more" if len(runs) > 5 else "")
+                raise TinyVAEError(f"{path} holds no {FILENAME} of its own but the runs {shown}: give one of them")
             raise TinyVAEError(f"{path} holds no {FILENAME}: not a tinyvae run directory; give the "
                                "directory written by 'tinyvae train' or the .npz written by model.save")
         return inner

@@ -8,8 +8,10 @@ those statuses, so that a loop of runs stops too), a closed pipe (``| head``) en
 """
 import argparse
 import contextlib
+import difflib
 import importlib
 import os
+import re
 import signal
 import sys
 import threading
@@ -22,8 +24,18 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports bad options as ``error: ...`` with exit status 2 (no usage dump)."""
 
     def error(self, message):
+        bad = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if bad:                                       # tinyvae trian: did you mean 'train'?
+            message += _did_you_mean(bad.group(1), re.findall(r"'([^']*)'", bad.group(2)))
         raise TinyVAEError(f"{message} (see 'tinyvae {self.prog.split()[-1]} --help')"
                            if " " in self.prog else f"{message} (see 'tinyvae --help')")
+
+
+def _did_you_mean(word, choices):
+    """"; did you mean 'train'?" for the choice closest to ``word`` (case aside), else ""."""
+    lowered = {c.lower(): c for c in choices}
+    close = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.6)
+    return f"; did you mean '{lowered[close[0]]}'?" if close else ""
 
 
 def _cmd_gradcheck(args):
@@ -130,7 +142,9 @@ def _main(argv):
                 setattr(args, name, os.path.expanduser(value))
         if extra:                  # reported by the subcommand's parser, which points at its own --help
             sub = parser.subcommands.get(getattr(args, "command", None))
-            (sub or parser).error(f"unrecognized arguments: {' '.join(extra)}")
+            options = [o for a in (sub or parser)._actions for o in a.option_strings if o.startswith("--")]
+            hint = next((h for h in (_did_you_mean(e.split("=")[0], options) for e in extra if e.startswith("-")) if h), "")
+            (sub or parser).error(f"unrecognized arguments: {' '.join(extra)}{hint}")
         if not getattr(args, "func", None):
             parser.print_help()
             return 2
