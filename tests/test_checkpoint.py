@@ -116,6 +116,17 @@ def test_a_failed_rename_leaves_the_old_checkpoint_and_no_temporary_file(x, tmp_
     assert sorted(os.listdir(tmp_path)) == ["m.npz"]
 
 
+def test_save_adds_npz_as_numpy_does_and_load_finds_it_either_way(x, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("USERPROFILE", str(tmp_path / "home"))
+    vae = trained_vae(x, epochs=1)
+    assert vae.save(tmp_path / "out" / "mine") == str(tmp_path / "out" / "mine.npz")
+    for name in ("mine", "mine.npz"):
+        assert np.array_equal(tv.load(tmp_path / "out" / name).flat, vae.flat)
+    assert vae.save("~/models/m.npz") == str(tmp_path / "home" / "models" / "m.npz")   # not ./~/models
+    assert np.array_equal(tv.load("~/models/m").flat, vae.flat)
+
+
 POSIX_ONLY = pytest.mark.skipif(os.name == "nt", reason="POSIX permissions; Windows cannot open a folder to fsync it")
 
 

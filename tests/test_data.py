@@ -600,7 +600,7 @@ def test_npz_splits_with_different_image_shapes_are_refused(tmp_path):
                                np.array([[np.nan, 0.5]])])
 def test_binarize_batch_refuses_what_is_no_probability(x):
     """8-bit images not yet divided by 255 had come back as all ones, without a word."""
-    with pytest.raises(TinyVAEError, match=r"must lie in \[0, 1\].*divide 8-bit images by 255"):
+    with pytest.raises(TinyVAEError, match=r"must lie in \[0, 1\].*(divide it by its maximum|rescale it|NaN values)"):
         tv.binarize_batch(x, 0)
 
 

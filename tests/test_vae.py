@@ -655,6 +655,40 @@ def test_beta_changed_between_epochs_is_what_save_keeps(tmp_path):
         tv.VAE(5, likelihood="gaussian", learn_sigma2="no")
 
 
+def test_the_parameter_arrays_are_written_into_never_replaced():
+    vae = tv.VAE(input_dim=5, hidden_dims=(4,), latent_dim=2, seed=1)
+    flat = vae.flat
+    for name, value in (("flat", flat.copy()), ("params", dict(vae.params)), ("grads", {}), ("grad_flat", flat.copy())):
+        with pytest.raises(tv.TinyVAEError, match=f"model.{name} cannot be replaced.*write into them"):
+            setattr(vae, name, value)
+    vae.flat += 1.0                                  # in place, then the same array back: fine
+    assert vae.flat is flat and np.array_equal(vae.params["dec.b1"], flat[-5:]) and np.all(flat[-5:] == 1)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return tv.load_dataset("digits").x_train
+
+
+def test_copying_params_gives_a_snapshot_that_training_leaves_alone(digits):
+    vae = tv.VAE(input_dim=64, hidden_dims=(8,), latent_dim=2, seed=1)
+    snapshot = vae.params.copy()
+    tv.fit(vae, digits[:128], epochs=1, batch_size=64, progress=False)
+    assert set(snapshot) == set(vae.params) and type(snapshot) is dict
+    assert not np.array_equal(snapshot["enc.W0"], vae.params["enc.W0"])
+    assert not np.shares_memory(snapshot["enc.W0"], vae.flat)
+
+
+def test_data_out_of_range_gets_its_own_maximum_as_advice(digits):
+    raw = digits[:16] * 16                           # scikit-learn's raw digits: 0..16, not 0..255
+    vae = tv.VAE(input_dim=64, hidden_dims=(8,), latent_dim=2)
+    for call in (lambda: vae.elbo(raw), lambda: tv.fit(vae, raw, epochs=1, progress=False)):
+        with pytest.raises(tv.TinyVAEError, match=r"\[0, 16\].*x / x.max\(\) \(here 16;"):
+            call()
+    with pytest.raises(tv.TinyVAEError, match=r"rescale it, \(x - x.min\(\)\)"):
+        vae.elbo(raw - 8)
+
+
 def test_a_copied_or_pickled_model_has_its_own_parameter_views():
     import copy
     import pickle

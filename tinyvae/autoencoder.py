@@ -49,7 +49,7 @@ import numpy as np
 
 from . import kernels
 from .data import as_generator
-from .errors import TinyVAEError
+from .errors import TinyVAEError, scale_advice
 from .layers import MLP, mlp_shapes, scratch
 from .model import (Model, check_dtype, check_hidden_dims, check_nonneg_float,
                     check_positive_int, check_seed)
@@ -333,8 +333,9 @@ class Autoencoder(Model):
     @staticmethod
     def _check_unit_interval(x):
         if x.size and (x.min() < 0 or x.max() > 1):
-            raise TinyVAEError("loss='bce' needs data in [0, 1]; scale the data (e.g. divide "
-                               "8-bit images by 255) or use loss='mse'")
+            lo, hi = float(x.min()), float(x.max())
+            raise TinyVAEError(f"loss='bce' needs data in [0, 1], got values in [{lo:g}, {hi:g}]; "
+                               f"{scale_advice(lo, hi)}, or use loss='mse'")
 
 
 # --------------------------------------------------------------------------------------------

@@ -126,7 +126,8 @@ def save(model, path, trainer_state=None, run=None):
 
 def target(path):
     """The file that :func:`save` writes for ``path``, or a TinyVAEError when it cannot be
-    written there: not a path, or under a file (checked before training, not after an epoch)."""
+    written there: not a path, or under a file (checked before training, not after an epoch).
+    "~" is the home directory; a file name without ".npz" gets it, as with ``np.savez``."""
     try:
         path = os.fspath(path)
     except TypeError:
@@ -135,8 +136,11 @@ def target(path):
         path = os.fsdecode(path)
     if not path:
         raise TinyVAEError("the checkpoint path is empty; give a file name such as run/model.npz")
+    path = os.path.expanduser(path)
     if os.path.isdir(path) or path.endswith(("/", os.sep)):
         path = os.path.join(path.rstrip("/" + os.sep) or path, FILENAME)     # "run/" -> run/model.npz
+    elif not path.lower().endswith(".npz"):
+        path += ".npz"                                                         # "out/mine" -> out/mine.npz
     parent = os.path.dirname(os.path.abspath(path))
     while not os.path.exists(parent):                   # the nearest folder that exists already
         parent = os.path.dirname(parent)
@@ -222,8 +226,9 @@ class Checkpoint:
 
 
 def resolve(path):
-    """The checkpoint file for ``path``: the file itself, or ``path/model.npz`` for a run directory."""
-    path = os.fspath(path)
+    """The checkpoint file for ``path``: the file itself, or ``path/model.npz`` for a run directory
+    ("~" is the home directory, and ``path.npz`` is found for a ``path`` saved without it)."""
+    path = os.path.expanduser(os.fsdecode(os.fspath(path)))
     if os.path.isdir(path):
         inner = os.path.join(path, FILENAME)
         if not os.path.isfile(inner):
@@ -238,6 +243,8 @@ def resolve(path):
             raise TinyVAEError(f"{path} holds no {FILENAME}: not a tinyvae run directory; give the "
                                "directory written by 'tinyvae train' or the .npz written by model.save")
         return inner
+    if not os.path.exists(path) and os.path.isfile(path + ".npz"):
+        return path + ".npz"                                  # what save("out/mine") wrote
     if not os.path.exists(path):
         raise TinyVAEError(f"no such checkpoint: {path}; give a run directory written by 'tinyvae train' "
                            "or the .npz written by model.save")

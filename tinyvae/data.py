@@ -44,7 +44,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import TinyVAEError
+from .errors import TinyVAEError, scale_advice
 
 NAMED = ("digits", "mnist", "fashion-mnist")
 ALIASES = {"digits": "digits", "mnist": "mnist", "fashion-mnist": "fashion-mnist",
@@ -186,7 +186,9 @@ def binarize_batch(x, rng, out=None, check=True):
     if check and x.size and not (np.all(x >= 0) and np.all(x <= 1)):   # NaN fails both
         raise TinyVAEError(f"binarize_batch draws bits with probabilities x, which must lie in [0, 1]; x has "
                            f"values in [{np.nanmin(x):g}, {np.nanmax(x):g}]"
-                           f"{' and NaN' if np.isnan(x).any() else ''}: divide 8-bit images by 255 first")
+                           f"{' and NaN' if np.isnan(x).any() else ''}: "
+                           + ("drop or replace the NaN values first" if np.isnan(x).any() else
+                              f"{scale_advice(float(np.nanmin(x)), float(np.nanmax(x)))} first"))
     if out is None:
         out = np.empty_like(x)
     elif out.shape != x.shape or out.dtype != x.dtype or np.shares_memory(out, x):

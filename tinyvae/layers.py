@@ -85,6 +85,11 @@ class Parameters(dict):
     def __reduce__(self):             # copies are built whole, not item by item
         return Parameters, (dict(self),)
 
+    def copy(self):
+        """A plain dict of *copies* of the arrays: a snapshot that later training leaves alone
+        (``dict(params)`` would hold the live views)."""
+        return {name: np.array(array) for name, array in self.items()}
+
 
 def flat_views(shapes, dtype):
     """One zeroed flat vector and a dict of named, C-contiguous views into it.

@@ -120,9 +120,21 @@ class Model:
             raise TinyVAEError(f"this model would have {n:,} parameters ({gb:,.0f} GB with their gradients), "
                                f"more than tinyvae's limit of {MAX_PARAMS:,}; choose a smaller input_dim "
                                "or smaller hidden widths")
-        self.flat, self.params = flat_views(shapes, self.dtype)
-        self.grad_flat, self.grads = flat_views(shapes, self.dtype)
+        self._flat, self._params = flat_views(shapes, self.dtype)
+        self._grad_flat, self._grads = flat_views(shapes, self.dtype)
         self.workspace = Workspace()
+
+    # The parameters and gradients live in one flat vector each, which the layers, the optimizer
+    # and a checkpoint all share: a model's arrays are written into, never replaced.
+    flat = property(lambda self: self._flat, lambda self, value: _refuse_replace(self, "flat", value),
+                    doc="All parameters in one vector, (n_params,): the optimizer updates it in one pass.")
+    params = property(lambda self: self._params, lambda self, value: _refuse_replace(self, "params", value),
+                      doc="The named parameter arrays: views into ``flat``.")
+    grad_flat = property(lambda self: self._grad_flat,
+                         lambda self, value: _refuse_replace(self, "grad_flat", value),
+                         doc="All gradients in one vector, in the layout of ``flat``.")
+    grads = property(lambda self: self._grads, lambda self, value: _refuse_replace(self, "grads", value),
+                     doc="The named gradient arrays: views into ``grad_flat``.")
 
     @property
     def n_params(self):
@@ -161,6 +173,19 @@ class Model:
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.config.items())
         return f"{type(self).__name__}({args})"
+
+
+def _refuse_replace(model, name, value):
+    """Assigning ``model.flat = v`` (or params, grads) would leave the layers and the optimizer
+    on the old arrays, the model training one vector and evaluating another: refused. (``model.flat
+    += 1`` assigns the same array back after changing it in place: nothing to do.)"""
+    if value is getattr(model, "_" + name):
+        return
+    how = {"flat": "model.flat[...] = other.flat",
+           "params": "model.params['enc.W0'][...] = W, or model.flat[...] = other.flat",
+           "grad_flat": "model.grad_flat[...] = g", "grads": "model.grads['enc.W0'][...] = g"}[name]
+    raise TinyVAEError(f"model.{name} cannot be replaced: the model's layers, its optimizer and its "
+                       f"checkpoints share the arrays it holds; write into them instead: {how}")
 
 
 def _rebuild(cls, config, flat):

@@ -28,7 +28,7 @@ import numpy as np
 
 from .checkpoint import _is_int, _is_number
 from .data import binarize_batch
-from .errors import TinyVAEError
+from .errors import TinyVAEError, scale_advice
 from .interrupts import defer_sigint
 from .model import Model, as_array, check_nonneg_float, check_positive_int, nonfinite_error
 from .optim import OPTIMIZERS, make_optimizer
@@ -70,7 +70,7 @@ def check_data(model, x, name="x_train"):
             what = "a Bernoulli decoder" if model.kind == "vae" else "loss='bce'"
             other = "likelihood='gaussian'" if model.kind == "vae" else "loss='mse'"
             raise TinyVAEError(f"{name} has values in [{lo:g}, {hi:g}] but {what} needs data in [0, 1]; "
-                               f"scale the data (divide 8-bit images by 255) or use {other}")
+                               f"{scale_advice(lo, hi)}, or use {other}")
     return x
 
 

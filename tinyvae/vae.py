@@ -49,7 +49,7 @@ import numpy as np
 
 from . import kernels
 from .data import as_generator
-from .errors import TinyVAEError
+from .errors import TinyVAEError, scale_advice
 from .layers import INITS, MLP, mlp_shapes, scratch
 from .model import (Model, check_dtype, check_hidden_dims, check_nonneg_float,
                     check_positive_int, check_seed)
@@ -375,8 +375,9 @@ class VAE(Model):
     def _data(self, x):
         x = self._input(x)
         if self.likelihood == "bernoulli" and x.size and (x.min() < 0 or x.max() > 1):
-            raise TinyVAEError("a Bernoulli decoder needs data in [0, 1]; scale the data "
-                               "(e.g. divide 8-bit images by 255) or use likelihood='gaussian'")
+            lo, hi = float(x.min()), float(x.max())
+            raise TinyVAEError(f"a Bernoulli decoder needs data in [0, 1], got values in [{lo:g}, {hi:g}]; "
+                               f"{scale_advice(lo, hi)}, or use likelihood='gaussian'")
         return x
 
     def _split(self, e):
