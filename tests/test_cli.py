@@ -701,6 +701,24 @@ def test_ctrl_c_outside_training_exits_130(tmp_path, capsys, monkeypatch):
 
 
 @POSIX_ONLY
+def test_a_lock_file_that_is_a_symbolic_link_is_not_followed(main_run, tmp_path, capsys):
+    """A run directory from elsewhere holding a link at the lock's name had the pid written over
+    the file it pointed to."""
+    import shutil as sh
+    victim = tmp_path / "victim.txt"
+    victim.write_text("IMPORTANT")
+    for name, make in (("resumed", lambda d: sh.copytree(main_run[0], d)), ("fresh", lambda d: d.mkdir())):
+        run = tmp_path / name
+        make(run)
+        (run / commands.LOCK).symlink_to(victim)
+        argv = (["train", "--resume", str(run), "--epochs", "5", "--no-progress"] if name == "resumed"
+                else ["train", "--out", str(run), *SMALL])
+        assert main(argv) == 2
+        assert "is a symbolic link, not tinyvae's lock file" in capsys.readouterr().err
+        assert victim.read_text() == "IMPORTANT"
+
+
+@POSIX_ONLY
 def test_a_run_directory_in_use_is_refused_and_its_files_kept(tmp_path, capsys):
     """Two runs given one --out, or a --resume of a run still training, had both written into it
     (the second run's results silently replaced the first's)."""

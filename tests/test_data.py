@@ -216,6 +216,30 @@ def test_truncated_idx_file(tmp_path, gz):
     assert "train-images-idx3-ubyte" in str(e.value) and "\n" not in str(e.value)
 
 
+def test_a_small_gzip_that_unpacks_to_much_more_is_read_no_further_than_its_header_says(tmp_path):
+    """An 8 MB .gz of zeros behind a 10x28x28 header had been unpacked whole (16 GB) first."""
+    import tracemalloc
+    path = tmp_path / "bomb.gz"
+    with gzip.open(path, "wb", compresslevel=9) as f:
+        f.write(idx_bytes(np.zeros((10, 28, 28))))
+        block = bytes(1 << 20)
+        for _ in range(256):                                        # 256 MB more, about 250 KB packed
+            f.write(block)
+    assert path.stat().st_size < 1 << 20
+    tracemalloc.start()
+    try:
+        with pytest.raises(TinyVAEError, match="trailing bytes: its header promises 10x28x28 = 7840 bytes of data, "
+                                               "more follow"):
+            data.read_idx(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20, peak
+    path.write_bytes(gzip.compress(bytes([0, 0, 8, 3]) + struct.pack(">3I", 70000, 2000, 2000)))
+    with pytest.raises(TinyVAEError, match="promises 280,000,000,000 bytes of data, more than"):
+        data.read_idx(path)
+
+
 def test_idx_header_disagrees_with_payload(tmp_path):
     path = tmp_path / "x.idx"
     path.write_bytes(idx_bytes(np.ones((3, 2))) + b"\x00\x00")     # two bytes more than 3x2

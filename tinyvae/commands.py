@@ -23,6 +23,7 @@ import math
 import os
 import re
 import shlex
+import stat
 import subprocess
 import sys
 import time
@@ -291,11 +292,19 @@ def run_lock(out, fresh):
     unlocked = False
     for attempt in range(5):
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            # never through a symbolic link: a run directory from elsewhere (a tar, say) could hold
+            # one at this name, and the pid written below would overwrite the file it points to
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
         except OSError as e:
+            if os.path.islink(path):
+                raise TinyVAEError(f"{path} is a symbolic link, not tinyvae's lock file; remove it "
+                                   "(rm the link, not what it points to) and try again") from None
             raise TinyVAEError(f"cannot write in the run directory {out}: {e.strerror or e}; "
                                + ("choose another --out" if fresh else "make it writable, or copy it elsewhere "
                                   "and resume the copy")) from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise TinyVAEError(f"{path} is not a regular file, so not tinyvae's lock file; remove it and try again")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:                          # held: another tinyvae train is writing here

@@ -217,6 +217,8 @@ def _load_digits():
 
 # --- IDX files ---------------------------------------------------------------------------
 
+MAX_IDX_BYTES = 1 << 31          # 2 GiB: MNIST's largest file holds 47 MB
+
 IDX_TYPES = {0x08: "unsigned byte", 0x09: "signed byte", 0x0B: "short (int16)", 0x0C: "int (int32)",
              0x0D: "float (float32)", 0x0E: "double (float64)"}
 
@@ -226,18 +228,33 @@ def read_idx(path):
 
     The format (LeCun's MNIST page): two zero bytes, a type code (0x08 = unsigned byte), the
     number of dimensions k, then k big-endian uint32 sizes, then prod(sizes) bytes, row-major.
-    Gzip is recognised by its magic bytes 1f 8b, whatever the file is called."""
+    Gzip is recognised by its magic bytes 1f 8b, whatever the file is called. The file is read
+    as a stream, the header first: no more than the header promises (plus one byte, to see that
+    nothing follows) is ever read or unpacked, so a small gzip file that unpacks to gigabytes
+    costs nothing, and no header may promise more than MAX_IDX_BYTES."""
+    gzipped = False
     try:
         with open(path, "rb") as f:
-            raw = f.read()
+            gzipped = f.read(2) == b"\x1f\x8b"
+        with (gzip.open(path, "rb") if gzipped else open(path, "rb")) as f:
+            raw = f.read(4)
+            if len(raw) == 4 and raw[:2] == b"\0\0" and raw[2] == 0x08:
+                raw += f.read(4 * raw[3])
+                if len(raw) == 4 + 4 * raw[3] and raw[3] > 0:
+                    promised = math.prod(int(s) for s in np.frombuffer(raw, dtype=">u4", offset=4))
+                    if promised > MAX_IDX_BYTES:
+                        raise TinyVAEError(f"{path}'s IDX header promises {promised:,} bytes of data, more than "
+                                           f"the {MAX_IDX_BYTES:,} tinyvae reads; it is no image dataset of a "
+                                           "size tinyvae trains on (or its header is damaged)")
+                    raw += f.read(promised + 1)
     except OSError as e:
-        raise TinyVAEError(f"cannot read {path}: {e.strerror or e}; check the path and its permissions") from None
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as e:
+        if gzipped and not isinstance(e, (FileNotFoundError, PermissionError, IsADirectoryError)):
             raise TinyVAEError(f"{path} is a damaged or truncated gzip file ({e}); "
                                "delete it and fetch it again") from None
+        raise TinyVAEError(f"cannot read {path}: {e.strerror or e}; check the path and its permissions") from None
+    except (EOFError, zlib.error) as e:
+        raise TinyVAEError(f"{path} is a damaged or truncated gzip file ({e}); "
+                           "delete it and fetch it again") from None
     if len(raw) < 4:
         raise TinyVAEError(f"{path} is truncated: {len(raw)} bytes, too short for an IDX header; "
                            "delete it and fetch it again")
@@ -256,9 +273,11 @@ def read_idx(path):
     shape = tuple(int(s) for s in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
     expected = math.prod(shape)
     if len(raw) - header != expected:
+        holds = (f"the file holds {len(raw) - header}" if len(raw) - header < expected else
+                 "more follow")                         # read no further than one byte past the data
         what = "is truncated" if len(raw) - header < expected else "has trailing bytes"
         raise TinyVAEError(f"{path} {what}: its header promises {'x'.join(map(str, shape))} = {expected} "
-                           f"bytes of data, the file holds {len(raw) - header}; delete it and fetch it again")
+                           f"bytes of data, {holds}; delete it and fetch it again")
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 
