@@ -315,6 +315,41 @@ def test_hand_edited_run_options_and_configs(good, tmp_path):
             checkpoint.check_run(dict(run, **{key: wrong}), "x.npz")
 
 
+def test_entries_tinyvae_does_not_write_or_that_claim_too_much_are_refused_unread(good, tmp_path):
+    """A 1.6 MB checkpoint with an extra entry of 1.5 GB of zeros had been unpacked whole and
+    accepted; an entry whose header claims terabytes had been a MemoryError traceback."""
+    import io
+    _, arrays = good
+    with pytest.raises(TinyVAEError, match="holds an entry 'junk' that tinyvae does not write"):
+        tv.load(rewrite(tmp_path, dict(arrays, junk=np.zeros(3)), "junk.npz"))
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": "<f8", "fortran_order": False, "shape": (2**40,)})
+    huge = tmp_path / "huge.npz"
+    with zipfile.ZipFile(huge, "w") as z:
+        for k, v in arrays.items():
+            entry = io.BytesIO()
+            np.save(entry, v)
+            z.writestr(f"{k}.npy", entry.getvalue())
+        z.writestr("optim.extra.npy", buffer.getvalue() + bytes(16))      # claims 8 TiB, holds 16 bytes
+    with pytest.raises(TinyVAEError, match="claims more memory than there is|damaged"):
+        tv.load(huge)
+    from tinyvae import model
+    limit = 8 * model.MAX_PARAMS + 4096
+    big = tmp_path / "big.npz"
+    with zipfile.ZipFile(big, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for k, v in arrays.items():
+            entry = io.BytesIO()
+            np.save(entry, v)
+            z.writestr(f"{k}.npy", entry.getvalue())
+        with z.open("optim.w.npy", "w", force_zip64=True) as f:            # unpacks past the limit
+            block = bytes(1 << 24)
+            for _ in range(limit // len(block) + 1):
+                f.write(block)
+    assert big.stat().st_size < 8 << 20
+    with pytest.raises(TinyVAEError, match=r"entry 'optim.w' unpacks to [\d,]+ bytes, more than"):
+        tv.load(big)
+
+
 def test_hand_edited_training_states(good, tmp_path):
     """A training state that could not come from a run: each one a TinyVAEError when the
     checkpoint is read (before, a negative step or a string moment loaded, then failed in
@@ -346,6 +381,13 @@ def test_hand_edited_training_states(good, tmp_path):
                                           "history"),
         "history of strings": (edited(history={k: ["x"] for k in meta["history"]}), "history"),
         "data fingerprint a number": (edited(data_id=7), "fingerprint"),
+        # counts no run reaches: t = 10**30 had loaded, then failed in numba at the first step
+        "t of 10**30": (edited(optimizer=dict(meta["optimizer"], t=10**30)), "step count is 10+"),
+        "batch of 10**30": (edited(batch_size=10**30), "batch_size is 10+"),
+        "epoch of 2**62": (edited(epoch=2**62), "epoch is 4611686018427387904"),
+        # a generator state out of range had been an OverflowError traceback
+        "negative generator state": (edited(noise_rng=dict(meta["noise_rng"], state=dict(
+            meta["noise_rng"]["state"], state=-1))), "training state is damaged"),
     }
     for name, (contents, match) in cases.items():
         with pytest.raises(TinyVAEError, match=match):

@@ -240,6 +240,20 @@ def test_a_small_gzip_that_unpacks_to_much_more_is_read_no_further_than_its_head
         data.read_idx(path)
 
 
+def test_an_array_file_claiming_terabytes_is_one_clear_error(tmp_path):
+    import io
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (2**40, 784)})
+    (tmp_path / "huge.npy").write_bytes(b"\x93NUMPY\x01\x00" + header.getvalue()[8:] + bytes(64))
+    with pytest.raises(TinyVAEError, match="claims an array larger than this machine's memory"):
+        tv.load_dataset(tmp_path / "huge.npy")
+    import zipfile
+    with zipfile.ZipFile(tmp_path / "huge.npz", "w") as z:
+        z.writestr("x_train.npy", (tmp_path / "huge.npy").read_bytes())
+    with pytest.raises(TinyVAEError, match=r"huge.npz\[x_train\] claims an array larger"):
+        tv.load_dataset(tmp_path / "huge.npz")
+
+
 def test_idx_header_disagrees_with_payload(tmp_path):
     path = tmp_path / "x.idx"
     path.write_bytes(idx_bytes(np.ones((3, 2))) + b"\x00\x00")     # two bytes more than 3x2

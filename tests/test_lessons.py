@@ -185,6 +185,18 @@ def test_stepper_reports_a_failing_cell(tmp_path, capsys):
     assert "ZeroDivisionError" in out and "02_broken.py\", line 4" in out    # the file's own line
 
 
+def test_listing_lessons_skips_what_is_no_file_and_names_a_file_it_cannot_read(tmp_path):
+    folder = fake_lessons(tmp_path)
+    (folder / "03_folder.py").mkdir()                       # had been an IsADirectoryError
+    assert [n for n, _, _ in list_lessons(folder)] == [1, 2]
+    (folder / "04_latin1.py").write_bytes("# %% [markdown]\n# # Le\u00e7on\n".encode("latin-1"))
+    with pytest.raises(TinyVAEError, match="04_latin1.py is not UTF-8 text"):
+        list_lessons(folder)
+    (folder / "04_latin1.py").write_bytes(b"# " + b"x" * (2 << 20))
+    with pytest.raises(TinyVAEError, match="04_latin1.py is larger than"):
+        list_lessons(folder)
+
+
 def test_list_and_find(tmp_path):
     folder = fake_lessons(tmp_path)
     assert [(n, t) for n, t, _ in list_lessons(folder)] == [(1, "Lesson 1: first"), (2, "Lesson 2: broken")]

@@ -37,7 +37,9 @@ TMP_SUFFIX = ".tmp"             # of the temporary files that atomic writes rena
 
 
 def _is_int(v, least):
-    return isinstance(v, int) and not isinstance(v, bool) and v >= least
+    """A JSON whole number from ``least`` up to 2**62 (a count of steps or epochs; a larger one is
+    no real run, and overflows the int64 that the kernels take)."""
+    return isinstance(v, int) and not isinstance(v, bool) and least <= v < 2**62
 
 
 def _is_number(v):
@@ -52,7 +54,8 @@ RUN_FIELDS = {
     "latent": (lambda v: _is_int(v, 1), "a positive integer"),
     "threads": (lambda v: _is_int(v, 1), "a positive integer"),
     "checkpoint_every": (lambda v: _is_int(v, 1), "a positive integer"),
-    "seed": (lambda v: _is_int(v, 0), "a non-negative integer"),
+    "seed": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,      # any size NumPy takes
+             "a non-negative integer"),
     "lr": (_is_number, "a number"),
     "beta": (_is_number, "a number"),
     "sigma2": (_is_number, "a number"),
@@ -270,6 +273,8 @@ def read(path):
         params = arrays["params"]
     except (KeyError, TypeError, ValueError) as e:
         raise TinyVAEError(f"{corrupt} (missing or unreadable entry: {e}); train again or restore a copy") from None
+    if version < 1:
+        raise TinyVAEError(f"{corrupt}: its format version is {version}; train again or restore a copy")
     if version > VERSION:
         raise TinyVAEError(f"{path} was written by a newer tinyvae (checkpoint format {version}, this one "
                            f"reads up to {VERSION}); upgrade tinyvae")
@@ -307,7 +312,7 @@ def read(path):
             trainer = Trainer.from_state(model, meta, opt_arrays)
         except TinyVAEError as e:
             raise TinyVAEError(f"{corrupt}: {e}") from None
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as e:
             raise TinyVAEError(f"{corrupt}: its training state is damaged ({type(e).__name__}: {e}); "
                                "restore a copy, or train again") from None
         model.trainer = trainer
@@ -319,6 +324,28 @@ def read(path):
             raise TinyVAEError(f"{corrupt}: its run options are damaged") from None
         check_run(run, corrupt)
     return Checkpoint(model=model, trainer=trainer, run=run, path=path)
+
+
+# What a checkpoint holds: nothing else is read. The small entries are a few numbers or JSON
+# texts (the history grows by a line an epoch); params and the optimizer's arrays are at most
+# MAX_PARAMS float64 numbers each. Sizes are read from the archive's directory before anything
+# is unpacked, so a small file cannot make the reader unpack gigabytes.
+ENTRIES = ("format", "version", "kind", "config", "params", "epoch", "step", "trainer", "run")
+MAX_SMALL_ENTRY = 64 << 20
+
+
+def _check_members(path, loaded):
+    from .model import MAX_PARAMS
+    for name in loaded.files:
+        if name not in ENTRIES and not name.startswith("optim."):
+            raise TinyVAEError(f"{path} holds an entry {name!r} that tinyvae does not write: it is not a tinyvae "
+                               "checkpoint (or it was altered); give the model.npz written by 'tinyvae train' or "
+                               "model.save")
+        info = loaded.zip.getinfo(name + ".npy")
+        limit = 8 * MAX_PARAMS + 4096 if name == "params" or name.startswith("optim.") else MAX_SMALL_ENTRY
+        if info.file_size > limit:
+            raise TinyVAEError(f"{path}'s entry {name!r} unpacks to {info.file_size:,} bytes, more than a tinyvae "
+                               f"checkpoint holds ({limit:,}); it is damaged or not a tinyvae checkpoint")
 
 
 def _read_arrays(path):
@@ -340,6 +367,7 @@ def _read_arrays(path):
                            "written by 'tinyvae train' or model.save")
     try:
         with loaded:
+            _check_members(path, loaded)
             arrays = {k: loaded[k] for k in loaded.files}
         odd = [k for k, a in arrays.items() if not isinstance(a, np.ndarray)]   # not .npy members
         if odd:
@@ -355,6 +383,9 @@ def _read_arrays(path):
         raise TinyVAEError(f"{path} is a damaged or truncated archive ({e}); restore a copy or train again") from None
     except (zipfile.BadZipFile, EOFError, OSError, zlib.error, KeyError) as e:
         raise TinyVAEError(f"{path} is a damaged or truncated archive ({e}); restore a copy or train again") from None
+    except MemoryError:                      # an entry's header claims a shape of terabytes
+        raise TinyVAEError(f"{path} is damaged: an entry claims more memory than there is; restore a copy "
+                           "or train again") from None
 
 
 def load(path):

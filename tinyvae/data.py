@@ -492,6 +492,9 @@ def _load_path(path, test_fraction):
         raise TinyVAEError(f"{path} is not a valid {lower[-4:]} file ({e}); save arrays with np.save / np.savez") from None
     except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
         raise TinyVAEError(f"cannot read {path}: {e}; save arrays with np.save / np.savez") from None
+    except MemoryError:                       # its header claims a shape of terabytes
+        raise TinyVAEError(f"{path} claims an array larger than this machine's memory; it is damaged, or too "
+                           "large for tinyvae") from None
     if isinstance(loaded, np.ndarray):
         x, y = _images(loaded, path), None
         return _split(x, y, test_fraction, name, path)
@@ -508,6 +511,9 @@ def _load_path(path, test_fraction):
             except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
                 raise TinyVAEError(f"cannot read {path}[{key}]: the archive is damaged or truncated ({e}); "
                                    "save the arrays again with np.savez") from None
+            except MemoryError:
+                raise TinyVAEError(f"{path}[{key}] claims an array larger than this machine's memory; it is "
+                                   "damaged, or too large for tinyvae") from None
             if not isinstance(a, np.ndarray):             # a member that is not an .npy file
                 raise TinyVAEError(f"{path}[{key}] is not a NumPy array; save the arrays with np.savez")
             return a

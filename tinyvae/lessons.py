@@ -92,14 +92,35 @@ def list_lessons(folder=None):
     folder = Path(folder) if folder else lessons_dir()
     found = []
     for path in sorted(folder.glob("[0-9][0-9]_*.py")):
+        if not path.is_file():                       # a folder or a device named like a lesson
+            continue
         title = path.stem[3:].replace("_", " ")
-        for cell in parse_cells(path.read_text(encoding="utf-8")):
+        for cell in parse_cells(read_lesson(path)):
             if cell.kind == "markdown":
                 heading = cell.source.strip().splitlines()[0].lstrip("# ").strip()
                 title = heading or title
                 break
         found.append((int(path.name[:2]), title, path))
     return found
+
+
+MAX_LESSON_BYTES = 1 << 20        # the longest lesson is about 20 KB
+
+
+def read_lesson(path):
+    """A lesson's text (UTF-8, at most MAX_LESSON_BYTES), or a TinyVAEError that names the file."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_LESSON_BYTES + 1)
+    except OSError as e:
+        raise TinyVAEError(f"cannot read the lesson {path}: {e.strerror or e}") from None
+    if len(raw) > MAX_LESSON_BYTES:
+        raise TinyVAEError(f"{path} is larger than {MAX_LESSON_BYTES:,} bytes: not a lesson; move it out of "
+                           "the lessons folder")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise TinyVAEError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}); save the lesson as UTF-8") from None
 
 
 def find_lesson(number, folder=None):
@@ -204,7 +225,7 @@ def step_through(path, pause=True, read=input, write=print, interactive=None):
     path = Path(path)
     if interactive is None:
         interactive = read is input and sys.stdin is not None and sys.stdin.isatty()
-    cells = parse_cells(path.read_text(encoding="utf-8"))
+    cells = parse_cells(read_lesson(path))
     # no __file__, as in a notebook: the lessons must run in either
     namespace = {"__name__": "__main__"}
     code_cells = sum(c.kind == "code" for c in cells)

@@ -21,7 +21,7 @@ from .errors import TinyVAEError
 from .layers import Workspace, flat_views
 
 DTYPES = ("float32", "float64")
-MAX_PARAMS = 2**30          # ~1.1e9 parameters: 8.6 GB in float32 with the gradients
+MAX_PARAMS = 2**27          # ~1.3e8 parameters: 1.1 GB in float32 with the gradients (the classic VAE has 0.65e6)
 
 
 def as_array(x, name):

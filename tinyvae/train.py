@@ -337,7 +337,11 @@ def _check_state(meta, arrays, model):
         raise TinyVAEError("its training state is not a dictionary with an optimizer entry")
     for key in ("epoch", "step", "n_steps"):
         if not _is_count(meta.get(key)):
-            raise TinyVAEError(f"its training state's {key} is {meta.get(key)!r}, not a non-negative integer")
+            raise TinyVAEError(f"its training state's {key} is {meta.get(key)!r}, not a non-negative integer "
+                               "(below 2**62)")
+    if not _is_int(meta.get("batch_size"), 1):
+        raise TinyVAEError(f"its training state's batch_size is {meta.get('batch_size')!r}, not a positive integer "
+                           "(below 2**62)")
     if meta["step"] > meta["n_steps"]:
         raise TinyVAEError(f"its training state is at minibatch {meta['step']} of an epoch after only "
                            f"{meta['n_steps']} steps in all")
