@@ -851,3 +851,28 @@ def test_sgd_with_momentum_against_the_update_written_out(backend, name):
         np.testing.assert_allclose(ae.flat, expected[step][0], rtol=0, atol=1e-12)
         np.testing.assert_allclose(opt.velocity, expected[step][1], rtol=0, atol=1e-12)
     assert np.max(np.abs(momentum * expected[0][1])) > 1e-2                 # momentum's share, far above atol
+
+
+# --- the mistakes a student makes in a notebook, each one clear error -------------------------
+
+def test_arguments_in_the_wrong_order_or_of_the_wrong_kind_say_what_to_pass(digits):
+    from tinyvae import plots
+    x, _ = digits
+    vae = tv.VAE(64, hidden_dims=(8,), latent_dim=2)
+    cases = [
+        (lambda: plots.plot_reconstructions(x, vae, (8, 8)), r"takes the model first, plot_reconstructions\(model"),
+        (lambda: plots.plot_latent_space(x, vae), "takes the model first"),
+        (lambda: plots.plot_samples((8, 8), vae), "plot_samples takes the model first.*got tuple"),
+        (lambda: plots.plot_history(vae), r"the dict fit returns.*got VAE"),
+        (lambda: tv.check_model(x, vae, None), r"check_model takes the model first"),
+        (lambda: tv.fit(x, vae), r"take a tinyvae model .* first, fit\(model, x_train\).*latent_dim=20"),
+        (lambda: tv.VAE(64, 2), r"got 2; for one hidden layer of 2 write \(2,\).*latent_dim="),
+        (lambda: tv.MLP(64, 32), r"MLP\(\(64, 32, 2\)\), got 64$"),
+        (lambda: tv.fit(vae, tv.load_dataset("digits")), r"is a Dataset; pass its arrays"),
+        (lambda: tv.fit(vae, x, x_val=np.zeros(30)), r"x_val is 1-D, shape \(30,\) \(labels\?\)"),
+    ]
+    for call, says in cases:
+        with pytest.raises(tv.TinyVAEError, match=says):
+            call()
+    tv.fit(vae, x[:256], epochs=1, progress=False)
+    assert repr(vae.trainer).startswith("<Trainer: epoch 1 done, 2 steps, adam lr=0.001, batch_size=128")

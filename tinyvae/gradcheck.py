@@ -167,6 +167,9 @@ def check_model(model, *args, h=DEFAULT_H, names=None, title="", **kwargs):
     likely) breaks the central difference, and the error can reach 1 with a correct backward.
     When such a model fails the check, the report's ``hint`` says so (and ``str(report)``
     shows it); random nonzero biases or tanh units give a check that means something."""
+    if not hasattr(model, "loss_and_grads") or not hasattr(model, "params"):
+        raise TinyVAEError(f"check_model takes the model first, check_model(model, x, eps); got "
+                           f"{type(model).__name__}, which has no params and loss_and_grads")
     _, grads = model.loss_and_grads(*args, **kwargs)
     grads = {k: np.array(v, dtype=np.float64, copy=True) for k, v in grads.items()}
 

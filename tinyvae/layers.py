@@ -138,14 +138,15 @@ def mlp_shapes(sizes, prefix=""):
 
 
 def _check_sizes(sizes):
+    given = sizes
     try:
         sizes = tuple(sizes)
     except TypeError:
         sizes = None
-    if (isinstance(sizes, (str, bytes)) or sizes is None or len(sizes) < 2
+    if (isinstance(given, (str, bytes)) or sizes is None or len(sizes) < 2
             or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0 for s in sizes)):
-        raise TinyVAEError(f"layer sizes must be at least two positive integers, such as (64, 32, 2), "
-                           f"got {sizes!r}")
+        raise TinyVAEError(f"layer sizes must be at least two positive integers in one sequence, such as "
+                           f"MLP((64, 32, 2)), got {given!r}")
     return tuple(int(s) for s in sizes)
 
 

@@ -100,7 +100,9 @@ def check_hidden_dims(hidden_dims):
     try:
         dims = tuple(hidden_dims)
     except TypeError:
-        raise TinyVAEError(f"hidden_dims must be a sequence of positive integers, got {hidden_dims!r}") from None
+        one = (f"; for one hidden layer of {hidden_dims} write ({hidden_dims},), and give the latent or code "
+               "size by name (latent_dim=, code_dim=)") if isinstance(hidden_dims, (int, np.integer)) else ""
+        raise TinyVAEError(f"hidden_dims must be a sequence of positive integers, got {hidden_dims!r}{one}") from None
     for d in dims:
         check_positive_int("each hidden width", d)
     return tuple(int(d) for d in dims)

@@ -94,6 +94,7 @@ def plot_reconstructions(model, x, image_shape, n=10, rows=2, *, title=None):
 
     For a VAE the reconstruction is the mean of p(x|z) at z = mu(x), the posterior mean.
     ``title`` replaces the default first line of the title."""
+    _needs_model(model, "plot_reconstructions", "plot_reconstructions(model, ds.x_test, ds.image_shape)")
     n, rows = check_positive_int("n", n), check_positive_int("rows", rows)
     image_shape = _image_shape(image_shape)
     x = np.asarray(x)
@@ -130,7 +131,7 @@ def plot_reconstructions(model, x, image_shape, n=10, rows=2, *, title=None):
 def plot_samples(vae, image_shape, n=64, seed=0, *, title=None):
     """New images from the prior: z ~ N(0, I), shown as the decoder's mean, in a square grid.
     ``title`` replaces the default first line of the title."""
-    _needs_vae(vae, "plot_samples")
+    _needs_vae(vae, "plot_samples", "plot_samples(vae, ds.image_shape)")
     n, image_shape = check_positive_int("n", n), _image_shape(image_shape)
     x = vae.sample(n, seed=seed)
     return image_grid(x, image_shape, title=f"{title or 'Samples from the prior'}\n"
@@ -138,8 +139,16 @@ def plot_samples(vae, image_shape, n=64, seed=0, *, title=None):
                       xlabel="sample", ylabel="sample row")
 
 
-def _needs_vae(model, what):
-    if getattr(model, "kind", None) != "vae":
+def _needs_model(model, what, call):
+    """A clear error when the first argument is not a model (arguments in another order)."""
+    if getattr(model, "kind", None) not in ("vae", "ae"):
+        raise TinyVAEError(f"{what} takes the model first, {call}; got {type(model).__name__} "
+                           "as the first argument")
+
+
+def _needs_vae(model, what, call):
+    _needs_model(model, what, call)
+    if model.kind != "vae":
         raise TinyVAEError(f"{what} draws from a VAE's prior p(z); an autoencoder has none (use "
                            "plot_reconstructions or plot_latent_space for it)")
 
@@ -157,6 +166,7 @@ def plot_latent_space(model, x, y=None, max_points=5000, *, class_names=None, ti
 
     ``class_names`` (a sequence indexed by label) names the classes in the legend; ``title``
     replaces the default first line of the title."""
+    _needs_model(model, "plot_latent_space", "plot_latent_space(model, ds.x_test, ds.y_test)")
     max_points = check_positive_int("max_points", max_points)
     x = np.asarray(x)
     n_given = len(x)
@@ -242,7 +252,7 @@ def plot_latent_manifold(vae, image_shape, n=15, *, title=None):
 
     Needs a 2-D latent space. z_2 grows upwards, as in a scatter plot of the latent space.
     ``title`` replaces the default first line of the title."""
-    _needs_vae(vae, "plot_latent_manifold")
+    _needs_vae(vae, "plot_latent_manifold", "plot_latent_manifold(vae, ds.image_shape)")
     if vae.latent_dim != 2:
         raise TinyVAEError(f"the latent manifold plot needs latent_dim=2, this model has {vae.latent_dim}")
     n, (h, w) = check_positive_int("n", n), _image_shape(image_shape)
@@ -286,8 +296,10 @@ def plot_history(history, title="Loss curves", *, val_label="validation", unit=N
     epoch far above the rest is left off the top of the axes (its value is written there), so
     that the later epochs do not look flat. The KL and the penalty, never negative, are drawn
     from 0."""
-    if "loss" not in history:
-        raise TinyVAEError("history needs a 'loss' list, one value per epoch, as fit returns it")
+    if not isinstance(history, dict) or "loss" not in history:
+        got = "" if isinstance(history, dict) else f", got {type(history).__name__}"
+        raise TinyVAEError(f"history needs a 'loss' list, one value per epoch: the dict fit returns "
+                           f"(history = tv.fit(...)){got}")
     keys = ["loss"] + [k for k in history if k not in ("epoch", "loss") and not k.startswith("val_")]
     if "penalty" in keys and not any(history["penalty"]):
         keys.remove("penalty")                    # an autoencoder without a regularizer: loss = rec

@@ -49,9 +49,14 @@ def check_data(model, x, name="x_train"):
 
     Checks: a numeric (not object) array, two dimensions, D = model.input_dim, at least one
     row, every value finite, and values in [0, 1] for a Bernoulli decoder or a BCE loss."""
+    if hasattr(x, "x_train") and hasattr(x, "x_test"):          # a whole Dataset
+        raise TinyVAEError(f"{name} is a Dataset; pass its arrays: fit(model, ds.x_train, x_val=ds.x_test)")
     x = as_array(x, name)
     if x.dtype == object or x.dtype.kind not in "buif":
         raise TinyVAEError(f"{name} has dtype {x.dtype}; give a numeric array of shape (N, {model.input_dim})")
+    if x.ndim == 1:
+        raise TinyVAEError(f"{name} is 1-D, shape {x.shape} (labels?); give the images, an (N, {model.input_dim}) "
+                           "array, one example per row")
     if x.ndim != 2:
         raise TinyVAEError(f"{name} must be a 2-D array (examples, features), got shape {x.shape}; "
                            "flatten images with x.reshape(len(x), -1)")
@@ -115,8 +120,8 @@ def _first_loss_message(loss, x, model):
 
 def _trainable(model):
     if not isinstance(model, Model):
-        raise TinyVAEError(f"fit and Trainer train a tinyvae model (VAE, Autoencoder, ...), got "
-                           f"{type(model).__name__}; build one first, e.g. VAE(784, 20)")
+        raise TinyVAEError(f"fit and Trainer take a tinyvae model (VAE, Autoencoder) first, fit(model, x_train), "
+                           f"got {type(model).__name__}; build one first, e.g. VAE(784, latent_dim=20)")
     return model
 
 
@@ -145,6 +150,13 @@ class Trainer:
         self.sums = {}
         self.history = {}
         self.data_id = None
+
+    def __repr__(self):
+        last = self.history.get("loss") or [None]
+        loss = "" if last[-1] is None else f", last epoch's loss {last[-1]:.4g}"
+        where = f"epoch {self.epoch}" + (f" and {self.step} minibatches" if self.step else "")
+        return (f"<Trainer: {where} done, {self.n_steps} steps, {self.optimizer.name} lr={self.optimizer.lr:g}, "
+                f"batch_size={self.batch_size}, seed={self.seed}{loss}>")
 
     def reseed(self, seed):
         """Derive the noise and binarization streams from ``seed`` (the order stream is per epoch)."""
@@ -393,6 +405,10 @@ def fit(model, x_train, epochs=10, batch_size=None, lr=None, optimizer=None, see
     ``fit(m, x, epochs=5, seed=7)`` bit for bit, and so does ``tv.load`` of a saved run followed
     by ``fit``: settings not given again carry on.
 
+    epochs          how many more epochs to train, counted from the last *finished* one: a
+                    notebook cell ``fit(m, x, epochs=20)`` run twice trains 40 epochs (start
+                    again from a new model to repeat a run), and after a Ctrl-C in the middle
+                    of epoch 2, ``fit(m, x, epochs=3)`` finishes epoch 2, then trains 3 and 4
     batch_size, lr, optimizer, seed, binarize
                     None (the default) keeps the run's own setting; a new run starts from 128,
                     1e-3, "adam", 0 and no binarization. A value given to a run in progress
@@ -410,7 +426,9 @@ def fit(model, x_train, epochs=10, batch_size=None, lr=None, optimizer=None, see
                     given: binarize it once with ``binarize_batch`` for a binary test set, as
                     ``tinyvae train`` does
     callback        callback(trainer) after every minibatch; epoch_callback(trainer) after every
-                    epoch, before the checkpoint is saved
+                    epoch, before the checkpoint is saved. ``trainer.model.flat`` is the live
+                    parameter vector: keep ``trainer.model.flat.copy()`` (or
+                    ``model.params.copy()``) to remember the best epoch's weights
     checkpoint      a path: save the model and trainer there every ``checkpoint_every`` epochs,
                     after the last epoch and on Ctrl-C (atomically; a failed step never
                     overwrites the last good one)

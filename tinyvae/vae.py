@@ -340,7 +340,9 @@ class VAE(Model):
         return (out, elbo) if return_elbo else out
 
     def sample(self, n, seed=0, mean=True):
-        """n new examples: z ~ N(0, I), then the mean of p(x|z) (or a draw from it if not mean)."""
+        """n new examples: z ~ N(0, I), then the mean of p(x|z) (or a draw from it if not mean).
+
+        The same ``seed`` (default 0) gives the same examples: pass seed=1, 2, ... for others."""
         n = check_positive_int("n", n)
         rng = np.random.default_rng(check_seed(seed))
         z = rng.standard_normal((n, self.latent_dim))                 # (n, Z)
