@@ -869,7 +869,7 @@ def test_arguments_in_the_wrong_order_or_of_the_wrong_kind_say_what_to_pass(digi
         (lambda: tv.VAE(64, 2), r"got 2; for one hidden layer of 2 write \(2,\).*latent_dim="),
         (lambda: tv.MLP(64, 32), r"MLP\(\(64, 32, 2\)\), got 64$"),
         (lambda: tv.fit(vae, tv.load_dataset("digits")), r"is a Dataset; pass its arrays"),
-        (lambda: tv.fit(vae, x, x_val=np.zeros(30)), r"x_val is 1-D, shape \(30,\) \(labels\?\)"),
+        (lambda: tv.fit(vae, x, x_val=np.zeros(30)), r"x_val must be a 2-D .* 1-D shape \(30,\): labels\?"),
     ]
     for call, says in cases:
         with pytest.raises(tv.TinyVAEError, match=says):

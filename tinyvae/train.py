@@ -55,8 +55,9 @@ def check_data(model, x, name="x_train"):
     if x.dtype == object or x.dtype.kind not in "buif":
         raise TinyVAEError(f"{name} has dtype {x.dtype}; give a numeric array of shape (N, {model.input_dim})")
     if x.ndim == 1:
-        raise TinyVAEError(f"{name} is 1-D, shape {x.shape} (labels?); give the images, an (N, {model.input_dim}) "
-                           "array, one example per row")
+        guess = ("one example? give it as one row, x.reshape(1, -1)" if x.shape[0] == model.input_dim else
+                 f"labels? give the images, an (N, {model.input_dim}) array, one example per row")
+        raise TinyVAEError(f"{name} must be a 2-D array (examples, features), got the 1-D shape {x.shape}: {guess}")
     if x.ndim != 2:
         raise TinyVAEError(f"{name} must be a 2-D array (examples, features), got shape {x.shape}; "
                            "flatten images with x.reshape(len(x), -1)")
