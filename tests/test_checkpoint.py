@@ -94,7 +94,9 @@ def test_the_file_is_plain_arrays_readable_without_pickle(x, tmp_path):
     meta = json.loads(str(arrays["trainer"]))
     assert meta["noise_rng"]["bit_generator"] == "PCG64"
     assert arrays["optim.m"].shape == arrays["params"].shape
-    assert os.stat(path).st_mode & 0o044                     # readable like any other file
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask   # like any other new file (not mkstemp's 0600)
 
 
 # ---------------------------------------------------------------------------------------------
