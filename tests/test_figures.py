@@ -228,3 +228,14 @@ def test_importing_the_figures_leaves_matplotlib_s_backend_alone():
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "svg"
+
+
+def test_the_figures_keep_the_chapter_order_whichever_module_is_imported_first():
+    """Importing figures_backprop first (as lessons 1 and 2 do) had put its figures last, so
+    the README written after it listed the figures out of order."""
+    script = "import tinyvae.{}\nfrom tinyvae.figures import FIGURES\nprint(' '.join(n for n, _, _ in FIGURES))"
+    orders = {m: subprocess.run([sys.executable, "-c", script.format(m)], capture_output=True, text=True,
+                                check=True).stdout.split()
+              for m in ("figures", "figures_backprop", "figures_vae")}
+    assert orders["figures_backprop"] == orders["figures"] == orders["figures_vae"]
+    assert orders["figures"][:3] == ["activations", "backprop_graph", "gradcheck_step_size"]

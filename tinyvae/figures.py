@@ -34,15 +34,28 @@ class Context:
         return self._cache[key]
 
 
-FIGURES = []          # (file name without .png, caption, function)
+FIGURES = []          # (file name without .png, caption, function), in the chapter's order
+CHAPTER = ("figures_backprop", "figures_ae", "figures_elbo", "figures_vae")   # see below
+_registered = {}      # function -> registration number, to keep each module's own order
 
 
 def figure(name, caption):
-    """Register ``fn(ctx) -> Figure`` as figure ``name`` with a one-line ``caption``."""
+    """Register ``fn(ctx) -> Figure`` as figure ``name`` with a one-line ``caption``.
+
+    FIGURES stays in the chapter's order (CHAPTER, then each module's own) whatever order the
+    modules are imported in: importing figures_backprop first registers its figures last, since
+    it imports this module, which imports the other three before figures_backprop is done."""
     def register(fn):
+        _registered[fn] = len(_registered)
         FIGURES.append((name, caption, fn))
+        FIGURES.sort(key=_chapter_order)
         return fn
     return register
+
+
+def _chapter_order(entry):
+    module = entry[2].__module__.rpartition(".")[2]
+    return (CHAPTER.index(module) if module in CHAPTER else len(CHAPTER), _registered[entry[2]])
 
 
 # ==============================================================================================
