@@ -145,7 +145,7 @@ def test_ctrl_d_at_the_keyboard_leaves_the_lesson_but_the_end_of_a_pipe_runs_on(
 
     def ctrl_d(prompt):
         raise EOFError
-    assert step_through(folder / "01_first.py", read=ctrl_d, interactive=True) == 0
+    assert step_through(folder / "01_first.py", read=ctrl_d, interactive=True) == 0   # stdin no terminal here
     out = capsys.readouterr().out
     assert "stopped after cell 1 of 3." in out and "value is" not in out
     assert step_through(folder / "01_first.py", read=ctrl_d, interactive=False) == 0

@@ -687,6 +687,8 @@ def test_data_out_of_range_gets_its_own_maximum_as_advice(digits):
             call()
     with pytest.raises(tv.TinyVAEError, match=r"rescale it, \(x - x.min\(\)\)"):
         vae.elbo(raw - 8)
+    with pytest.raises(tv.TinyVAEError, match=r"a rounding error above 1: clip it, np.clip\(x, 0, 1\)"):
+        vae.elbo(np.minimum(digits[:16].astype(np.float64) * 1.0000003, 1.0000003))
 
 
 def test_a_copied_or_pickled_model_has_its_own_parameter_views():

@@ -141,9 +141,11 @@ def target(path):
         raise TinyVAEError("the checkpoint path is empty; give a file name such as run/model.npz")
     path = os.path.expanduser(path)
     if os.path.isdir(path) or path.endswith(("/", os.sep)):
-        path = os.path.join(path.rstrip("/" + os.sep) or path, FILENAME)     # "run/" -> run/model.npz
-    elif not path.lower().endswith(".npz"):
-        path += ".npz"                                                         # "out/mine" -> out/mine.npz
+        stripped = path.rstrip("/" + os.sep)
+        # "run/" -> run/model.npz; a root ("/", "C:\\") keeps its separator
+        path = os.path.join(stripped if stripped and os.path.dirname(path) != path else path, FILENAME)
+    elif not path.lower().endswith(".npz") and not os.path.isfile(path):
+        path += ".npz"          # "out/mine" -> out/mine.npz; an existing file keeps its own name
     parent = os.path.dirname(os.path.abspath(path))
     while not os.path.exists(parent):                   # the nearest folder that exists already
         parent = os.path.dirname(parent)
@@ -341,7 +343,8 @@ def _check_members(path, loaded):
             raise TinyVAEError(f"{path} holds an entry {name!r} that tinyvae does not write: it is not a tinyvae "
                                "checkpoint (or it was altered); give the model.npz written by 'tinyvae train' or "
                                "model.save")
-        info = loaded.zip.getinfo(name + ".npy")
+        member = name + ".npy" if name + ".npy" in loaded.zip.namelist() else name
+        info = loaded.zip.getinfo(member)
         limit = 8 * MAX_PARAMS + 4096 if name == "params" or name.startswith("optim.") else MAX_SMALL_ENTRY
         if info.file_size > limit:
             raise TinyVAEError(f"{path}'s entry {name!r} unpacks to {info.file_size:,} bytes, more than a tinyvae "

@@ -24,9 +24,10 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports bad options as ``error: ...`` with exit status 2 (no usage dump)."""
 
     def error(self, message):
-        bad = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        bad = re.search(r"invalid choice: '?([^' ]*)'? \(choose from (.*)\)", message)
         if bad:                                       # tinyvae trian: did you mean 'train'?
-            message += _did_you_mean(bad.group(1), re.findall(r"'([^']*)'", bad.group(2)))
+            choices = [c.strip().strip("'") for c in bad.group(2).split(",")]   # quoted or not (3.12.4+)
+            message += _did_you_mean(bad.group(1), choices)
         raise TinyVAEError(f"{message} (see 'tinyvae {self.prog.split()[-1]} --help')"
                            if " " in self.prog else f"{message} (see 'tinyvae --help')")
 
@@ -168,4 +169,4 @@ def _main(argv):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry())

@@ -737,6 +737,10 @@ def cmd_eval(args):
     seed = None if args.seed is None else nonneg_int("--seed", args.seed)
     threads = thread_count("--threads", args.threads)
     ck, run, data = _load_run(args.run_dir, args.data)
+    given = [o for o, v in (("--k", args.k), ("--n", args.n), ("--seed", args.seed)) if v is not None]
+    if ck.model.kind != "vae" and given:
+        raise TinyVAEError(f"{' and '.join(given)} apply to a VAE's bounds; the autoencoder in {ck.path} "
+                           "is evaluated by its reconstruction loss alone: drop them")
     if data is None:
         raise TinyVAEError(f"{ck.path} does not name its dataset; pass --data NAME_OR_PATH")
     from .data import load_dataset
@@ -756,10 +760,6 @@ def cmd_eval(args):
     print(f"{model!r}\ntest set: {ds.name}, {x.shape[0]} images")
     with blas_threads(threads):
         if model.kind != "vae":
-            given = [o for o, v in (("--k", args.k), ("--n", args.n), ("--seed", args.seed)) if v is not None]
-            if given:
-                raise TinyVAEError(f"{' and '.join(given)} apply to a VAE's bounds; the autoencoder in {ck.path} "
-                                   "is evaluated by its reconstruction loss alone: drop them")
             r = model.evaluate(x)
             unit = "nats" if model.loss == "bce" else "(1/2 squared error)"
             print(f"  reconstruction loss {r['rec']:.4f} {unit} per image; total loss {r['loss']:.4f}")

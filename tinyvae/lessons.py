@@ -202,7 +202,7 @@ def _drop_typeahead():
     try:
         import termios
         termios.tcflush(sys.stdin, termios.TCIFLUSH)
-    except (ImportError, OSError, ValueError, AttributeError):     # not a terminal, or not POSIX
+    except Exception:        # not POSIX (ImportError), or stdin no terminal (termios.error), or closed
         pass
 
 
