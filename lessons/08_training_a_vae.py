@@ -98,7 +98,8 @@ assert np.allclose(history["loss"], np.add(history["rec"], history["kl"]), atol=
 assert floor < test["rec"] < test["loss"] < independent - 1.5
 assert history["val_loss"][-1] < history["val_loss"][0] - 2
 
-fig = plot_history(history, title="Training a VAE 64-128-8-128-64 on the digits: -ELBO = reconstruction + KL")
+fig = plot_history(history, title="Training a VAE 64-128-8-128-64 on the digits: -ELBO = reconstruction + KL",
+                   val_label="test")
 tv.lessons.save_figure(fig, "training_curves", "08_training_a_vae")
 
 # %% [markdown]
