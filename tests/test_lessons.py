@@ -164,8 +164,28 @@ def test_ctrl_c_in_a_cell_says_where_the_lesson_stopped_and_where_its_figures_ar
     with pytest.raises(KeyboardInterrupt):
         step_through(folder / "01_stop.py", pause=False)
     out = capsys.readouterr().out
-    assert "stopped in cell 3 of 3 (line 9 of 01_stop.py)" in out
+    assert "stopped in cell 3 of 3 (line 9 of 01_stop.py); start there again with: tinyvae lesson 1 --from 3" in out
     assert f"this lesson's figures are in {tmp_path / 'out' / '01_stop'}{os.sep}" in out
+
+
+def test_from_a_cell_runs_the_code_before_it_unseen_and_shows_the_rest(tmp_path, capsys):
+    folder = fake_lessons(tmp_path)
+    assert step_through(folder / "01_first.py", pause=False, start=3) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("(running cells 1 to 2 of 01_first.py without showing them ...)")
+    assert "value is" not in out and "Lesson 1: first" not in out          # cells 1-2: run, not shown
+    assert "second cell sees 42" in out and "(cell 3 of 3, line 9)" in out   # cell 3 had cell 2's value
+    with pytest.raises(TinyVAEError, match="has cells 1 to 3; --from 4 is not one of them"):
+        step_through(folder / "01_first.py", pause=False, start=4)
+
+
+def test_from_on_the_command_line(tmp_path, monkeypatch, capsys):
+    from tinyvae.cli import main
+    monkeypatch.setenv("TINYVAE_LESSONS", str(fake_lessons(tmp_path)))
+    assert main(["lesson", "1", "--from", "3", "--no-pause"]) == 0
+    assert "second cell sees 42" in capsys.readouterr().out
+    assert main(["lesson", "1", "--from", "three"]) == 2
+    assert "--from must be a whole number" in capsys.readouterr().err
 
 
 def test_the_rules_fit_a_narrow_terminal(monkeypatch):

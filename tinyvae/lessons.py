@@ -14,6 +14,8 @@ Lessons call :func:`quick` to shrink their data and epochs when ``TINYVAE_QUICK=
 then finishes in under a minute on two cores and still asserts its key numbers), and
 :func:`save_figure` to write their figures (to ``lesson-output/<lesson>/``, or under ``$TINYVAE_LESSON_OUT``).
 """
+import contextlib
+import io
 import os
 import re
 import shutil
@@ -214,9 +216,12 @@ def _figures_note(path):
     return None
 
 
-def step_through(path, pause=True, read=input, write=print, interactive=None):
+def step_through(path, pause=True, read=input, write=print, interactive=None, start=1):
     """Show and run a lesson cell by cell. Returns 0 when it ran to the end, 1 on an error
     in a cell (its traceback is shown), and 0 when the reader quits with ``q``.
+
+    ``start`` (a cell number, as the rules show them): the code of the cells before it runs
+    first without being shown, output included, so that a class can go on where it stopped.
 
     ``interactive`` (default: stdin is a terminal): Ctrl-D at a prompt then stops the lesson,
     as it leaves Python's prompt, and keys typed while a cell runs are dropped; with input from
@@ -226,6 +231,8 @@ def step_through(path, pause=True, read=input, write=print, interactive=None):
     if interactive is None:
         interactive = read is input and sys.stdin is not None and sys.stdin.isatty()
     cells = parse_cells(read_lesson(path))
+    if not (isinstance(start, int) and 1 <= start <= len(cells)):
+        raise TinyVAEError(f"{path.name} has cells 1 to {len(cells)}; --from {start} is not one of them")
     # no __file__, as in a notebook: the lessons must run in either
     namespace = {"__name__": "__main__"}
     code_cells = sum(c.kind == "code" for c in cells)
@@ -234,6 +241,19 @@ def step_through(path, pause=True, read=input, write=print, interactive=None):
     i, cell = 0, None
     try:
         for i, cell in enumerate(cells, 1):
+            if i < start:                                   # --from: run it unseen
+                if i == 1:
+                    write(f"(running cells 1 to {start - 1} of {path.name} without showing them ...)")
+                if cell.kind == "code":
+                    done += 1
+                    try:
+                        with contextlib.redirect_stdout(io.StringIO()):
+                            exec(compile("\n" * (cell.line - 1) + cell.source + "\n", str(path), "exec"), namespace)
+                    except Exception:
+                        write(traceback.format_exc())
+                        write(f"error: cell at line {cell.line} of {path.name} failed")
+                        return 1
+                continue
             if cell.kind == "markdown":
                 mode = "quick run" if quick() else "full run"
                 write(_rule(f"{path.name}  (cell {i} of {len(cells)}, {mode})"))
@@ -243,7 +263,7 @@ def step_through(path, pause=True, read=input, write=print, interactive=None):
                 write(_rule(f"code {done} of {code_cells}  (cell {i} of {len(cells)}, line {cell.line})"))
                 write("\n".join(f"  {ln}" for ln in cell.source.splitlines()))
                 write(_rule("output"))
-                start = time.perf_counter()
+                t0 = time.perf_counter()
                 try:
                     # padded so that a traceback names the line of the lesson file
                     exec(compile("\n" * (cell.line - 1) + cell.source + "\n", str(path), "exec"), namespace)
@@ -253,7 +273,7 @@ def step_through(path, pause=True, read=input, write=print, interactive=None):
                     return 1
                 finally:
                     sys.stdout.flush()
-                write(f"({time.perf_counter() - start:.1f} s)")
+                write(f"({time.perf_counter() - t0:.1f} s)")
             if pause and i < len(cells):
                 if interactive:
                     _drop_typeahead()
@@ -273,7 +293,9 @@ def step_through(path, pause=True, read=input, write=print, interactive=None):
                     return 0
     except KeyboardInterrupt:
         where = f"in cell {i} of {len(cells)} (line {cell.line} of {path.name})" if cell else "before the first cell"
-        write(f"\nstopped {where}")
+        again = f"; start there again with: tinyvae lesson {int(path.name[:2])} --from {i}" \
+            if cell and path.name[:2].isdigit() else ""
+        write(f"\nstopped {where}{again}")
         _note_figures(path, write)
         raise
     finally:
@@ -301,7 +323,8 @@ def _cmd_lesson(args):
         os.environ["TINYVAE_QUICK"] = "1"
     import matplotlib
     matplotlib.use("Agg")
-    return step_through(path, pause=not args.no_pause)
+    start = 1 if args.start is None else _lesson_number(args.start, "--from", "a cell number")
+    return step_through(path, pause=not args.no_pause, start=start)
 
 
 def register(sub):
@@ -313,15 +336,18 @@ def register(sub):
     p.add_argument("number", nargs="?", help="the lesson to step through (1, 2, ...)")
     p.add_argument("--no-pause", action="store_true", help="run every cell without waiting for Enter")
     p.add_argument("--quick", action="store_true", help="small data and few epochs (TINYVAE_QUICK=1)")
+    p.add_argument("--from", dest="start", metavar="CELL",
+                   help="start at this cell (the number its rule shows); the code before it runs unseen first")
     p.set_defaults(func=_cmd_lesson)
 
 
-def _lesson_number(text):
+def _lesson_number(text, option="the lesson number", what="lessons"):
     try:
         n = int(str(text).strip())
     except ValueError:
-        raise TinyVAEError(f"the lesson number must be a whole number such as 1, got {text!r}; "
-                           "'tinyvae lesson' lists them") from None
+        raise TinyVAEError(f"{option} must be a whole number such as 1, got {text!r}; "
+                           + ("'tinyvae lesson' lists them" if what == "lessons" else "the rules show the cells' numbers")) from None
     if n < 1:
-        raise TinyVAEError(f"lessons are numbered from 1, got {text!r}; 'tinyvae lesson' lists them")
+        raise TinyVAEError(f"{what if what == 'lessons' else 'cells'} are numbered from 1, got {text!r}; "
+                           + ("'tinyvae lesson' lists them" if what == "lessons" else "the rules show the cells' numbers"))
     return n
