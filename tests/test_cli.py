@@ -861,6 +861,35 @@ def test_a_terminal_that_has_gone_does_not_turn_a_stop_into_a_traceback(monkeypa
     report("stopped by SIGHUP")                          # no exception
 
 
+def test_a_stop_whose_pipe_reader_died_with_it_keeps_its_status(monkeypatch):
+    """Ctrl-C on 'tinyvae train 2>&1 | tee log' also ends tee: the stop's message then meets a
+    closed pipe. It goes to the terminal instead, and the stop is not turned into 141."""
+    import builtins
+
+    from tinyvae.interrupts import report
+
+    class Closed:
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+        flush = write
+    monkeypatch.setattr(sys, "stderr", Closed())
+    with pytest.raises(BrokenPipeError):
+        report("a line of output")                       # an ordinary line: the caller ends quietly
+    shown = []
+    real_open = builtins.open
+
+    def fake_open(name, *args, **kwargs):
+        if name == "/dev/tty":
+            import io
+            tty = io.StringIO()
+            tty.close = lambda: shown.append(tty.getvalue())
+            return tty
+        return real_open(name, *args, **kwargs)
+    monkeypatch.setattr(builtins, "open", fake_open)
+    report("interrupted after epoch 3: ... continue with: tinyvae train --resume r", stop=True)
+    assert shown == ["interrupted after epoch 3: ... continue with: tinyvae train --resume r\n"]
+
+
 @POSIX_ONLY
 def test_sigterm_stops_training_like_ctrl_c(tmp_path):
     """kill, timeout or a closed terminal had killed the run without a word, losing every epoch

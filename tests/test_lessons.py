@@ -172,11 +172,28 @@ def test_from_a_cell_runs_the_code_before_it_unseen_and_shows_the_rest(tmp_path,
     folder = fake_lessons(tmp_path)
     assert step_through(folder / "01_first.py", pause=False, start=3) == 0
     out = capsys.readouterr().out
-    assert out.startswith("(running cells 1 to 2 of 01_first.py without showing them ...)")
+    assert out.startswith("(running the code of cells 1 to 2 of 01_first.py without showing it ...)")
     assert "value is" not in out and "Lesson 1: first" not in out          # cells 1-2: run, not shown
     assert "second cell sees 42" in out and "(cell 3 of 3, line 9)" in out   # cell 3 had cell 2's value
     with pytest.raises(TinyVAEError, match="has cells 1 to 3; --from 4 is not one of them"):
         step_through(folder / "01_first.py", pause=False, start=4)
+
+
+def test_a_stop_suggests_the_cell_to_start_from_in_the_same_mode(tmp_path, monkeypatch, capsys):
+    folder = fake_lessons(tmp_path)
+
+    def ctrl_c_at_the_prompt(prompt):
+        raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):                         # cell 1 had finished: go on at 2
+        step_through(folder / "01_first.py", read=ctrl_c_at_the_prompt)
+    assert "stopped after cell 1 of 3; start there again with: tinyvae lesson 1 --from 2" in capsys.readouterr().out
+    (folder / "03_stop.py").write_text("# %%\nx = 1\n\n# %%\nraise KeyboardInterrupt\n\n# %%\nprint(x)\n",
+                                       encoding="utf-8")
+    monkeypatch.setenv("TINYVAE_QUICK", "1")
+    with pytest.raises(KeyboardInterrupt):                         # stopped among the unseen cells
+        step_through(folder / "03_stop.py", pause=False, start=3)
+    out = capsys.readouterr().out
+    assert "stopped while running the cells before cell 3; start there again with: tinyvae lesson 3 --quick --from 3" in out
 
 
 def test_from_on_the_command_line(tmp_path, monkeypatch, capsys):
@@ -186,6 +203,8 @@ def test_from_on_the_command_line(tmp_path, monkeypatch, capsys):
     assert "second cell sees 42" in capsys.readouterr().out
     assert main(["lesson", "1", "--from", "three"]) == 2
     assert "--from must be a whole number" in capsys.readouterr().err
+    assert main(["lesson", "--from", "3"]) == 2                       # had listed the lessons, --from ignored
+    assert "--from needs a lesson number: tinyvae lesson N --from 3" in capsys.readouterr().err
 
 
 def test_the_rules_fit_a_narrow_terminal(monkeypatch):
@@ -194,6 +213,8 @@ def test_the_rules_fit_a_narrow_terminal(monkeypatch):
     from tinyvae.lessons import _rule
     monkeypatch.setattr(shutil, "get_terminal_size", lambda fallback: os.terminal_size((50, 20)))
     assert len(_rule("code 1 of 7")) == 49
+    long = _rule("08_training_a_vae.py  (cell 11 of 17, quick run)")   # cut, never wrapped
+    assert len(long) <= 49 and "..." in long
     monkeypatch.setattr(shutil, "get_terminal_size", lambda fallback: os.terminal_size((200, 20)))
     assert len(_rule("code 1 of 7")) == 78
 

@@ -111,7 +111,7 @@ def main(argv=None):
             return _main(argv)
     except KeyboardInterrupt as e:              # a stop outside any command's own handling
         status, words = interruption(e)
-        report(words)
+        report(words, stop=True)
         return status
 
 
@@ -159,7 +159,7 @@ def _main(argv):
         return 2
     except KeyboardInterrupt as e:
         status, words = interruption(e)
-        report(words)
+        report(words, stop=True)
         return status
     except BrokenPipeError:
         # the reader of our output went away (tinyvae ... | head): stop quietly, as Unix tools do

@@ -557,7 +557,7 @@ def _train_in(args, out, model, trainer, opts, ds, x_train, x_test, t0):
             where = (f"after minibatch {trainer.step} of epoch {trainer.epoch + 1}" if trainer.step
                      else f"after epoch {trainer.epoch}")
             status, what = interruption(e)
-            report(f"{what} {where}: the exact state is saved in {ckpt_path}; continue with: {resume}")
+            report(f"{what} {where}: the exact state is saved in {ckpt_path}; continue with: {resume}", stop=True)
             return status
         except TinyVAEError as e:
             advice = (". --resume keeps the run's learning rate, so start a new run with a lower --lr and "
@@ -577,9 +577,9 @@ def _train_in(args, out, model, trainer, opts, ds, x_train, x_test, t0):
             status, what = interruption(e)
             if wanted:
                 report(f"{what} while drawing the figures: the trained model is saved in {ckpt_path}; "
-                       f"draw them with: {resume}")
+                       f"draw them with: {resume}", stop=True)
             else:
-                report(f"{what} after the last epoch: the trained model is saved in {ckpt_path}")
+                report(f"{what} after the last epoch: the trained model is saved in {ckpt_path}", stop=True)
             return status
         except TinyVAEError as e:
             raise TinyVAEError(f"{e}; the trained model is saved in {ckpt_path}: once the figures can be "

@@ -75,13 +75,23 @@ def defer_sigint():
             signal.signal(signum, old)
 
 
-def report(text, file=None):
+def report(text, file=None, stop=False):
     """Print ``text`` on stderr (or ``file``); a terminal that has gone (a write error after
     SIGHUP) is ignored, so a stop still saves the run and the exit status still says why. A
-    closed pipe is not: the command line ends quietly with 141 on it."""
+    closed pipe is not: the command line ends quietly with 141 on it.
+
+    ``stop``: the message of a stop by a signal. A Ctrl-C also ends a reader in the same
+    pipeline (``tinyvae train 2>&1 | tee log``), so the pipe is closed by then: the message goes
+    to the terminal itself, if there is one, and the stop keeps its status (130, not 141)."""
     try:
         print(text, file=sys.stderr if file is None else file, flush=True)
     except BrokenPipeError:                 # the reader went away (| head): the caller ends quietly
-        raise
+        if not stop:
+            raise
+        try:
+            with open("/dev/tty", "w") as tty:
+                print(text, file=tty, flush=True)
+        except OSError:                     # no controlling terminal (Windows, a daemon)
+            pass
     except OSError:
         pass

@@ -196,6 +196,8 @@ def _rule(title, width=None):
     if width is None:
         width = max(20, min(78, shutil.get_terminal_size((79, 24)).columns - 1))
     line = _line()
+    if len(title) + 4 > width:                        # too long for the terminal: cut, never wrap
+        title = title[:max(1, width - 7)] + "..."
     return f"{line * 2} {title} " + line * max(0, width - len(title) - 4)
 
 
@@ -238,12 +240,12 @@ def step_through(path, pause=True, read=input, write=print, interactive=None, st
     code_cells = sum(c.kind == "code" for c in cells)
     done = 0
     sys.path.insert(0, str(path.parent))
-    i, cell = 0, None
+    i, cell, at_prompt = 0, None, False
     try:
         for i, cell in enumerate(cells, 1):
             if i < start:                                   # --from: run it unseen
-                if i == 1:
-                    write(f"(running cells 1 to {start - 1} of {path.name} without showing them ...)")
+                if i == 1 and any(c.kind == "code" for c in cells[:start - 1]):
+                    write(f"(running the code of cells 1 to {start - 1} of {path.name} without showing it ...)")
                 if cell.kind == "code":
                     done += 1
                     try:
@@ -279,11 +281,14 @@ def step_through(path, pause=True, read=input, write=print, interactive=None, st
                     _drop_typeahead()
                 try:
                     line = _line()
+                    at_prompt = True
                     answer = read(f"{line * 2} Enter: next cell {'·' if line == '─' else '-'} q: quit {line * 2} ")
+                    at_prompt = False
                 except EOFError:
+                    at_prompt = False
+                    write("")                          # the prompt's line ends here
                     if interactive:                    # Ctrl-D at the keyboard: leave, as Python's prompt does
                         answer = "q"
-                        write("")
                     else:
                         pause = False                  # no one at the keyboard: run on
                         continue
@@ -292,9 +297,18 @@ def step_through(path, pause=True, read=input, write=print, interactive=None, st
                     _note_figures(path, write)
                     return 0
     except KeyboardInterrupt:
-        where = f"in cell {i} of {len(cells)} (line {cell.line} of {path.name})" if cell else "before the first cell"
-        again = f"; start there again with: tinyvae lesson {int(path.name[:2])} --from {i}" \
-            if cell and path.name[:2].isdigit() else ""
+        if cell is None:
+            where, resume = "before the first cell", 1
+        elif i < start:                                 # among the cells run unseen
+            where, resume = f"while running the cells before cell {start}", start
+        elif at_prompt:                                 # cell i had finished
+            where, resume = f"after cell {i} of {len(cells)}", i + 1
+        else:
+            where, resume = f"in cell {i} of {len(cells)} (line {cell.line} of {path.name})", i
+        again = ""
+        if path.name[:2].isdigit() and resume <= len(cells):
+            again = (f"; start there again with: tinyvae lesson {int(path.name[:2])}"
+                     + (" --quick" if quick() else "") + (f" --from {resume}" if resume > 1 else ""))
         write(f"\nstopped {where}{again}")
         _note_figures(path, write)
         raise
@@ -313,6 +327,8 @@ def _note_figures(path, write):
 
 def _cmd_lesson(args):
     if args.number is None:
+        if args.start is not None:
+            raise TinyVAEError(f"--from needs a lesson number: tinyvae lesson N --from {args.start}")
         for n, title, path in list_lessons():
             print(f"{n:>3}  {title}    ({path.name})")
         print("\n'tinyvae lesson N' steps through lesson N; '--no-pause' runs it straight through.")
@@ -348,6 +364,6 @@ def _lesson_number(text, option="the lesson number", what="lessons"):
         raise TinyVAEError(f"{option} must be a whole number such as 1, got {text!r}; "
                            + ("'tinyvae lesson' lists them" if what == "lessons" else "the rules show the cells' numbers")) from None
     if n < 1:
-        raise TinyVAEError(f"{what if what == 'lessons' else 'cells'} are numbered from 1, got {text!r}; "
+        raise TinyVAEError(f"{what if what == 'lessons' else option + ': cells'} are numbered from 1, got {text!r}; "
                            + ("'tinyvae lesson' lists them" if what == "lessons" else "the rules show the cells' numbers"))
     return n
