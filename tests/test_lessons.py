@@ -170,11 +170,16 @@ def test_ctrl_c_in_a_cell_says_where_the_lesson_stopped_and_where_its_figures_ar
 
 def test_from_a_cell_runs_the_code_before_it_unseen_and_shows_the_rest(tmp_path, capsys):
     folder = fake_lessons(tmp_path)
+    source = (folder / "01_first.py").read_text(encoding="utf-8")
+    (folder / "01_first.py").write_text(source.replace("print('value is', value)",
+                                                       "print('value is', value)\nimport sys\nprint('bar', file=sys.stderr)"),
+                                        encoding="utf-8")
     assert step_through(folder / "01_first.py", pause=False, start=3) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert "bar" not in err                                            # a progress bar's stderr too
     assert out.startswith("(running the code of cells 1 to 2 of 01_first.py without showing it ...)")
     assert "value is" not in out and "Lesson 1: first" not in out          # cells 1-2: run, not shown
-    assert "second cell sees 42" in out and "(cell 3 of 3, line 9)" in out   # cell 3 had cell 2's value
+    assert "second cell sees 42" in out and "(cell 3 of 3, line 11)" in out  # cell 3 had cell 2's value
     with pytest.raises(TinyVAEError, match="has cells 1 to 3; --from 4 is not one of them"):
         step_through(folder / "01_first.py", pause=False, start=4)
 

@@ -249,7 +249,8 @@ def step_through(path, pause=True, read=input, write=print, interactive=None, st
                 if cell.kind == "code":
                     done += 1
                     try:
-                        with contextlib.redirect_stdout(io.StringIO()):
+                        # unseen: their printed output, progress bars and warnings too
+                        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
                             exec(compile("\n" * (cell.line - 1) + cell.source + "\n", str(path), "exec"), namespace)
                     except Exception:
                         write(traceback.format_exc())
