@@ -289,7 +289,8 @@ for name, rep in tv.vae.gradcheck_suite():
 # (f(x + h) - f(x - h)) / 2h, whose truncation error is O(h^2) (the one-sided difference is only
 # O(h)) while round-off adds about eps |f| / h: the error against h is a U with its bottom near
 # h ~ eps^(1/3). For a real VAE the float64 check reaches about 3e-10 near h = 1e-5, float32
-# only about 5e-5 near h = 1e-2 (in the full run; about 1.5e-4 in the quick one), so checks run in float64 (and the checker refuses float32). We
+# only about 5e-5 near h = 1e-2 (in the full run; about 1.5e-4 in the quick one), so checks
+# run in float64 (and the checker refuses float32). We
 # measured the disagreement per array by max|a - n| / max(1e-8, max|a| + max|n|), planted four
 # bugs in an MLP's backward pass -- a forgotten activation derivative, a transposed dW, a mean
 # for a sum, a 0.01 % slip -- and saw the checker catch each and name the array, and we checked

@@ -241,7 +241,8 @@ assert abs(sweep["rec"][-1] - independent) < 0.5
 # weights p(x, z) / q(z|x) to be bounded, Burda et al.'s theorem 1.) `vae.log_likelihood(x, k)`
 # computes (3), whose expectation its docstring calls L_k; `figures_vae.iwae_versus_k` runs it
 # for several k with the same random numbers, beside the ELBO averaged over 500 draws of eps
-# (with fewer, its noise is as large as the gaps it is compared with). The figure's right panel measures the gain image by image against the ELBO estimated from the same k
+# (with fewer, its noise is as large as the gaps it is compared with). The figure's right
+# panel measures the gain image by image against the ELBO estimated from the same k
 # draws (the mean of their log-weights, which by Jensen is never above IWAE_k): the same
 # expectation, without the noise of separate draws, and exactly 0 at k = 1.
 

@@ -194,8 +194,8 @@ class Autoencoder(Model):
 
         Forward mode through the layers: with J_0 = dx/dx = I and, as in lesson 1's eq. (4),
         a_i = h_i W_i + b_i and h_{i+1} = f(a_i), J_{i+1} = f'(a_i) * (W_i^T J_i), f' scaling
-        the rows. For a single-layer encoder
-        this is J = f'(a) * W^T, whose squared Frobenius norm is eq. (1)."""
+        the rows. For a single-layer encoder this is J = f'(a) * W^T, whose squared Frobenius
+        norm is eq. (1)."""
         x = self._input(x)
         _, hs = self.encoder.forward(x)                               # h_0 = x, ..., h_L = h
         J = None

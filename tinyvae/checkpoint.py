@@ -337,14 +337,16 @@ MAX_SMALL_ENTRY = 64 << 20
 
 
 def _check_members(path, loaded):
+    """Refuse an entry tinyvae does not write, or one that would unpack to more than it can hold,
+    from the archive's directory alone (``loaded`` is the still unread np.load of ``path``)."""
     from .model import MAX_PARAMS
+    members = set(loaded.zip.namelist())
     for name in loaded.files:
         if name not in ENTRIES and not name.startswith("optim."):
             raise TinyVAEError(f"{path} holds an entry {name!r} that tinyvae does not write: it is not a tinyvae "
                                "checkpoint (or it was altered); give the model.npz written by 'tinyvae train' or "
                                "model.save")
-        member = name + ".npy" if name + ".npy" in loaded.zip.namelist() else name
-        info = loaded.zip.getinfo(member)
+        info = loaded.zip.getinfo(name + ".npy" if name + ".npy" in members else name)
         limit = 8 * MAX_PARAMS + 4096 if name == "params" or name.startswith("optim.") else MAX_SMALL_ENTRY
         if info.file_size > limit:
             raise TinyVAEError(f"{path}'s entry {name!r} unpacks to {info.file_size:,} bytes, more than a tinyvae "

@@ -144,7 +144,10 @@ def _main(argv):
         if extra:                  # reported by the subcommand's parser, which points at its own --help
             sub = parser.subcommands.get(getattr(args, "command", None))
             options = [o for a in (sub or parser)._actions for o in a.option_strings if o.startswith("--")]
-            hint = next((h for h in (_did_you_mean(e.split("=")[0], options) for e in extra if e.startswith("-")) if h), "")
+            hint = ""
+            for word in extra:                     # --K: did you mean '--k'?
+                if word.startswith("-") and not hint:
+                    hint = _did_you_mean(word.split("=")[0], options)
             (sub or parser).error(f"unrecognized arguments: {' '.join(extra)}{hint}")
         if not getattr(args, "func", None):
             parser.print_help()

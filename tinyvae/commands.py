@@ -147,7 +147,8 @@ def register(subparsers):
                                         f"(default {d['activation']}; tanh for --model ae, whose code passes "
                                         "through it and whose ReLU code units often die)")
     t.add_argument("--beta", help=f"weight of the KL term (VAE; default {d['beta']:g})")
-    t.add_argument("--sigma2", help=f"variance of the Gaussian decoder, with --likelihood gaussian (default {d['sigma2']:g})")
+    t.add_argument("--sigma2", help=f"variance of the Gaussian decoder, with --likelihood gaussian "
+                                    f"(default {d['sigma2']:g})")
     t.add_argument("--optimizer", help=f"adam | sgd (momentum 0.9) (default {d['optimizer']})")
     t.add_argument("--binarize", help=f"none | static | dynamic: train on Bernoulli draws of the gray "
                                       f"values (default {d['binarize']})")

@@ -16,4 +16,5 @@ def scale_advice(lo, hi):
         return "rescale it, (x - x.min()) / (x.max() - x.min())"
     if hi < 1.001:                            # 1.0000001: rounding, not another scale
         return f"its largest value is {hi:.9g}, a rounding error above 1: clip it, np.clip(x, 0, 1)"
-    return f"divide it by its maximum, x / x.max() (here {hi:g}; 255 for 8-bit images, 16 for scikit-learn's raw digits)"
+    return (f"divide it by its maximum, x / x.max() (here {hi:g}; 255 for 8-bit images, 16 for "
+            "scikit-learn's raw digits)")

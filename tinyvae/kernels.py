@@ -213,8 +213,8 @@ def adam_np(theta, g, m, v, lr, beta1, beta2, eps, t):
 
 
 def sgd_np(theta, g, velocity, lr, momentum):
-    """One SGD step with (heavy-ball) momentum, in place: first v <- momentum v - lr g, then theta <- theta + v
-    (Goodfellow et al. alg. 8.2, whose alpha is ``momentum``)."""
+    """One SGD step with (heavy-ball) momentum, in place (Goodfellow et al. alg. 8.2, whose alpha
+    is ``momentum``): first v <- momentum v - lr g, then theta <- theta + v."""
     velocity[...] = momentum * velocity - lr * g
     theta[...] = theta + velocity
 

@@ -248,13 +248,11 @@ def step_through(path, pause=True, read=input, write=print, interactive=None, st
                     write(f"(running the code of cells 1 to {start - 1} of {path.name} without showing it ...)")
                 if cell.kind == "code":
                     done += 1
-                    try:
-                        # unseen: their printed output, progress bars and warnings too
-                        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-                            exec(compile("\n" * (cell.line - 1) + cell.source + "\n", str(path), "exec"), namespace)
-                    except Exception:
-                        write(traceback.format_exc())
-                        write(f"error: cell at line {cell.line} of {path.name} failed")
+                    # unseen: their printed output, progress bars and warnings too
+                    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                        failure = _run_cell(cell, path, namespace)
+                    if failure:
+                        write(failure)
                         return 1
                 continue
             if cell.kind == "markdown":
@@ -267,15 +265,11 @@ def step_through(path, pause=True, read=input, write=print, interactive=None, st
                 write("\n".join(f"  {ln}" for ln in cell.source.splitlines()))
                 write(_rule("output"))
                 t0 = time.perf_counter()
-                try:
-                    # padded so that a traceback names the line of the lesson file
-                    exec(compile("\n" * (cell.line - 1) + cell.source + "\n", str(path), "exec"), namespace)
-                except Exception:
-                    write(traceback.format_exc())
-                    write(f"error: cell at line {cell.line} of {path.name} failed")
+                failure = _run_cell(cell, path, namespace)
+                sys.stdout.flush()
+                if failure:
+                    write(failure)
                     return 1
-                finally:
-                    sys.stdout.flush()
                 write(f"({time.perf_counter() - t0:.1f} s)")
             if pause and i < len(cells):
                 if interactive:
@@ -320,6 +314,16 @@ def step_through(path, pause=True, read=input, write=print, interactive=None, st
     return 0
 
 
+def _run_cell(cell, path, namespace):
+    """Run a code cell in ``namespace``; None, or the traceback and an error line if it raised."""
+    try:
+        # padded so that a traceback names the line of the lesson file
+        exec(compile("\n" * (cell.line - 1) + cell.source + "\n", str(path), "exec"), namespace)
+    except Exception:
+        return f"{traceback.format_exc()}\nerror: cell at line {cell.line} of {path.name} failed"
+    return None
+
+
 def _note_figures(path, write):
     note = _figures_note(path)
     if note:
@@ -340,7 +344,8 @@ def _cmd_lesson(args):
         os.environ["TINYVAE_QUICK"] = "1"
     import matplotlib
     matplotlib.use("Agg")
-    start = 1 if args.start is None else _lesson_number(args.start, "--from", "a cell number")
+    start = 1 if args.start is None else _lesson_number(args.start, "--from", "cells",
+                                                        "the rules show the cells' numbers")
     return step_through(path, pause=not args.no_pause, start=start)
 
 
@@ -358,13 +363,12 @@ def register(sub):
     p.set_defaults(func=_cmd_lesson)
 
 
-def _lesson_number(text, option="the lesson number", what="lessons"):
+def _lesson_number(text, option="the lesson number", what="lessons", hint="'tinyvae lesson' lists them"):
+    """A lesson (or, for --from, a cell) number from the command line: a whole number from 1."""
     try:
         n = int(str(text).strip())
     except ValueError:
-        raise TinyVAEError(f"{option} must be a whole number such as 1, got {text!r}; "
-                           + ("'tinyvae lesson' lists them" if what == "lessons" else "the rules show the cells' numbers")) from None
+        raise TinyVAEError(f"{option} must be a whole number such as 1, got {text!r}; {hint}") from None
     if n < 1:
-        raise TinyVAEError(f"{what if what == 'lessons' else option + ': cells'} are numbered from 1, got {text!r}; "
-                           + ("'tinyvae lesson' lists them" if what == "lessons" else "the rules show the cells' numbers"))
+        raise TinyVAEError(f"{option}: {what} are numbered from 1, got {text!r}; {hint}")
     return n

@@ -292,7 +292,7 @@ def plot_history(history, title="Loss curves", *, val_label="validation", unit=N
     The training value of an epoch is the mean over its minibatches, while the weights moved;
     the validation value is taken at the epoch's end, so in the first epochs it can lie below
     the training curve. ``val_label`` names the held-out data ("test" when it is the test
-    set); ``unit`` labels the y axes (default: nats for a VAE's history, else "loss"). A first
+    set); ``unit`` labels the y axes (default: nats for a VAE's history, else "loss per example"). A first
     epoch far above the rest is left off the top of the axes (its value is written there), so
     that the later epochs do not look flat. The KL and the penalty, never negative, are drawn
     from 0."""

@@ -36,7 +36,7 @@ own gradient follows from (4):
 
 In the batch-mean loss, each example's KL enters with weight beta / N, so the encoder's
 output gradient is dz * (5) + (beta / N) * (6).
-(The kernels compute exp(logvar) - 1 in (4) as expm1(logvar): near logvar = 0 the terms
+(The kernels compute exp(logvar) - 1 in (4) and (6) as expm1(logvar): near logvar = 0 the terms
 nearly cancel.) logvar is not clamped: an encoder that diverges shows an infinite KL.
 
 With likelihood="bernoulli" the data must lie in [0, 1]. For grey levels (not 0/1) the
