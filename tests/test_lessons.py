@@ -224,6 +224,32 @@ def test_the_rules_fit_a_narrow_terminal(monkeypatch):
     assert len(_rule("code 1 of 7")) == 78
 
 
+def test_text_cells_fit_a_narrow_terminal(monkeypatch, capsys):
+    """The lessons' prose runs to 95 columns; in a narrower terminal each paragraph is wrapped
+    to fit, words and their order kept, and formulas (indented) are left as written."""
+    import shutil
+
+    from tinyvae.lessons import _fit_text
+    text = (ROOT / "lessons" / "08_training_a_vae.py").read_text(encoding="utf-8")
+    cells = [c.source for c in parse_cells(text) if c.kind == "markdown"]
+    assert max(len(ln) for c in cells for ln in c.splitlines() if not ln.startswith(" ")) > 79
+    for source in cells:
+        fitted = _fit_text(source, width=60)
+        prose = [ln for ln in fitted.splitlines() if ln.strip() and not ln[0].isspace()]
+        assert all(len(ln) <= 60 for ln in prose if " " in ln)       # a single long word may overrun
+        assert fitted.split() == source.split()                       # nothing lost, nothing moved
+        assert [ln for ln in fitted.splitlines() if ln.startswith("    ")] == \
+            [ln for ln in source.splitlines() if ln.startswith("    ")]
+        assert _fit_text(source, width=200) == source                 # a wide terminal: as written
+    item = _fit_text("- a list item that is much too long for the terminal's width here", width=30)
+    assert item.splitlines()[1].startswith("  ") and item.startswith("- a list")
+    # in the stepper: the terminal's width; no terminal (a pipe, a file): the text as written
+    monkeypatch.setattr(shutil, "get_terminal_size", lambda fallback: os.terminal_size((50, 20)))
+    assert _fit_text(cells[0]) == _fit_text(cells[0], width=49)
+    monkeypatch.setattr(shutil, "get_terminal_size", lambda fallback: os.terminal_size(fallback))
+    assert _fit_text(cells[0]) == cells[0]
+
+
 def test_stepper_reports_a_failing_cell(tmp_path, capsys):
     folder = fake_lessons(tmp_path)
     assert step_through(folder / "02_broken.py", pause=False) == 1

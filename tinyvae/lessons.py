@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import sys
+import textwrap
 import time
 import traceback
 from dataclasses import dataclass
@@ -201,6 +202,45 @@ def _rule(title, width=None):
     return f"{line * 2} {title} " + line * max(0, width - len(title) - 4)
 
 
+_LIST_ITEM = re.compile(r"^([-*] |\d+[.)] )")
+
+
+def _fit_text(text, width=None):
+    """A text cell as the terminal can show it: each paragraph of prose with a line wider than
+    the terminal is wrapped to its width (a list item keeps its hanging indent); indented lines
+    (formulas, code), headings and tables are shown as written, and so is every paragraph when
+    the output is no terminal, or one wide enough."""
+    if width is None:
+        columns = shutil.get_terminal_size((0, 0)).columns     # $COLUMNS, else the terminal's
+        if columns <= 0:
+            return text
+        width = max(20, columns - 1)
+    out, paragraph = [], []
+
+    def flush():
+        if paragraph and max(len(ln) for ln in paragraph) > width:
+            item = _LIST_ITEM.match(paragraph[0])
+            indent = " " * len(item.group(0)) if item else ""
+            words = " ".join(ln.strip() for ln in paragraph)
+            out.extend(textwrap.wrap(words, width, subsequent_indent=indent,
+                                     break_long_words=False, break_on_hyphens=False))
+        else:
+            out.extend(paragraph)
+        paragraph.clear()
+
+    for ln in text.splitlines():
+        prose = ln.strip() and not ln[0].isspace() and not ln.startswith(("#", "|", "```"))
+        if prose and _LIST_ITEM.match(ln):
+            flush()                                    # a list item starts a paragraph of its own
+        if prose:
+            paragraph.append(ln)
+        else:
+            flush()
+            out.append(ln)
+    flush()
+    return "\n".join(out)
+
+
 def _drop_typeahead():
     """Forget keys pressed while a cell ran (an impatient Enter would skip the next cell's text)."""
     try:
@@ -258,7 +298,7 @@ def step_through(path, pause=True, read=input, write=print, interactive=None, st
             if cell.kind == "markdown":
                 mode = "quick run" if quick() else "full run"
                 write(_rule(f"{path.name}  (cell {i} of {len(cells)}, {mode})"))
-                write(cell.source)
+                write(_fit_text(cell.source))
             else:
                 done += 1
                 write(_rule(f"code {done} of {code_cells}  (cell {i} of {len(cells)}, line {cell.line})"))
