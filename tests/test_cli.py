@@ -558,8 +558,34 @@ def test_a_missing_data_path_says_what_data_can_be(rejected):
 def test_an_autoencoder_loss_for_the_vae_names_its_vae_equivalent(rejected, loss, likelihood):
     err = rejected(["train", "--likelihood", loss], rf"--likelihood {loss} names an autoencoder loss \(--model ae\)")
     assert f"use --likelihood {likelihood}" in err and "bernoulli (its bce) and gaussian (its mse)" in err
-    err = rejected(["train", "--likelihood", "poisson"], "must be one of bernoulli, gaussian for the VAE")
-    assert "--model ae, also takes bce, mse" in err
+    from tinyvae.autoencoder import LOSSES
+    from tinyvae.vae import LIKELIHOODS
+    err = rejected(["train", "--likelihood", "poisson"], f"must be one of {', '.join(LIKELIHOODS)} for the VAE")
+    assert f"--model ae, also takes {', '.join(LOSSES)}" in err and {"bce", "mse"} == set(LOSSES)
+
+
+def test_train_help_lists_every_activation_likelihood_and_loss(capsys):
+    """The help texts spell the choices out; a name added to the tuples must appear there too."""
+    from tinyvae.autoencoder import LOSSES
+    from tinyvae.kernels import ACTIVATIONS
+    from tinyvae.vae import LIKELIHOODS
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    activation = text[text.index("--activation"):]
+    likelihood = text[text.index("--likelihood"):]
+    for name in ACTIVATIONS:
+        assert f"{name} |" in activation or f"| {name}" in activation, name
+    for name in LIKELIHOODS + LOSSES:
+        assert f"{name} |" in likelihood or f"| {name}" in likelihood, name
+
+
+def test_an_autoencoder_gets_its_own_check_of_an_unknown_loss(monkeypatch, rejected):
+    """A likelihood the VAE knows but the autoencoder has no loss for is the autoencoder's error,
+    not a KeyError traceback from the name mapping."""
+    from tinyvae import vae
+    monkeypatch.setattr(vae, "LIKELIHOODS", vae.LIKELIHOODS + ("laplace",))
+    rejected(["train", "--model", "ae", "--likelihood", "laplace"], "loss")
 
 
 def test_output_path_that_is_a_file_or_a_full_directory(tmp_path, rejected):

@@ -12,6 +12,7 @@ from tinyvae import estimators as est
 from tinyvae import linear_gaussian as lg
 from tinyvae import recipes
 from tinyvae.errors import TinyVAEError
+from tinyvae.vae import LIKELIHOODS
 from tinyvae.vae_plots import plot_elbo_gap, plot_gradient_variance
 
 
@@ -137,7 +138,7 @@ def test_reparameterization_spread_is_known_and_smaller():
         est.per_sample_gradients(f, mu, logvar, np.zeros((3, 2)), "pathwise")
 
 
-@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+@pytest.mark.parametrize("likelihood", LIKELIHOODS)
 def test_decoder_log_likelihood_gradient_by_finite_differences(rng, likelihood):
     """df/dz by backprop against float64 central differences of f(z) = log p(x|z), for both
     decoders (the Gaussian one with sigma2 != 1, so a missing 1/sigma2 shows too)."""

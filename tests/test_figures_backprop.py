@@ -5,6 +5,7 @@ import pytest
 from tinyvae.figures_backprop import (activation_curves, mlp_graph, plot_activations,
                                       plot_mlp_graph, plot_step_size, step_size_errors,
                                       step_size_sweep)
+from tinyvae.kernels import KINKED
 from tinyvae.layers import MLP
 
 
@@ -78,7 +79,7 @@ def test_step_size_plot_keeps_its_notes_on_the_axes_for_any_grid():
 def test_activation_derivatives_agree_with_finite_differences_and_known_values():
     curves = activation_curves(np.array([-3.0, -0.5, 0.0, 0.7, 2.0]))
     for kind, (a, f, df, numeric) in curves.items():
-        smooth = a != 0 if kind in ("relu", "leaky_relu") else np.ones(a.shape, bool)
+        smooth = a != 0 if kind in KINKED else np.ones(a.shape, bool)
         np.testing.assert_allclose(df[smooth], numeric[smooth], atol=1e-8, err_msg=kind)
     zero = 2                                               # a = 0
     assert curves["sigmoid"][2][zero] == pytest.approx(0.25)

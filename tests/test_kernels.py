@@ -342,6 +342,19 @@ def test_bernoulli_float32_kernel_matches_the_float64_formula(l, seed):
     np.testing.assert_allclose(d, ref_d, rtol=1e-5, atol=1e-7)
 
 
+def test_every_numba_kernel_has_a_numpy_twin_and_a_public_entry():
+    """DESIGN: each numba kernel X_nb has a NumPy twin X_np that reads like the formula, and a
+    public X that picks one by the backend (the Bernoulli terms kernel is the first half of
+    bernoulli_nll_grad)."""
+    from numba.core.registry import CPUDispatcher
+    kernels = [n[:-3] for n, f in vars(K).items() if isinstance(f, CPUDispatcher) and n.endswith("_nb")]
+    assert len(kernels) >= 12
+    for name in kernels:
+        public = {"bernoulli_nll_terms": "bernoulli_nll_grad"}.get(name, name)
+        assert callable(getattr(K, public + "_np", None)), f"{name}_nb has no twin {public}_np"
+        assert callable(getattr(K, public, None)), f"{name}_nb has no public {public}"
+
+
 def test_every_numba_kernel_is_cached_exact_and_releases_the_gil():
     """The JIT options are set in one place; a kernel compiled without them would either lose
     exactness (fastmath), recompile on every run (no cache) or hold the interpreter lock."""

@@ -1,5 +1,4 @@
 """fit and the Trainer: same seed same bits, continuation, history, Ctrl-C mid-epoch, NaN stops."""
-import os
 import signal
 import sys
 
@@ -9,6 +8,7 @@ import pytest
 import tinyvae as tv
 from tinyvae.errors import TinyVAEError
 from tinyvae.train import Trainer, check_data
+from tinyvae.vae import LIKELIHOODS
 
 
 @pytest.fixture(scope="module")
@@ -693,7 +693,7 @@ def test_the_hot_loop_reuses_its_minibatch_buffers(digits):
     assert len(addresses) <= 2                                      # the full batch and the last one
 
 
-@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+@pytest.mark.parametrize("likelihood", LIKELIHOODS)
 def test_a_training_step_allocates_no_arrays(digits, likelihood):
     """The hot loop of Trainer.run, step by step: gather, loss and gradients, Adam. After two
     warm-up steps (which fill the workspace and the optimizer's moments) no array is

@@ -11,7 +11,7 @@ from tinyvae import linear_gaussian as lg
 from tinyvae.checks import run_gradcheck
 from tinyvae.errors import TinyVAEError
 from tinyvae.gradcheck import check_model
-from tinyvae.vae import gradcheck_configs, gradcheck_problem
+from tinyvae.vae import LIKELIHOODS, gradcheck_configs, gradcheck_problem
 
 TOL = 1e-7
 
@@ -31,7 +31,7 @@ def test_gradcheck_covers_what_the_issue_asks():
     configs = [c for _, c in gradcheck_configs()]
     assert {c.get("activation", "relu") for c in configs} == set(kernels.ACTIVATIONS)
     assert {len(c["hidden_dims"]) for c in configs} == {0, 1, 2}
-    assert {c.get("likelihood", "bernoulli") for c in configs} == {"bernoulli", "gaussian"}
+    assert {c.get("likelihood", "bernoulli") for c in configs} == set(LIKELIHOODS)
     assert any(c.get("learn_sigma2") for c in configs)
     assert any(c.get("likelihood") == "gaussian" and not c.get("learn_sigma2") for c in configs)
     assert any(c.get("beta", 1.0) != 1.0 for c in configs)
@@ -45,7 +45,7 @@ def random_vae_config(case):
     r = np.random.default_rng([2026, case])
     config = dict(input_dim=int(r.integers(1, 6)), latent_dim=int(r.integers(1, 5)),
                   hidden_dims=tuple(int(w) for w in r.integers(1, 6, size=r.integers(0, 3))),
-                  likelihood=str(r.choice(["bernoulli", "gaussian"])),
+                  likelihood=str(r.choice(LIKELIHOODS)),
                   activation=str(r.choice(["tanh", "softplus", "sigmoid"])), beta=float(r.uniform(0.1, 3.0)))
     config["learn_sigma2"] = config["likelihood"] == "gaussian"
     return config, int(r.integers(0, 1000))
@@ -83,7 +83,7 @@ def test_loss_is_mean_of_rec_plus_beta_kl_computed_independently():
     np.testing.assert_allclose(vae.elbo(x, eps), -(rec + kl), rtol=1e-12)
 
 
-@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+@pytest.mark.parametrize("likelihood", LIKELIHOODS)
 def test_backends_agree_on_loss_and_grads(likelihood, backend):
     config = dict(input_dim=6, hidden_dims=(5, 4), latent_dim=3, likelihood=likelihood,
                   activation="softplus", learn_sigma2=likelihood == "gaussian")
@@ -114,6 +114,59 @@ def test_gradcheck_command_prints_table_and_exits_zero(capsys):
     out = capsys.readouterr().out
     assert "enc.W0" in out and "log_sigma2" in out and "worst entry" in out
     assert "0 configuration(s) above" in out
+
+
+def test_every_gradient_check_passes_on_the_numpy_twins(backend, capsys):
+    """The tables above run the numba kernels; the same checks on the NumPy twins catch a twin
+    whose forward and backward are consistently wrong (the agreement tests compare only the
+    kernels someone wrote them for)."""
+    backend("numpy")
+    assert run_gradcheck("all", verbose=False) == 0, capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "0 configuration(s) above" in out and "vae:" in out and "ae:" in out and "layers:" in out
+
+
+# an independent -log p(x|z) of each likelihood, from the decoder's output o: a likelihood
+# added to LIKELIHOODS needs its formula here (a KeyError below says so)
+REFERENCE_NLL = {
+    "bernoulli": lambda o, x, sigma2: -np.sum(x * np.log(1 / (1 + np.exp(-o)))
+                                              + (1 - x) * np.log(1 - 1 / (1 + np.exp(-o))), axis=1),
+    "gaussian": lambda o, x, sigma2: np.sum((x - o) ** 2 / (2 * sigma2) + 0.5 * np.log(2 * np.pi * sigma2), axis=1),
+}
+REFERENCE_MEAN = {"bernoulli": lambda o: 1 / (1 + np.exp(-o)), "gaussian": lambda o: o}
+
+
+@pytest.mark.parametrize("likelihood", LIKELIHOODS)
+def test_each_likelihood_matches_its_own_formula(likelihood):
+    """Every name in LIKELIHOODS is wired through: its loss, its decoder mean and its samples
+    follow its formula (a branch that fell through to another likelihood would fail here)."""
+    vae = tv.VAE(5, hidden_dims=(4,), latent_dim=2, likelihood=likelihood, dtype="float64", seed=1,
+                 **({"sigma2": 0.3} if likelihood == "gaussian" else {}))
+    rng = np.random.default_rng(0)
+    x, z = rng.uniform(size=(6, 5)), rng.standard_normal((6, 2))
+    o = vae.decoder(z)
+    sigma2 = vae.config.get("sigma2", 1.0)
+    np.testing.assert_allclose(vae._nll(o, x), REFERENCE_NLL[likelihood](o, x, sigma2), rtol=1e-12)
+    np.testing.assert_allclose(vae.decode(z), REFERENCE_MEAN[likelihood](o), rtol=1e-12)
+    rows, _ = vae._reconstruction(o, x, 1.0)
+    np.testing.assert_allclose(rows, REFERENCE_NLL[likelihood](o, x, sigma2), rtol=1e-12)
+    samples = vae.sample(2000, seed=0)
+    assert samples.shape == (2000, 5)
+    mean = vae.sample(2000, seed=0, mean=True)
+    assert np.max(np.abs(samples.mean(axis=0) - mean.mean(axis=0))) < 0.1
+
+
+def test_a_likelihood_without_its_branches_is_an_error(monkeypatch):
+    """A name added to LIKELIHOODS but not to the methods' branches must not quietly fall
+    through to another likelihood's formulas."""
+    from tinyvae import vae as vae_module
+    monkeypatch.setattr(vae_module, "LIKELIHOODS", vae_module.LIKELIHOODS + ("laplace",))
+    vae = tv.VAE(5, hidden_dims=(4,), latent_dim=2, likelihood="laplace", dtype="float64")
+    x, eps = np.full((3, 5), 0.5), np.zeros((3, 2))
+    for call in (lambda: vae.loss_and_grads(x, eps), lambda: vae.decode(eps), lambda: vae.sample(2),
+                 lambda: vae.log_likelihood(x, k=2)):
+        with pytest.raises(NotImplementedError, match="'laplace' is listed in LIKELIHOODS"):
+            call()
 
 
 def test_gradcheck_command_fails_on_a_wrong_backward(monkeypatch, capsys):
@@ -362,7 +415,7 @@ def test_closed_form_needs_the_linear_gaussian_model():
 # shapes, sampling, diagnostics, errors
 
 @given(D=st.integers(1, 9), Z=st.integers(1, 4), hidden=st.lists(st.integers(1, 8), max_size=2),
-       N=st.integers(1, 6), likelihood=st.sampled_from(["bernoulli", "gaussian"]))
+       N=st.integers(1, 6), likelihood=st.sampled_from(LIKELIHOODS))
 def test_shapes(D, Z, hidden, N, likelihood):
     vae = tv.VAE(input_dim=D, hidden_dims=hidden, latent_dim=Z, likelihood=likelihood)
     x = np.random.default_rng(0).uniform(size=(N, D))

@@ -380,7 +380,7 @@ def _kink_margin(ae, x_input):
     for i in range(ae.encoder.n_layers):
         W, b, kind = ae.encoder.layer(i)
         a = h @ W + b
-        if kind in ("relu", "leaky_relu"):
+        if kind in kernels.KINKED:
             margin = min(margin, float(np.min(np.abs(a))))
         h = kernels.activation(a, kind)
     if ae.sparse_l1 > 0:
@@ -388,7 +388,7 @@ def _kink_margin(ae, x_input):
     for i in range(ae.decoder.n_layers - 1):
         W, b, kind = ae.decoder.layer(i)
         a = h @ W + b
-        if kind in ("relu", "leaky_relu"):
+        if kind in kernels.KINKED:
             margin = min(margin, float(np.min(np.abs(a))))
         h = kernels.activation(a, kind)
     return margin

@@ -431,10 +431,12 @@ def _train_options(args):
         raise TinyVAEError(f"--likelihood {o['likelihood']} names an autoencoder loss (--model ae); the VAE's "
                            "likelihoods are bernoulli (its bce) and gaussian (its mse): use --likelihood "
                            f"{'bernoulli' if o['likelihood'] == 'bce' else 'gaussian'}, or add --model ae")
-    if opts["model"] == "vae" and o["likelihood"] not in ("bernoulli", "gaussian"):
-        raise TinyVAEError(f"--likelihood must be one of bernoulli, gaussian for the VAE (the autoencoder, "
-                           f"--model ae, also takes bce, mse), got {o['likelihood']!r}")
-    opts["likelihood"] = choice("--likelihood", o["likelihood"], ("bernoulli", "gaussian", "bce", "mse"))
+    from .autoencoder import LOSSES
+    from .vae import LIKELIHOODS
+    if opts["model"] == "vae" and o["likelihood"] not in LIKELIHOODS:
+        raise TinyVAEError(f"--likelihood must be one of {', '.join(LIKELIHOODS)} for the VAE (the autoencoder, "
+                           f"--model ae, also takes {', '.join(LOSSES)}), got {o['likelihood']!r}")
+    opts["likelihood"] = choice("--likelihood", o["likelihood"], LIKELIHOODS + LOSSES)
     if opts["model"] == "ae":
         for name in ("beta", "sigma2"):
             if name in given:
@@ -451,7 +453,8 @@ def _build_model(opts, input_dim):
         return VAE(input_dim=input_dim, hidden_dims=opts["hidden"], latent_dim=opts["latent"],
                    likelihood=opts["likelihood"], activation=opts["activation"], beta=opts["beta"],
                    sigma2=opts["sigma2"], seed=opts["seed"])
-    loss = {"bernoulli": "bce", "bce": "bce", "gaussian": "mse", "mse": "mse"}[opts["likelihood"]]
+    # the VAE's likelihood names for the autoencoder's losses; any other name reaches its own check
+    loss = {"bernoulli": "bce", "gaussian": "mse"}.get(opts["likelihood"], opts["likelihood"])
     return Autoencoder(input_dim=input_dim, hidden_dims=opts["hidden"], code_dim=opts["latent"],
                        activation=opts["activation"], loss=loss, seed=opts["seed"])
 

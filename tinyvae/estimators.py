@@ -42,7 +42,6 @@ Everything returns float64.
 """
 import numpy as np
 
-from . import kernels
 from .errors import TinyVAEError
 
 LOG_2PI = np.log(2 * np.pi)
@@ -85,9 +84,7 @@ def log_px_given_z(vae, x, z):
         raise TinyVAEError(f"x and z must have one row each per example: x has {x.shape[0]} rows, "
                            f"z {z.shape[0]}")
     o = vae.decoder(z)                                          # (N, D) logits or means
-    if vae.likelihood == "bernoulli":
-        return -kernels.bernoulli_nll(o, x).astype(np.float64)
-    return -kernels.gaussian_nll(o, x, vae.sigma2).astype(np.float64)
+    return -vae._nll(o, x).astype(np.float64)                   # the decoder's own -log p(x|z)
 
 
 def _check_x(vae, x):
@@ -248,10 +245,9 @@ class DecoderLogLikelihood:
         z = np.ascontiguousarray(np.atleast_2d(z), dtype=vae.dtype)         # (S, Z)
         o, cache = vae.decoder.forward(z)                                   # (S, D)
         xs = np.ascontiguousarray(np.broadcast_to(self.x, o.shape))
-        if vae.likelihood == "bernoulli":                                   # d log p / d o = x - sigmoid(l)
-            _, do = kernels.bernoulli_nll_grad(o, xs, -1.0)
-        else:                                                               # = (x - o) / sigma2
-            _, do = kernels.gaussian_nll_grad(o, xs, vae.sigma2, -1.0)
+        # d log p / d o (scale -1 of the decoder's d(-log p)/d o): x - sigmoid(l) for the Bernoulli
+        # decoder, (x - o) / sigma2 for the Gaussian
+        _, do = vae._reconstruction(o, xs, -1.0)
         return np.asarray(vae.decoder.backward(do, cache), dtype=np.float64)
 
 

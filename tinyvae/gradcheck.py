@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import TinyVAEError
+from .kernels import KINKED
 
 DEFAULT_H = 1e-5
 DEFAULT_TOL = 1e-7
@@ -154,7 +155,7 @@ def _kinked_activations(model):
     """The relu-like activations (a kink at 0) that ``model`` or its encoder/decoder MLPs use."""
     parts = [model, getattr(model, "encoder", None), getattr(model, "decoder", None)]
     kinds = {getattr(p, a, None) for p in parts for a in ("activation", "final_activation")}
-    return sorted(kinds & {"relu", "leaky_relu"})
+    return sorted(kinds & set(KINKED))
 
 
 def check_model(model, *args, h=DEFAULT_H, names=None, title="", **kwargs):

@@ -15,7 +15,7 @@ Everything lives in this one module on purpose: numba's on-disk cache is keyed b
 that holds a kernel and does not notice edits in other modules. ``fastmath`` is off on every
 kernel, because every kernel here sits on a gradient-checked path.
 
-Activations are numbered so numba can branch on an integer::
+Activations are numbered so numba can branch on an integer (the constants RELU, ..., IDENTITY)::
 
     relu 0   leaky_relu 1   tanh 2   sigmoid 3   softplus 4   identity 5
 
@@ -67,6 +67,9 @@ def get_backend():
 
 ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid", "softplus", "identity")
 ACTIVATION_CODE = {name: code for code, name in enumerate(ACTIVATIONS)}
+RELU, LEAKY_RELU, TANH, SIGMOID, SOFTPLUS, IDENTITY = (ACTIVATION_CODE[name] for name in ACTIVATIONS)
+KINKED = ("relu", "leaky_relu")                 # a kink at a = 0: no derivative there
+PIECEWISE_LINEAR = KINKED + ("identity",)       # f'' = 0 wherever it exists
 LEAKY_SLOPE = 0.01  # leaky_relu(a) = a for a > 0, 0.01 a otherwise
 
 
@@ -131,8 +134,8 @@ def activation_deriv_np(h, kind):
 
 def activation_second_np(h, kind):
     """f''(a), written through the output h = f(a) (the contractive penalty needs it)."""
-    if kind in ("relu", "leaky_relu", "identity"):
-        return np.zeros_like(h)             # piecewise linear: zero away from the kink
+    if kind in PIECEWISE_LINEAR:
+        return np.zeros_like(h)             # zero away from the kink
     if kind == "tanh":
         return -2 * h * (1 - h * h)         # d/da (1 - h^2) = -2 h h'
     if kind == "sigmoid":
@@ -347,46 +350,46 @@ def _softplus(a):
 @njit(**JIT)
 def _act(a, code):
     zero = type(a)(0)
-    if code == 0:
+    if code == RELU:
         return zero if a <= zero else a          # max(a, 0); a NaN stays NaN, as in the twin
-    if code == 1:
+    if code == LEAKY_RELU:
         return a if a > zero else type(a)(LEAKY_SLOPE) * a
-    if code == 2:
+    if code == TANH:
         return math.tanh(a)
-    if code == 3:
+    if code == SIGMOID:
         return _sigmoid(a)
-    if code == 4:
+    if code == SOFTPLUS:
         return _softplus(a)
-    return a
+    return a                                     # IDENTITY (a new activation needs a branch above)
 
 
 @njit(**JIT)
 def _act_deriv(h, code):
     one, zero = type(h)(1), type(h)(0)
-    if code == 0:
+    if code == RELU:
         return one if h > zero else zero
-    if code == 1:
+    if code == LEAKY_RELU:
         return one if h > zero else type(h)(LEAKY_SLOPE)
-    if code == 2:
+    if code == TANH:
         return one - h * h
-    if code == 3:
+    if code == SIGMOID:
         return h * (one - h)
-    if code == 4:
+    if code == SOFTPLUS:
         return -math.expm1(-h)
-    return one
+    return one                                   # IDENTITY
 
 
 @njit(**JIT)
 def _act_second(h, code):
     one, two = type(h)(1), type(h)(2)
-    if code == 2:
+    if code == TANH:
         return -two * h * (one - h * h)
-    if code == 3:
+    if code == SIGMOID:
         return h * (one - h) * (one - two * h)
-    if code == 4:
+    if code == SOFTPLUS:
         s = -math.expm1(-h)
         return s * (one - s)
-    return type(h)(0)
+    return type(h)(0)                            # PIECEWISE_LINEAR: zero away from the kink
 
 
 @njit(**JIT)
@@ -421,12 +424,12 @@ def activation_second_nb(h, code, out):
 def bias_activation_nb(a, b, code, out):
     n, f = a.shape
     zero = a.dtype.type(0)
-    if code == 0:                                   # relu
+    if code == RELU:
         for i in range(n):
             for j in range(f):
                 v = a[i, j] + b[j]
                 out[i, j] = zero if v <= zero else v       # max(v, 0); a NaN stays NaN
-    elif code == 5:                                 # identity
+    elif code == IDENTITY:
         for i in range(n):
             for j in range(f):
                 out[i, j] = a[i, j] + b[j]
@@ -441,13 +444,13 @@ def activation_backward_nb(dh, h, code, da, db):
     n, f = dh.shape
     zero, one = dh.dtype.type(0), dh.dtype.type(1)
     db[:] = 0
-    if code == 0:                                   # relu: f'(a) = 1 where h > 0, else 0
+    if code == RELU:                                # f'(a) = 1 where h > 0, else 0
         for i in range(n):
             for j in range(f):
                 g = dh[i, j] * (one if h[i, j] > zero else zero)    # a product, as in the twin (NaN stays NaN)
                 da[i, j] = g
                 db[j] += g
-    elif code == 5:                                 # identity: f'(a) = 1
+    elif code == IDENTITY:                          # f'(a) = 1
         for i in range(n):
             for j in range(f):
                 g = dh[i, j]

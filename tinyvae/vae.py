@@ -66,6 +66,13 @@ def _sigma2_range(dtype):
     return float(np.sqrt(info.tiny)), float(np.sqrt(info.max))
 
 
+def _unwired(likelihood):
+    """The error of a method with no branch for a likelihood listed in LIKELIHOODS (a new one
+    needs its -log p(x|z), gradient, mean and sampler in each of them)."""
+    return NotImplementedError(f"likelihood {likelihood!r} is listed in LIKELIHOODS, but this method has "
+                               "no branch for it")
+
+
 def _beta_max(dtype):
     """The largest KL weight for ``dtype``: max ** 0.75 (7.9e28 in float32), so beta KL stays finite."""
     return float(np.finfo(dtype).max) ** 0.75
@@ -95,7 +102,7 @@ class VAE(Model):
         if likelihood not in LIKELIHOODS:
             hint = {"bce": " (bce is the autoencoder's name for it: use likelihood='bernoulli')",
                     "mse": " (mse is the autoencoder's name for it: use likelihood='gaussian')"}
-            raise TinyVAEError(f"unknown likelihood {likelihood!r}: expected bernoulli or gaussian"
+            raise TinyVAEError(f"unknown likelihood {likelihood!r}: expected {' or '.join(LIKELIHOODS)}"
                                + hint.get(str(likelihood).lower(), ""))
         kernels.activation_code(activation)
         if init not in INITS:
@@ -165,7 +172,11 @@ class VAE(Model):
         """The mean of p(x|z): Bernoulli probabilities sigmoid(l(z)), or the Gaussian mean o(z)."""
         z = self._input(z, "z", dim=self.latent_dim)
         o = self.decoder(z)                                    # (N, D) logits or means
-        return kernels.activation(o, "sigmoid") if self.likelihood == "bernoulli" else o
+        if self.likelihood == "bernoulli":
+            return kernels.activation(o, "sigmoid")
+        if self.likelihood == "gaussian":
+            return o
+        raise _unwired(self.likelihood)
 
     def reparameterize(self, mu, logvar, eps):
         """z = mu + exp(logvar/2) * eps, eq. (3); all (N, Z)."""
@@ -181,13 +192,17 @@ class VAE(Model):
         """rec = -log p(x|z) per example (N,) and scale * d rec / d o (N, D), in one pass."""
         if self.likelihood == "bernoulli":
             return kernels.bernoulli_nll_grad(o, x, scale, rows=rows, dlogits=do, work=work)
-        return kernels.gaussian_nll_grad(o, x, self.sigma2, scale, rows=rows, dmean=do)
+        if self.likelihood == "gaussian":
+            return kernels.gaussian_nll_grad(o, x, self.sigma2, scale, rows=rows, dmean=do)
+        raise _unwired(self.likelihood)
 
     def _nll(self, o, x):
         """rec = -log p(x|z) per example, without the gradient."""
         if self.likelihood == "bernoulli":
             return kernels.bernoulli_nll(o, x)
-        return kernels.gaussian_nll(o, x, self.sigma2)
+        if self.likelihood == "gaussian":
+            return kernels.gaussian_nll(o, x, self.sigma2)
+        raise _unwired(self.likelihood)
 
     # ----------------------------------------------------------------------------------------
     # the loss and its gradient
@@ -351,7 +366,9 @@ class VAE(Model):
             return m
         if self.likelihood == "bernoulli":
             return (rng.uniform(size=m.shape) < m).astype(self.dtype)
-        return (m + np.sqrt(self.sigma2) * rng.standard_normal(m.shape)).astype(self.dtype)
+        if self.likelihood == "gaussian":
+            return (m + np.sqrt(self.sigma2) * rng.standard_normal(m.shape)).astype(self.dtype)
+        raise _unwired(self.likelihood)
 
     def kl_per_dimension(self, x):
         """Mean over x of KL(q(z_j|x) || N(0, 1)) for each latent dimension j, (Z,).
