@@ -408,9 +408,32 @@ def test_a_run_resumed_on_fewer_cores_continues_with_the_core_count(tmp_path, mo
     assert main(["train", "--resume", str(run), "--epochs", "2", "--no-progress"]) == 0
     err = capsys.readouterr().err
     assert "started with --threads 2; this machine has 1 core, so this session uses --threads 1" in err
+    assert "differ in the last bits from an uninterrupted run's" in err
     from tinyvae import checkpoint
     ck = checkpoint.read(run)
     assert ck.trainer.epoch == 2 and ck.run["threads"] == 2        # kept for the next session
+
+
+def test_a_run_resumed_with_other_arithmetic_says_its_bits_change(tmp_path, monkeypatch, capsys, backend):
+    """The kernel backend and the BLAS kernel (one per CPU family) decide the last bits; the run
+    records them, and a resume under others says the results will differ from an uninterrupted
+    run's, where the reproducibility promise would otherwise silently fail."""
+    run = tmp_path / "r"
+    assert main(["train", "--epochs", "1", "--hidden", "16", "--no-figures", "--no-progress", "--out", str(run)]) == 0
+    from tinyvae import checkpoint
+    recorded = checkpoint.read(run).run
+    assert recorded["backend"] == tv.get_backend() and recorded["blas"] == commands.arithmetic()["blas"]
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--no-progress"]) == 0
+    assert "note:" not in capsys.readouterr().err                     # the same machine: no note
+    other = "numpy" if tv.get_backend() == "numba" else "numba"
+    backend(other)
+    monkeypatch.setattr(commands, "arithmetic", lambda: {"backend": other, "blas": "openblas 9.9 Elsewhere"})
+    assert main(["train", "--resume", str(run), "--epochs", "3", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert f"started with backend {recorded['backend']!r}, this session {other!r} and blas" in err
+    assert "'openblas 9.9 Elsewhere'" in err and "differ in the last bits" in err
+    assert checkpoint.read(run).run["backend"] == recorded["backend"]   # the run keeps where it began
 
 
 def test_a_run_whose_data_file_has_gone_says_what_to_do(tmp_path, capsys):

@@ -65,7 +65,7 @@ RUN_FIELDS = {
     "figures": (lambda v: isinstance(v, bool), "true or false"),
     "data": (lambda v: v is None or isinstance(v, str), "a string"),
     **{k: (lambda v: isinstance(v, str), "a string")
-       for k in ("model", "activation", "optimizer", "likelihood", "data_name", "out")},
+       for k in ("model", "activation", "optimizer", "likelihood", "data_name", "out", "backend", "blas")},
 }
 RUN_NEEDS = ("data", "epochs", "seed", "binarize", "threads", "checkpoint_every")   # to resume a run
 

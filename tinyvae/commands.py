@@ -154,7 +154,7 @@ def register(subparsers):
                                       f"values (default {d['binarize']})")
     t.add_argument("--seed", help=f"seed of every random stream (default {d['seed']})")
     t.add_argument("--threads", help=f"BLAS threads, at most the core count (default {d['threads']}: fastest "
-                                     "for small models, and bits independent of the machine)")
+                                     "for small models, and bits independent of the core count)")
     t.add_argument("--checkpoint-every", help=f"save the checkpoint every N epochs (default {d['checkpoint_every']}; "
                                               "also at the end and on Ctrl-C)")
     t.add_argument("--out", help="the run directory to create (default: runs/<model>-<data>, numbered if taken)")
@@ -207,6 +207,23 @@ def blas_threads(n):
         return
     with threadpool_limits(limits=n, user_api="blas"):
         yield
+
+
+def arithmetic():
+    """What decides a run's bits besides its options: the kernel backend and the BLAS library
+    with the kernel it picked for this CPU (OpenBLAS has one per processor family, and each sums
+    a matrix product in its own order). A run resumed where these differ goes on with other
+    last bits than an uninterrupted run would have."""
+    from .kernels import get_backend
+    blas = "unknown BLAS"
+    try:
+        from threadpoolctl import threadpool_info
+        info = next((i for i in threadpool_info() if i.get("user_api") == "blas"), None)
+        if info is not None:
+            blas = " ".join(str(info.get(k)) for k in ("internal_api", "version", "architecture") if info.get(k))
+    except Exception:                 # pragma: no cover - threadpoolctl comes with scikit-learn
+        pass
+    return {"backend": get_backend(), "blas": blas}
 
 
 def shell_quote(path, windows=None):
@@ -495,7 +512,7 @@ def cmd_train(args):
     else:
         out = _fresh_run_dir(opts["model"], ds.name)
     opts.update(data_name=ds.name, image_shape=list(ds.image_shape), out=os.path.abspath(out),
-                figures=not args.no_figures)
+                figures=not args.no_figures, **arithmetic())
     with run_lock(out, fresh=True):
         return _train_in(args, out, model, trainer, opts, ds, x_train, x_test, t0)
 
@@ -654,10 +671,16 @@ def _resume(args):
     if args.checkpoint_every is not None:
         opts["checkpoint_every"] = positive_int("--checkpoint-every", args.checkpoint_every)
     cores = usable_cores()
+    differ = "; from here on its results differ in the last bits from an uninterrupted run's"
     if opts.get("threads", 1) > cores:           # saved on a bigger machine: more would only slow it
         print(f"note: the run was started with --threads {opts['threads']}; this machine has {cores} "
               f"core{'' if cores == 1 else 's'}, so this session uses --threads {cores} (the run keeps "
-              f"{opts['threads']} for later)", file=sys.stderr)
+              f"{opts['threads']} for later){differ}", file=sys.stderr)
+    now = arithmetic()
+    changed = [f"{key} {opts[key]!r}, this session {now[key]!r}" for key in ("backend", "blas")
+               if opts.get(key) is not None and opts[key] != now[key]]
+    if changed:                                  # another machine, or TINYVAE_BACKEND (the run keeps its own)
+        print(f"note: the run was started with {' and '.join(changed)}{differ}", file=sys.stderr)
     trainer = ck.trainer
     # a run that finished its epochs only continues to draw figures that a Ctrl-C left undrawn
     finished = trainer.step == 0 and trainer.epoch >= ck.run.get("epochs", 0) == opts["epochs"]

@@ -437,7 +437,10 @@ def fit(model, x_train, epochs=10, batch_size=None, lr=None, optimizer=None, see
                     or in a Jupyter notebook)
 
     Every argument and the data are checked before the run changes, so a call that raises
-    leaves the model and its trainer as they were.
+    leaves the model and its trainer as they were. "Bit for bit" holds on one machine with one
+    BLAS thread count: OpenBLAS sums a product in another order on another CPU family or with
+    another number of threads (``threadpoolctl.threadpool_limits(1)`` around ``fit`` fixes the
+    count; ``tinyvae train --threads`` does it for a run), and the two backends agree to rounding.
     """
     _trainable(model)
     epochs = check_positive_int("epochs", epochs)
