@@ -121,6 +121,17 @@ def test_backends_agree(backend_name, backend):
 # --------------------------------------------------------------------------------------------
 # loss values against formulas written here
 
+@pytest.mark.parametrize("name, config", gradcheck_configs(), ids=[n for n, _ in gradcheck_configs()])
+def test_training_and_evaluation_compute_the_same_loss(name, config):
+    """The training pass (loss_and_grads) and the evaluation (loss_terms) write the loss and each
+    penalty separately; a term added to one and not the other would show here, in every
+    configuration the gradient checker runs."""
+    ae, x, x_input = gradcheck_problem(config, seed=5)
+    rec, penalty = ae.loss_terms(x, x_input)
+    loss, _ = ae.loss_and_grads(x, x_input)
+    assert loss == pytest.approx(np.mean(rec + penalty), rel=1e-12)
+
+
 @pytest.mark.parametrize("loss", ["mse", "bce"])
 @pytest.mark.parametrize("activation", ["tanh", "softplus", "relu"])
 def test_loss_value_matches_the_formulas(loss, activation, rng):

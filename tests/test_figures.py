@@ -217,6 +217,19 @@ def test_the_committed_readme_is_what_the_code_writes(tmp_path):
     committed = ROOT / "figures"
     copy = figures_folder(tmp_path / "copy", quick=False, names=[p.stem for p in committed.glob("*.png")])
     assert (committed / "README.md").read_text(encoding="utf-8") == (copy / "README.md").read_text(encoding="utf-8")
+    # and the committed PNGs are the registered figures: a new one is drawn into figures/
+    # (tinyvae figures --only NAME --out figures), a removed one deleted from it
+    drawn, registered = {p.stem for p in committed.glob("*.png")}, {name for name, _, _ in FIGURES}
+    assert drawn == registered, f"registered, not in figures/: {sorted(registered - drawn)}; " \
+                                f"in figures/, not registered: {sorted(drawn - registered)}"
+
+
+def test_every_module_of_figures_is_in_the_chapter():
+    """figures.py imports the modules CHAPTER names; one left out would register nothing, and
+    'tinyvae figures --only' would call its figures unknown."""
+    from tinyvae.figures import CHAPTER
+    modules = {p.stem for p in (ROOT / "tinyvae").glob("figures_*.py")}
+    assert modules == set(CHAPTER)
 
 
 def test_importing_the_figures_leaves_matplotlib_s_backend_alone():

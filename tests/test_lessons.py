@@ -1,5 +1,6 @@
 """The lessons: each runs in quick mode as a script, the stepper shows and runs cells."""
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,8 +18,13 @@ def quick_env(tmp_path):
     return {**os.environ, "TINYVAE_QUICK": "1", "TINYVAE_LESSON_OUT": str(tmp_path), "MPLBACKEND": "Agg"}
 
 
-def test_there_are_eight_lessons_numbered_1_to_8():
-    assert [int(p.name[:2]) for p in LESSONS] == list(range(1, 9))
+def test_the_lessons_are_numbered_from_1_without_gaps_and_the_readme_lists_each():
+    assert len(LESSONS) >= 8 and [int(p.name[:2]) for p in LESSONS] == list(range(1, len(LESSONS) + 1))
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    listed = re.findall(r"^\| \[\d\d [^]]+\]\(lessons/(\d\d_\w+\.py)\) \|", readme, flags=re.M)
+    assert listed == [p.name for p in LESSONS], "the README's table of lessons"
+    words = {8: "eight", 9: "nine", 10: "ten", 11: "eleven", 12: "twelve"}
+    assert f"the {words.get(len(LESSONS), len(LESSONS))} lessons" in " ".join(readme.split())
 
 
 @pytest.mark.parametrize("path", LESSONS, ids=[p.stem for p in LESSONS])

@@ -85,3 +85,18 @@ def test_resume_and_the_autoencoder_default_loss_are_documented():
     section = README.split("## Command line", 1)[1].split("## Correctness", 1)[0]
     assert "--no-figures" in section and "figures setting" in section
     assert 'loss="mse"' in section and "binary cross-entropy" in section
+
+
+def test_the_gradient_check_counts_are_those_the_command_runs():
+    """The README counts the configurations of `tinyvae gradcheck`; adding an activation or a
+    likelihood (CONTRIBUTING.md) adds some."""
+    from tinyvae.autoencoder import gradcheck_configs as ae_configs
+    from tinyvae.checks import layer_suite
+    from tinyvae.vae import gradcheck_configs as vae_configs
+    text = " ".join(README.split())
+    n_layers, n_vae, n_ae = len(layer_suite()), len(vae_configs()), len(ae_configs())
+    total = n_layers + n_vae + n_ae
+    assert f"`tinyvae gradcheck` runs {total} configurations" in text
+    assert f"{n_vae} VAEs" in text and f"{n_ae} autoencoders" in text
+    assert f"the {total} configurations `tinyvae gradcheck` runs" in text
+    assert "CONTRIBUTING.md" in text

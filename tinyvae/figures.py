@@ -10,6 +10,7 @@ on the numbers they computed cell by cell.
 The committed ``figures/`` come from a full run; ``figures/README.md`` lists each file with
 its caption.
 """
+import importlib
 import time
 from pathlib import Path
 
@@ -60,14 +61,16 @@ def _chapter_order(entry):
 
 # ==============================================================================================
 # The figures themselves live beside the lessons they illustrate; importing a module registers
-# its figures, in this order (the order of the chapter).
+# its figures, in the order of CHAPTER (the order of the chapter; a new module of figures is
+# added there, and a test checks that every tinyvae/figures_*.py is).
 #
 #   figures_backprop   lessons 1-2: backprop by hand, gradient checking
 #   figures_ae         lessons 3-4: undercomplete and regularized autoencoders
 #   figures_elbo       lessons 5-7: latent-variable model, ELBO, reparameterization
 #   figures_vae        lesson 8:    training a VAE (reconstructions, samples, latents, beta)
 
-from . import figures_backprop, figures_ae, figures_elbo, figures_vae  # noqa: E402,F401
+for _module in CHAPTER:
+    importlib.import_module(f"{__package__}.{_module}")
 
 
 # ==============================================================================================
