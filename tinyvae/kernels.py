@@ -73,6 +73,11 @@ PIECEWISE_LINEAR = KINKED + ("identity",)       # f'' = 0 wherever it exists
 LEAKY_SLOPE = 0.01  # leaky_relu(a) = a for a > 0, 0.01 a otherwise
 
 
+def _no_twin_branch(function, kind):
+    listed = " (it is listed in ACTIVATIONS: add its formula here)" if kind in ACTIVATIONS else ""
+    return f"{function} has no branch for activation {kind!r}{listed}"
+
+
 def activation_code(kind):
     """The integer code of an activation name; a clear error for an unknown name."""
     try:
@@ -112,7 +117,7 @@ def activation_np(a, kind):
         return softplus_np(a)
     if kind == "identity":
         return a.copy()
-    raise ValueError(f"unknown activation {kind!r}")
+    raise ValueError(_no_twin_branch("activation_np", kind))
 
 
 def activation_deriv_np(h, kind):
@@ -129,7 +134,7 @@ def activation_deriv_np(h, kind):
         return -np.expm1(-h)                # softplus' = sigma(a) = 1 - exp(-softplus(a))
     if kind == "identity":
         return np.ones_like(h)
-    raise ValueError(f"unknown activation {kind!r}")
+    raise ValueError(_no_twin_branch("activation_deriv_np", kind))
 
 
 def activation_second_np(h, kind):
@@ -143,7 +148,7 @@ def activation_second_np(h, kind):
     if kind == "softplus":
         s = -np.expm1(-h)                   # s = sigma(a)
         return s * (1 - s)
-    raise ValueError(f"unknown activation {kind!r}")
+    raise ValueError(_no_twin_branch("activation_second_np", kind))
 
 
 def bias_activation_np(a, b, kind):
