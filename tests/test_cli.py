@@ -173,6 +173,28 @@ def test_eval_compares_the_elbo_and_the_iwae_bound_on_the_same_images(main_run, 
             assert iwae < elbo - 0.3                # this small model's gap is about 1 nat
 
 
+def test_a_long_eval_says_what_it_computes_and_shows_progress(main_run, capsys, monkeypatch):
+    """k = 5000 for 1000 Fashion-MNIST images runs for minutes: without a terminal eval says what
+    it is doing first, and the bound's progress bar counts the draws; the numbers are the same."""
+    run, _ = main_run
+    assert main(["eval", str(run), "--k", "20", "--n", "30"]) == 0
+    quiet = capsys.readouterr()
+    assert "computing the importance-weighted bound" not in quiet.err
+    monkeypatch.setattr(commands, "SLOW_BOUND", 0)
+    assert main(["eval", str(run), "--k", "20", "--n", "30"]) == 0
+    told = capsys.readouterr()
+    assert "computing the importance-weighted bound: 20 draws of z for each of 30 images ..." in told.err
+    assert re.findall(r"[\d.]+ nats", told.out) == re.findall(r"[\d.]+ nats", quiet.out)   # the same numbers
+    model, x = tv.load(run), tv.load_dataset("digits").x_test[:30]
+    from tinyvae import train
+    monkeypatch.setattr(train, "_bar_off", lambda progress: not progress)   # as on a terminal
+    with_bar = model.log_likelihood(x, k=20, progress=True)
+    bar = capsys.readouterr().err
+    assert "log p(x), k=20" in bar and "/600" in bar                          # 30 images x 20 draws
+    np.testing.assert_array_equal(with_bar, model.log_likelihood(x, k=20))
+    assert capsys.readouterr().err == ""                                    # no bar unless asked
+
+
 def test_eval_of_an_autoencoder_prints_its_reconstruction_loss(tmp_path, capsys):
     assert main(["train", "--model", "ae", "--epochs", "2", "--latent", "3", "--no-figures",
                  "--out", str(tmp_path / "ae"), *SMALL]) == 0

@@ -166,9 +166,12 @@ def grid_log_likelihood(vae, x, n=201, limit=6.0):
     cell = (edges[1] - edges[0]) ** Z                           # the area dA of one cell
     grid = np.stack(np.meshgrid(*[centres] * Z, indexing="ij"), axis=-1).reshape(-1, Z)   # (n^Z, Z)
     log_pz = log_standard_normal(grid)                          # (G,)
-    out = np.empty(x.shape[0])
+    out, log_px_z = np.empty(x.shape[0]), np.empty(grid.shape[0])
+    chunk = max(1, (1 << 20) // vae.input_dim)                  # about 2^20 decoded values at a time
     for i, xi in enumerate(x):
-        log_px_z = log_px_given_z(vae, np.broadcast_to(xi, (grid.shape[0], xi.size)), grid)   # (G,)
+        for g in range(0, grid.shape[0], chunk):                # log p(x|z) at every grid point  (G,)
+            zg = grid[g:g + chunk]
+            log_px_z[g:g + zg.shape[0]] = log_px_given_z(vae, np.broadcast_to(xi, (zg.shape[0], xi.size)), zg)
         out[i] = _log_sum_exp(log_px_z + log_pz) + np.log(cell)
     return out
 
@@ -182,7 +185,8 @@ def elbo_terms(vae, x, eps):
     Inputs: x (N, D); eps (S, N, Z) standard normal: S samples of z for each example.
     Returns: dict of (S, N) float64 arrays ``log_px_z`` = log p(x|z), ``log_pz`` = log p(z),
     ``log_qz`` = log q(z|x). Their means over S estimate the three expectations;
-    ``log_qz - log_pz`` averages to KL(q || p(z)), eq. (5)."""
+    ``log_qz - log_pz`` averages to KL(q || p(z)), eq. (5).
+    Memory stays bounded: the decoder sees ``chunk`` samples of all N examples at a time."""
     x = _check_x(vae, x)
     eps = np.asarray(eps, dtype=np.float64)
     N, Z = x.shape[0], vae.latent_dim
@@ -191,7 +195,12 @@ def elbo_terms(vae, x, eps):
     S = eps.shape[0]
     mu, logvar = (a.astype(np.float64) for a in vae.encode(x))  # (N, Z) each
     z = mu + np.exp(0.5 * logvar) * eps                         # (S, N, Z)
-    log_px_z = log_px_given_z(vae, np.tile(x, (S, 1)), z.reshape(S * N, Z)).reshape(S, N)
+    log_px_z = np.empty((S, N))
+    chunk = max(1, (1 << 20) // max(1, N * vae.input_dim))     # about 2^20 decoded values at a time
+    for s in range(0, S, chunk):
+        zs = z[s:s + chunk]                                     # (chunk, N, Z)
+        log_px_z[s:s + chunk] = log_px_given_z(vae, np.tile(x, (zs.shape[0], 1)),
+                                               zs.reshape(-1, Z)).reshape(zs.shape[:2])
     return {"log_px_z": log_px_z, "log_pz": log_standard_normal(z), "log_qz": log_normal(z, mu, logvar)}
 
 
@@ -237,18 +246,28 @@ class DecoderLogLikelihood:
         self.x = _check_x(vae, x)[0].astype(vae.dtype)                     # (D,)
 
     def value(self, z):
-        z = np.atleast_2d(z)
-        return log_px_given_z(self.vae, np.broadcast_to(self.x, (z.shape[0], self.x.size)), z)
+        z = np.atleast_2d(z)                                                # (S, Z)
+        out = np.empty(z.shape[0])
+        for s in range(0, z.shape[0], self._chunk()):                       # memory: a chunk of rows at a time
+            zs = z[s:s + self._chunk()]
+            out[s:s + zs.shape[0]] = log_px_given_z(self.vae, np.broadcast_to(self.x, (zs.shape[0], self.x.size)), zs)
+        return out
 
     def grad(self, z):
         vae = self.vae
         z = np.ascontiguousarray(np.atleast_2d(z), dtype=vae.dtype)         # (S, Z)
-        o, cache = vae.decoder.forward(z)                                   # (S, D)
-        xs = np.ascontiguousarray(np.broadcast_to(self.x, o.shape))
-        # d log p / d o (scale -1 of the decoder's d(-log p)/d o): x - sigmoid(l) for the Bernoulli
-        # decoder, (x - o) / sigma2 for the Gaussian
-        _, do = vae._reconstruction(o, xs, -1.0)
-        return np.asarray(vae.decoder.backward(do, cache), dtype=np.float64)
+        out = np.empty(z.shape)
+        for s in range(0, z.shape[0], self._chunk()):
+            o, cache = vae.decoder.forward(z[s:s + self._chunk()])          # (chunk, D)
+            xs = np.ascontiguousarray(np.broadcast_to(self.x, o.shape))
+            # d log p / d o (scale -1 of the decoder's d(-log p)/d o): x - sigmoid(l) for the
+            # Bernoulli decoder, (x - o) / sigma2 for the Gaussian
+            _, do = vae._reconstruction(o, xs, -1.0)
+            out[s:s + o.shape[0]] = vae.decoder.backward(do, cache)
+        return out
+
+    def _chunk(self):
+        return max(1, (1 << 20) // self.x.size)                            # about 2^20 decoded values
 
 
 ESTIMATORS = ("reparameterization", "score", "score_baseline")

@@ -297,7 +297,7 @@ class VAE(Model):
         n = x.shape[0]
         return {"loss": (rec_sum + self.beta * kl_sum) / n, "rec": rec_sum / n, "kl": kl_sum / n}
 
-    def log_likelihood(self, x, k=1000, seed=0, max_rows=None, return_elbo=False):
+    def log_likelihood(self, x, k=1000, seed=0, max_rows=None, return_elbo=False, progress=False):
         """Importance-weighted estimate of log p(x) per example, (N,) (Burda et al. 2015):
 
             log p(x) ~= log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i|x),   z_i ~ q(z|x)
@@ -315,7 +315,10 @@ class VAE(Model):
         With ``return_elbo``, also the mean of the same k log-weights, (N,): a k-sample estimate
         of the ELBO. By Jensen's inequality (log of a mean >= mean of the logs) it is never above
         the importance-weighted estimate from the same draws, for every example and every k (up
-        to rounding, about 1e-13, when the k weights are all but equal)."""
+        to rounding, about 1e-13, when the k weights are all but equal).
+
+        ``progress``: a tqdm bar over the N k draws (on a terminal or in a notebook): k = 5000
+        for 1000 images of 784 pixels takes minutes."""
         x = self._data(x)
         k = check_positive_int("k", k)
         rng = np.random.default_rng(check_seed(seed, allow_sequence=True))
@@ -327,6 +330,10 @@ class VAE(Model):
         n_chunk = max(1, min(N, max_rows))
         k_chunk = max(1, min(k, max_rows // n_chunk))
         out, elbo = np.empty(N, dtype=np.float64), np.empty(N, dtype=np.float64)
+        from tqdm import tqdm
+        from .train import _bar_off
+        bar = tqdm(total=N * k, unit="draw", unit_scale=True, leave=False, dynamic_ncols=True,
+                   desc=f"log p(x), k={k}", disable=_bar_off(progress))
         for s in range(0, N, n_chunk):
             xb = x[s:s + n_chunk]                                          # (n, D)
             n = xb.shape[0]
@@ -349,9 +356,11 @@ class VAE(Model):
                 shift = np.where(np.isfinite(new_max), new_max, 0.0)  # all weights 0 so far: any shift
                 run_sum = run_sum * np.exp(run_max - shift) + np.exp(log_w - shift).sum(axis=0)
                 run_max = new_max
+                bar.update(kc * n)
             with np.errstate(divide="ignore"):                             # every weight 0: -inf
                 out[s:s + n] = run_max + np.log(run_sum) - np.log(k)
             elbo[s:s + n] = sum_log_w / k
+        bar.close()
         return (out, elbo) if return_elbo else out
 
     def sample(self, n, seed=0, mean=True):
