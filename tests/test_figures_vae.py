@@ -206,3 +206,23 @@ def test_plots_refuse_mismatched_inputs_clearly(linear_vae, digits):
             draw()
     one = plots.plot_reconstructions(linear_vae, x[0], (8, 8), n=1)          # a single image, as a 1-D row
     assert one.get_figwidth() >= 0.075 * len("inputs above, decoded mean at z = mu(x) below")
+
+
+def test_grids_too_large_to_see_are_refused_before_anything_is_decoded(linear_vae, monkeypatch):
+    """A 300 x 300 manifold had decoded 90 000 images (5.6 GB) for a figure 770 pixels wide."""
+    from tinyvae import plots
+
+    def never(*args, **kwargs):
+        raise AssertionError("decoded before the check")
+    monkeypatch.setattr(linear_vae, "decode", never)
+    monkeypatch.setattr(linear_vae, "sample", never)
+    big = {r"the latent manifold with n=51 \(an n x n grid\) asks for 2601 pictures": lambda: plots.plot_latent_manifold(linear_vae, (8, 8), n=51),
+           r"plot_samples with n=2501 asks for 2501": lambda: plots.plot_samples(linear_vae, (8, 8), n=2501),
+           r"plot_reconstructions with n=700, rows=2 asks for 2800": lambda: plots.plot_reconstructions(linear_vae, np.zeros((1500, 64)), (8, 8), n=700),
+           r"the grid asks for 2501 pictures": lambda: plots.image_grid(np.zeros((2501, 64)), (8, 8))}
+    for match, call in big.items():
+        with pytest.raises(TinyVAEError, match=match + r".*at most 2500 \(50 x 50\)"):
+            call()
+    monkeypatch.undo()
+    assert plots.plot_latent_manifold(linear_vae, (8, 8), n=50) is not None       # the largest allowed
+    assert plots.plot_reconstructions(linear_vae, np.zeros((5, 64)), (8, 8), n=700) is not None   # 10 pictures

@@ -14,6 +14,7 @@ from .errors import TinyVAEError
 from .model import check_positive_int
 
 PAD_VALUE = 0.5          # the mid-gray lines between the images of a grid (white would read as ink)
+MAX_PICTURES = 2500      # a 50 x 50 grid: more pictures are too small to see in one figure
 
 
 def _image_shape(image_shape):
@@ -25,9 +26,17 @@ def _image_shape(image_shape):
     return check_positive_int("image_shape's height", h), check_positive_int("image_shape's width", w)
 
 
+def _check_pictures(count, what):
+    """Refuse a grid of more than MAX_PICTURES pictures before anything is decoded (a 300 x 300
+    manifold had asked for 5.6 GB for a figure 770 pixels wide)."""
+    if count > MAX_PICTURES:
+        raise TinyVAEError(f"{what} asks for {count} pictures in one figure; at most {MAX_PICTURES} (50 x 50) "
+                           "can be told apart: ask for fewer")
+
+
 def montage(images, image_shape, ncols, pad=1, pad_value=PAD_VALUE):
     """Tile rows of pixels into one 2-D picture: (n, h*w) -> (rows*(h+pad)-pad, ncols*(w+pad)-pad)."""
-    images = np.asarray(images, dtype=np.float64)
+    images = np.asarray(images, dtype=np.float32)
     h, w = _image_shape(image_shape)
     if images.ndim == 3 and images.shape[1:] == (h, w):
         images = images.reshape(images.shape[0], h * w)      # (n, h, w) pictures as rows
@@ -35,8 +44,9 @@ def montage(images, image_shape, ncols, pad=1, pad_value=PAD_VALUE):
     if images.ndim != 2 or n == 0 or images.shape[1] != h * w:
         raise TinyVAEError(f"images must be rows of h*w = {h}*{w} = {h * w} pixels (or (n, {h}, {w}) pictures), at "
                            f"least one, got shape {images.shape}; pass the data's image_shape (ds.image_shape)")
+    _check_pictures(n, "the grid")
     nrows = -(-n // ncols)
-    canvas = np.full((nrows * (h + pad) - pad, ncols * (w + pad) - pad), pad_value)
+    canvas = np.full((nrows * (h + pad) - pad, ncols * (w + pad) - pad), pad_value, dtype=np.float32)
     for i in range(n):
         r, c = divmod(i, ncols)
         canvas[r * (h + pad):r * (h + pad) + h, c * (w + pad):c * (w + pad) + w] = images[i].reshape(h, w)
@@ -99,6 +109,7 @@ def plot_reconstructions(model, x, image_shape, n=10, rows=2, *, title=None):
     image_shape = _image_shape(image_shape)
     x = np.asarray(x)
     x = (x[None, :] if x.ndim == 1 else x)[:n * rows]    # a single image as one row
+    _check_pictures(2 * x.shape[0], f"plot_reconstructions with n={n}, rows={rows}")
     x_hat = reconstruct(model, x)
     ncols = min(n, x.shape[0])
     pairs = []
@@ -133,6 +144,7 @@ def plot_samples(vae, image_shape, n=64, seed=0, *, title=None):
     ``title`` replaces the default first line of the title."""
     _needs_vae(vae, "plot_samples", "plot_samples(vae, ds.image_shape)")
     n, image_shape = check_positive_int("n", n), _image_shape(image_shape)
+    _check_pictures(n, f"plot_samples with n={n}")
     x = vae.sample(n, seed=seed)
     return image_grid(x, image_shape, title=f"{title or 'Samples from the prior'}\n"
                                             f"z ~ N(0, I), mean of p(x|z) (seed {seed})",
@@ -256,6 +268,7 @@ def plot_latent_manifold(vae, image_shape, n=15, *, title=None):
     if vae.latent_dim != 2:
         raise TinyVAEError(f"the latent manifold plot needs latent_dim=2, this model has {vae.latent_dim}")
     n, (h, w) = check_positive_int("n", n), _image_shape(image_shape)
+    _check_pictures(n * n, f"the latent manifold with n={n} (an n x n grid)")
     q = normal_quantiles(n)                                      # (n,)
     z1, z2 = np.meshgrid(q, q[::-1])                             # row 0 at the top: largest z_2
     z = np.stack([z1.ravel(), z2.ravel()], axis=1)               # (n*n, 2)
