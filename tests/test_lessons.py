@@ -143,7 +143,12 @@ def test_stepper_quits_on_q(tmp_path, capsys):
     folder = fake_lessons(tmp_path)
     assert step_through(folder / "01_first.py", pause=True, read=lambda p: "q") == 0
     out = capsys.readouterr().out
-    assert "stopped after cell 1 of 3." in out and "value is" not in out
+    # the documented way to stop gives the next class its command, as a Ctrl-C does
+    assert "stopped after cell 1 of 3; go on from there with: tinyvae lesson 1 --from 2" in out
+    assert "value is" not in out
+    answers = iter(["", "q"])                         # quit at the last prompt: after cell 2 of 3
+    assert step_through(folder / "01_first.py", read=lambda p: next(answers)) == 0
+    assert "stopped after cell 2 of 3; go on from there with: tinyvae lesson 1 --from 3" in capsys.readouterr().out
 
 
 def test_ctrl_d_at_the_keyboard_leaves_the_lesson_but_the_end_of_a_pipe_runs_on(tmp_path, capsys):
@@ -153,7 +158,8 @@ def test_ctrl_d_at_the_keyboard_leaves_the_lesson_but_the_end_of_a_pipe_runs_on(
         raise EOFError
     assert step_through(folder / "01_first.py", read=ctrl_d, interactive=True) == 0   # stdin no terminal here
     out = capsys.readouterr().out
-    assert "stopped after cell 1 of 3." in out and "value is" not in out
+    assert "stopped after cell 1 of 3; go on from there with: tinyvae lesson 1 --from 2" in out
+    assert "value is" not in out
     assert step_through(folder / "01_first.py", read=ctrl_d, interactive=False) == 0
     out = capsys.readouterr().out
     assert "second cell sees 42" in out and "end of lesson" in out

@@ -328,7 +328,7 @@ def step_through(path, pause=True, read=input, write=print, interactive=None, st
                         pause = False                  # no one at the keyboard: run on
                         continue
                 if answer.strip().lower() in ("q", "quit", "exit"):
-                    write(f"stopped after cell {i} of {len(cells)}.")
+                    write(f"stopped after cell {i} of {len(cells)}{_again(path, i + 1, len(cells))}")
                     _note_figures(path, write)
                     return 0
     except KeyboardInterrupt:
@@ -340,11 +340,7 @@ def step_through(path, pause=True, read=input, write=print, interactive=None, st
             where, resume = f"after cell {i} of {len(cells)}", i + 1
         else:
             where, resume = f"in cell {i} of {len(cells)} (line {cell.line} of {path.name})", i
-        again = ""
-        if path.name[:2].isdigit() and resume <= len(cells):
-            again = (f"; start there again with: tinyvae lesson {int(path.name[:2])}"
-                     + (" --quick" if quick() else "") + (f" --from {resume}" if resume > 1 else ""))
-        write(f"\nstopped {where}{again}")
+        write(f"\nstopped {where}{_again(path, resume, len(cells), 'start there again')}")
         _note_figures(path, write)
         raise
     finally:
@@ -352,6 +348,14 @@ def step_through(path, pause=True, read=input, write=print, interactive=None, st
     write(_rule("end of lesson"))
     _note_figures(path, write)
     return 0
+
+
+def _again(path, resume, n_cells, how="go on from there"):
+    """The command that steps through the lesson from cell ``resume``, after "stopped ..."."""
+    if not path.name[:2].isdigit() or resume > n_cells:
+        return ""
+    return (f"; {how} with: tinyvae lesson {int(path.name[:2])}" + (" --quick" if quick() else "")
+            + (f" --from {resume}" if resume > 1 else ""))
 
 
 def _run_cell(cell, path, namespace):

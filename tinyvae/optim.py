@@ -93,5 +93,5 @@ def make_optimizer(name, lr):
         cls = OPTIMIZERS[name]
     except (KeyError, TypeError):
         raise TinyVAEError(f"unknown optimizer {name!r}: expected one of {', '.join(OPTIMIZERS)}, or an "
-                           "optimizer object such as tv.SGD(lr=0.1, momentum=0.5)") from None
+                           "optimizer object such as tv.SGD(lr=0.03, momentum=0.5)") from None
     return cls(lr=lr)

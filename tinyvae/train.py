@@ -419,7 +419,7 @@ def fit(model, x_train, epochs=10, batch_size=None, lr=None, optimizer=None, see
                     cannot change, since they decide which examples the epoch has still to see.
                     The noise is drawn in the model's dtype, so one seed gives a float32 and a
                     float64 model different draws: two runs, not one at two precisions.
-    optimizer       "adam" | "sgd" | an optimizer object, e.g. ``tv.SGD(lr=0.1, momentum=0.5)``
+    optimizer       "adam" | "sgd" | an optimizer object, e.g. ``tv.SGD(lr=0.03, momentum=0.5)``
                     or ``tv.Adam(lr=3e-4, beta1=0.5)``, which brings its own lr: a fresh one
                     starts the optimizer anew, the run's own (``model.trainer.optimizer``) goes on
     binarize        "dynamic": train on a fresh draw x ~ Bernoulli(x_train) per minibatch
