@@ -15,6 +15,7 @@ from tinyvae import kernels
 from tinyvae.autoencoder import gradcheck_configs, gradcheck_problem
 from tinyvae.checks import run_gradcheck
 from tinyvae.cli import main
+from tinyvae.errors import TinyVAEError
 from tinyvae.gradcheck import check_model
 from tinyvae.kernels import ACTIVATIONS
 
@@ -428,3 +429,22 @@ def test_corrupt_takes_a_generator_or_an_integer_seed():
     for bad in (None, -1, 1.5):
         with pytest.raises(tv.TinyVAEError, match="rng must be"):
             ae.corrupt(x, bad)
+
+
+def test_settings_are_read_from_the_config_and_cannot_drift_from_it():
+    """ae.noise_std = 0.3 had turned denoising on for training while config, and so save, load,
+    repr and copies, kept 0.0; vae.latent_dim = 3 failed later inside the MLP."""
+    ae = tv.Autoencoder(6, hidden_dims=(), code_dim=2, sparse_l1=0.1, noise_std=0.2)
+    vae = tv.VAE(6, hidden_dims=(4,), latent_dim=2)
+    for model, settings in ((ae, ("input_dim", "code_dim", "activation", "loss", "sparse_l1", "contractive",
+                                  "noise_std", "mask_prob")),
+                            (vae, ("input_dim", "latent_dim", "likelihood", "activation", "learn_sigma2"))):
+        for name in settings:
+            assert getattr(model, name) == model.config[name], name
+            before = dict(model.config)
+            with pytest.raises(TinyVAEError, match=rf"{name} is fixed when the model is built; build another"):
+                setattr(model, name, 0.3)
+            assert model.config == before and getattr(model, name) == before[name]
+    assert ae.denoising and ae.noise_std == 0.2 and ae.sparse_l1 == 0.1
+    vae.beta = 0.5                                  # the one that may change between epochs
+    assert vae.config["beta"] == 0.5

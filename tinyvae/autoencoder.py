@@ -51,7 +51,7 @@ from . import kernels
 from .data import as_generator
 from .errors import TinyVAEError, scale_advice
 from .layers import MLP, mlp_shapes, scratch
-from .model import (Model, check_dtype, check_hidden_dims, check_nonneg_float,
+from .model import (Model, Setting, check_dtype, check_hidden_dims, check_nonneg_float,
                     check_positive_int, check_seed)
 
 LOSSES = ("mse", "bce")
@@ -88,6 +88,9 @@ class Autoencoder(Model):
     """
 
     kind = "ae"
+    # settings read from config, fixed when the model is built
+    input_dim, code_dim, activation, loss = (Setting() for _ in range(4))
+    sparse_l1, contractive, noise_std, mask_prob = (Setting() for _ in range(4))
 
     def __init__(self, input_dim, hidden_dims=(128,), code_dim=8, activation="relu", loss="mse",
                  sparse_l1=0.0, contractive=0.0, noise_std=0.0, mask_prob=0.0, seed=0,
@@ -116,9 +119,6 @@ class Autoencoder(Model):
                            contractive=contractive,
                            noise_std=check_nonneg_float("noise_std", noise_std),
                            mask_prob=mask_prob, seed=check_seed(seed), dtype=check_dtype(dtype).name)
-        self.input_dim, self.code_dim, self.activation, self.loss = D, C, activation, loss
-        self.sparse_l1, self.contractive = self.config["sparse_l1"], contractive
-        self.noise_std, self.mask_prob = self.config["noise_std"], mask_prob
 
         enc_sizes, dec_sizes = (D, *hidden, C), (C, *reversed(hidden), D)
         self._allocate({**mlp_shapes(enc_sizes, "enc."), **mlp_shapes(dec_sizes, "dec.")},

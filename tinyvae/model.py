@@ -108,6 +108,24 @@ def check_hidden_dims(hidden_dims):
     return tuple(int(d) for d in dims)
 
 
+class Setting:
+    """A model's setting, read from ``model.config``; assigning it is refused. Settings are fixed
+    when the model is built: they shape its parameters, or are saved with it from ``config``,
+    so ``ae.noise_std = 0.3`` would have trained a model that saves and copies as another.
+    (``VAE.beta`` may change between epochs: it is a property of its own.)"""
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def __get__(self, model, owner=None):
+        return self if model is None else model.config[self.name]
+
+    def __set__(self, model, value):
+        raise TinyVAEError(f"{type(model).__name__.lower()}.{self.name} is fixed when the model is built; build "
+                           f"another: {type(model).__name__}(..., {self.name}={value!r}) (and copy the weights "
+                           "with new.flat[...] = old.flat if the shapes agree)")
+
+
 class Model:
     """Base class: flat parameter storage, config, input validation."""
 

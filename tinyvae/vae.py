@@ -51,7 +51,7 @@ from . import kernels
 from .data import as_generator
 from .errors import TinyVAEError, scale_advice
 from .layers import INITS, MLP, mlp_shapes, scratch
-from .model import (Model, check_dtype, check_hidden_dims, check_nonneg_float,
+from .model import (Model, Setting, check_dtype, check_hidden_dims, check_nonneg_float,
                     check_positive_int, check_seed)
 
 LIKELIHOODS = ("bernoulli", "gaussian")
@@ -91,6 +91,8 @@ class VAE(Model):
     """
 
     kind = "vae"
+    # settings read from config, fixed when the model is built (beta is a property below)
+    input_dim, latent_dim, likelihood, activation, learn_sigma2 = (Setting() for _ in range(5))
 
     def __init__(self, input_dim, hidden_dims=(128,), latent_dim=2, likelihood="bernoulli",
                  activation="relu", beta=1.0, sigma2=1.0, learn_sigma2=False, seed=0,
@@ -116,8 +118,7 @@ class VAE(Model):
                            sigma2=check_nonneg_float("sigma2", sigma2, positive=True),
                            learn_sigma2=bool(learn_sigma2), seed=check_seed(seed),
                            dtype=check_dtype(dtype).name, decoder_hidden_dims=list(dec_hidden), init=init)
-        self.input_dim, self.latent_dim, self.likelihood = D, Z, likelihood
-        self.beta, self.learn_sigma2 = self.config["beta"], self.config["learn_sigma2"]
+        self.beta = self.config["beta"]                       # checked against the dtype's range
         lo, hi = _sigma2_range(self.config["dtype"])
         if likelihood == "gaussian" and not lo <= self.config["sigma2"] <= hi:
             raise TinyVAEError(f"sigma2={self.config['sigma2']:g} is outside what a {self.config['dtype']} model can "
