@@ -308,3 +308,25 @@ def test_the_estimators_decode_in_chunks_of_bounded_memory():
                                rtol=1e-6)
     np.testing.assert_allclose(f.value(z[:50]), est.log_px_given_z(vae, np.repeat(x[:1], 50, axis=0), z[:50]),
                                rtol=1e-6)
+
+
+def test_the_estimators_check_their_data_as_the_model_does():
+    """The lesson modules had cast x to float64 and gone on: 0..255 pixels gave a naive log p(x)
+    of +392 under a Bernoulli decoder, k=10.5 was cut to 10, and the closed forms met a 1-D x or
+    a wrong width with a scalar, an IndexError or a broadcast error."""
+    vae = tv.VAE(64, hidden_dims=(8,), latent_dim=2, seed=0)
+    pixels = np.random.default_rng(0).integers(0, 256, (3, 64))
+    for call in (lambda: est.naive_log_likelihood(vae, pixels, k=5), lambda: est.grid_log_likelihood(vae, pixels, n=5),
+                 lambda: est.elbo_terms(vae, pixels, np.zeros((2, 3, 2))),
+                 lambda: est.log_px_given_z(vae, pixels, np.zeros((3, 2))),
+                 lambda: est.DecoderLogLikelihood(vae, pixels[:1])):
+        with pytest.raises(TinyVAEError, match=r"needs data in \[0, 1\], got values in \[0, 255\]"):
+            call()
+    with pytest.raises(TinyVAEError, match="k must be a positive integer, got 10.5"):
+        est.naive_log_likelihood(vae, pixels / 255, k=10.5)
+    lin = linear_vae()
+    x = np.random.default_rng(1).standard_normal((4, 8))
+    for f in (lg.log_marginal_likelihood, lg.expected_elbo, lg.kl_to_posterior):
+        np.testing.assert_allclose(f(lin, x[0]), f(lin, x)[:1], rtol=1e-12)      # one image, 1-D
+        with pytest.raises(TinyVAEError, match=r"x must have shape \(N, 8\), got \(4, 7\)"):
+            f(lin, x[:, :7])

@@ -43,6 +43,7 @@ Everything returns float64.
 import numpy as np
 
 from .errors import TinyVAEError
+from .model import check_positive_int
 
 LOG_2PI = np.log(2 * np.pi)
 
@@ -79,7 +80,7 @@ def effective_sample_size(log_w, axis=0):
 def log_px_given_z(vae, x, z):
     """log p(x|z) under ``vae``'s decoder for matching rows: x (N, D), z (N, Z) -> (N,)."""
     z = vae._input(z, "z", dim=vae.latent_dim)
-    x = vae._input(x, "x")
+    x = vae._data(x)
     if x.shape[0] != z.shape[0]:
         raise TinyVAEError(f"x and z must have one row each per example: x has {x.shape[0]} rows, "
                            f"z {z.shape[0]}")
@@ -88,12 +89,9 @@ def log_px_given_z(vae, x, z):
 
 
 def _check_x(vae, x):
-    x = np.asarray(x, dtype=np.float64)
-    if x.ndim == 1:
-        x = x[None, :]
-    if x.ndim != 2 or x.shape[1] != vae.input_dim:
-        raise TinyVAEError(f"x must have shape (N, {vae.input_dim}), got {x.shape}")
-    return x
+    """x checked as the model checks its own data: shape (N, D) (one image may be 1-D), finite,
+    in [0, 1] for a Bernoulli decoder (0..255 pixels had given log p(x) of +392); the model's dtype."""
+    return vae._data(x)
 
 
 # --------------------------------------------------------------------------------------------
@@ -108,9 +106,7 @@ def naive_log_likelihood(vae, x, k=1000, seed=0, chunk=None, return_ess=False):
     Returns: (N,) estimates, and with ``return_ess`` also the effective sample sizes (N,).
     Memory stays bounded: the k samples go through the decoder ``chunk`` at a time."""
     x = _check_x(vae, x)
-    if int(k) < 1:
-        raise TinyVAEError(f"k must be a positive integer, got {k!r}")
-    k, N = int(k), x.shape[0]
+    k, N = check_positive_int("k", k), x.shape[0]
     rng = np.random.default_rng(seed)
     chunk = chunk or max(1, (1 << 20) // max(1, N * vae.input_dim))
     log_sum_w = np.full(N, -np.inf)                             # log sum_i w_i

@@ -44,9 +44,14 @@ def _parts(vae):
     return p["enc.W0"], p["enc.b0"], p["dec.W0"], p["dec.b0"], float(vae.sigma2)
 
 
+def _x(vae, x):
+    """x checked as the model checks its inputs ((N, D), one image may be 1-D, finite), in float64."""
+    return vae._input(x).astype(np.float64)
+
+
 def _q(vae, x):
     A, c, _, _, _ = _parts(vae)
-    e = np.asarray(x, dtype=np.float64) @ A + c              # (N, 2Z)
+    e = _x(vae, x) @ A + c                                   # (N, 2Z)
     Z = vae.latent_dim
     return e[:, :Z], e[:, Z:]                                # mu, logvar  (N, Z) each
 
@@ -60,7 +65,7 @@ def marginal(vae):
 def log_marginal_likelihood(vae, x):
     """Exact log p(x) under eq. (1), per example: (N,)."""
     b, C = marginal(vae)
-    r = np.asarray(x, dtype=np.float64) - b                   # (N, D)
+    r = _x(vae, x) - b                                        # (N, D)
     L = np.linalg.cholesky(C)                                 # C = L L^T
     y = np.linalg.solve(L, r.T)                               # (D, N): L^-1 (x - b)
     log_det = 2 * np.sum(np.log(np.diag(L)))
@@ -71,14 +76,14 @@ def posterior(vae, x):
     """The true posterior p(z|x) = N(m, S) of eq. (2): m (N, Z) and S (Z, Z)."""
     _, _, W, b, sigma2 = _parts(vae)
     S = np.linalg.inv(np.eye(W.shape[0]) + W @ W.T / sigma2)  # (Z, Z)
-    m = (np.asarray(x, dtype=np.float64) - b) @ W.T @ S / sigma2
+    m = (_x(vae, x) - b) @ W.T @ S / sigma2
     return m, S
 
 
 def expected_elbo(vae, x):
     """The ELBO E_q[log p(x|z)] + E_q[log p(z)] - E_q[log q(z|x)], exactly, per example (N,)."""
     _, _, W, b, sigma2 = _parts(vae)
-    x = np.asarray(x, dtype=np.float64)
+    x = _x(vae, x)
     mu, logvar = _q(vae, x)
     s2 = np.exp(logvar)                                        # (N, Z)
     D, Z = W.shape[1], W.shape[0]
