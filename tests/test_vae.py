@@ -753,3 +753,21 @@ def test_a_copied_or_pickled_model_has_its_own_parameter_views():
         twin.flat += 1.0                                    # the named arrays follow their own flat ...
         assert np.array_equal(twin.params["dec.W0"], vae.params["dec.W0"] + 1.0)
         assert not np.shares_memory(twin.flat, vae.flat)    # ... and never the original's
+
+
+def test_the_api_s_small_consistencies():
+    """From a review of the API as a notebook meets it: the VAE reconstructs as the autoencoder
+    does, the training step takes a seed like every other rng=, load_dataset takes binarize="none"
+    as fit does, and tab completion on tv offers no stray module."""
+    vae = tv.VAE(64, hidden_dims=(8,), latent_dim=2, seed=0)
+    x = tv.load_dataset("digits", binarize="none").x_test[:5]
+    np.testing.assert_array_equal(vae.reconstruct(x), vae.decode(vae.encode(x)[0]))
+    assert vae.reconstruct(x).shape == (5, 64)
+    loss, _, terms = vae.training_loss_and_grads(x, 0)
+    assert np.isfinite(loss) and set(terms) == {"rec", "kl"}
+    ae = tv.Autoencoder(64, hidden_dims=(), code_dim=2, noise_std=0.1)
+    assert np.isfinite(ae.training_loss_and_grads(x, 3)[0])
+    names = dir(tv)
+    assert "importlib" not in names and not [n for n in names if n.startswith("_") and n != "__version__"]
+    for name in ("estimators", "linear_gaussian"):
+        assert name in tv.__all__ and getattr(tv, name).__name__ == f"tinyvae.{name}"

@@ -13,8 +13,8 @@ The names below load on first use (PEP 562), so that ``import tinyvae.cli`` -- w
 report a Ctrl-C as "interrupted". ``tv.VAE``, ``tv.kernels`` or ``from tinyvae import fit``
 work as with an eager import.
 """
-import importlib
-import importlib.util
+import importlib as _importlib
+import importlib.util as _importlib_util
 
 __version__ = "0.1.0"
 
@@ -24,7 +24,7 @@ _HOMES = {"TinyVAEError": "errors", "check_gradients": "gradcheck", "check_model
           "fit": "train", "load": "checkpoint", "VAE": "vae", "Autoencoder": "autoencoder",
           "Dataset": "data", "load_dataset": "data", "binarize_batch": "data"}
 
-__all__ = ["gradcheck", "kernels", "layers", "TinyVAEError", "check_gradients", "check_model",
+__all__ = ["gradcheck", "kernels", "layers", "estimators", "linear_gaussian", "TinyVAEError", "check_gradients", "check_model",
            "get_backend", "set_backend", "MLP", "SGD", "Adam", "fit", "load", "VAE", "Autoencoder",
            "Dataset", "load_dataset", "binarize_batch"]
 
@@ -33,9 +33,9 @@ def __getattr__(name):
     """Load a public name (or a submodule, ``tv.kernels``) from its module on first use (PEP 562):
     ``import tinyvae`` stays light, and numba and matplotlib load only when something needs them."""
     if name in _HOMES:
-        value = getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
-    elif name.isidentifier() and not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}"):
-        value = importlib.import_module(f".{name}", __name__)          # a module: tv.kernels, tv.train
+        value = getattr(_importlib.import_module(f".{_HOMES[name]}", __name__), name)
+    elif name.isidentifier() and not name.startswith("_") and _importlib_util.find_spec(f"{__name__}.{name}"):
+        value = _importlib.import_module(f".{name}", __name__)          # a module: tv.kernels, tv.train
     else:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     globals()[name] = value
@@ -44,4 +44,4 @@ def __getattr__(name):
 
 def __dir__():
     """The public names, loaded or not, for ``dir(tinyvae)`` and tab completion."""
-    return sorted(set(globals()) | set(__all__) | set(_HOMES))
+    return sorted({n for n in globals() if not n.startswith("_")} | set(__all__) | set(_HOMES) | {"__version__"})

@@ -75,6 +75,8 @@ class Autoencoder(Model):
     mask_prob       denoising: the probability of zeroing each input in training, below 1
     seed, dtype     of the initial weights; float32 (default) or float64 (gradient checks)
 
+    These settings are fixed once the model is built, and ``ae.config`` holds them.
+
     Parameters (``ae.params``): the encoder ``enc.W{i}``, ``enc.b{i}`` (last layer C wide; the
     code h passes through ``activation``: use ``identity`` for a linear model) and the decoder
     ``dec.W{i}``, ``dec.b{i}`` (hidden widths mirrored, last layer D wide and linear: the
@@ -273,9 +275,11 @@ class Autoencoder(Model):
     def training_loss_and_grads(self, x, rng):
         """One training step's loss and gradients (used by ``fit``).
 
-        ``x`` must already be a checked (N, D) array of the model's dtype. A denoising model
-        draws x_tilde from ``rng`` (see :meth:`corrupt`) into a reused buffer. Returns
+        ``x`` must already be a checked (N, D) array of the model's dtype (``fit`` checks it; for
+        a loss of your own data use ``loss_and_grads``). A denoising model draws x_tilde from
+        ``rng`` (see :meth:`corrupt`) into a reused buffer. Returns
         (loss, grads, {"rec": mean L, "penalty": mean Omega})."""
+        rng = as_generator(rng)
         if self.loss == "bce":
             self._check_unit_interval(x)
         x_input = x

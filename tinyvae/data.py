@@ -112,6 +112,7 @@ class Dataset:
 
     @property
     def input_dim(self):
+        """D, the width of a row: the models' input_dim."""
         return self.x_train.shape[1]
 
     def __repr__(self):
@@ -122,9 +123,13 @@ class Dataset:
 
 def load_dataset(name_or_path="digits", binarize=None, seed=0, data_dir=None, download=True,
                  base_url=None, test_fraction=0.1, progress=True):
-    """Load a dataset by name ("digits", "mnist", "fashion-mnist") or path; see the module doc.
+    """Load a dataset by name ("digits", "mnist", "fashion-mnist") or path: a folder of IDX files,
+    or a .npy/.npz array (see ``help(tinyvae.data)`` for the forms and where files are looked for).
 
-    binarize        None | "static" (Bernoulli draws from default_rng(seed), once) | "dynamic"
+    Returns a :class:`Dataset`: ``x_train``, ``x_test`` (n, D) float32 in [0, 1], ``y_train``,
+    ``y_test`` (labels or None), ``image_shape``, ``name``, ``binarize``.
+
+    binarize        None (or "none") | "static" (Bernoulli draws from default_rng(seed), once) | "dynamic"
                     (only recorded in ``ds.binarize``: pass ``binarize="dynamic"`` to ``fit`` too,
                     which draws the bits; ``tinyvae train --binarize dynamic`` does both)
     seed            seeds the static binarization only; splits never depend on it
@@ -136,8 +141,10 @@ def load_dataset(name_or_path="digits", binarize=None, seed=0, data_dir=None, do
     test_fraction   the share of an unsplit .npy/.npz array kept, from the end, for testing
     progress        show a progress bar while downloading (on a terminal)
     """
+    if binarize == "none":                       # as fit and the command line spell it
+        binarize = None
     if binarize not in BINARIZE:
-        raise TinyVAEError(f"binarize must be None, 'static' or 'dynamic', got {binarize!r}")
+        raise TinyVAEError(f"binarize must be None, 'none', 'static' or 'dynamic', got {binarize!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise TinyVAEError(f"seed must be a non-negative integer, got {seed!r}")
     if not isinstance(name_or_path, (str, os.PathLike)):

@@ -182,7 +182,7 @@ def elbo_terms(vae, x, eps):
     Returns: dict of (S, N) float64 arrays ``log_px_z`` = log p(x|z), ``log_pz`` = log p(z),
     ``log_qz`` = log q(z|x). Their means over S estimate the three expectations;
     ``log_qz - log_pz`` averages to KL(q || p(z)), eq. (5).
-    Memory stays bounded: the decoder sees ``chunk`` samples of all N examples at a time."""
+    Memory stays bounded: the decoder takes the S samples a few at a time (about 2^20 values)."""
     x = _check_x(vae, x)
     eps = np.asarray(eps, dtype=np.float64)
     N, Z = x.shape[0], vae.latent_dim

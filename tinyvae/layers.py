@@ -157,7 +157,9 @@ class MLP:
     the last layer ``final_activation`` (``identity`` by default: a linear output). Parameters are
     named ``{prefix}W{i}`` (d_i, d_{i+1}) and ``{prefix}b{i}`` (d_{i+1},).
 
-    Standalone, ``MLP(sizes, "tanh", seed=0)`` owns its parameters (``.params``, ``.grads``).
+    Standalone, ``MLP(sizes, "tanh", seed=0)`` owns its parameters (``.params``, ``.grads``),
+    float64 by default (``dtype``; the models default to float32), initialized by ``init``
+    ("he" or "uniform", see :meth:`init`) from ``rng`` if given, else from ``seed``.
     Inside a model, ``params`` and ``grads`` are dicts of views into the model's flat vectors.
     """
 

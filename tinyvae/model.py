@@ -158,6 +158,7 @@ class Model:
 
     @property
     def n_params(self):
+        """The number of trainable numbers, P = model.flat.size."""
         return int(self.flat.size)
 
     def _input(self, x, name="x", dim=None):

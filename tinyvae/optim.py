@@ -25,12 +25,14 @@ class SGD:
         self.velocity, self.t = None, 0
 
     def step(self, model):
+        """One update of ``model.flat`` from ``model.grad_flat``, in place."""
         if self.velocity is None:
             self.velocity = np.zeros_like(model.flat)
         self.t += 1
         kernels.sgd(model.flat, model.grad_flat, self.velocity, self.lr, self.momentum)
 
     def state_dict(self):
+        """The step count and the velocity, as arrays (what a checkpoint saves)."""
         v = np.zeros(0) if self.velocity is None else self.velocity
         return {"t": np.array(self.t), "velocity": v}
 
@@ -44,7 +46,13 @@ class SGD:
 
 
 class Adam:
-    """Adam (Kingma & Ba 2015, alg. 1) with bias-corrected moments."""
+    """Adam (Kingma & Ba 2015, alg. 1) with bias-corrected moments:
+
+        m <- beta1 m + (1 - beta1) g,   v <- beta2 v + (1 - beta2) g^2
+        theta <- theta - lr (m / (1 - beta1^t)) / (sqrt(v / (1 - beta2^t)) + eps)
+
+    lr, beta1, beta2, eps as in the paper (defaults 1e-3, 0.9, 0.999, 1e-8); ``t`` counts the
+    steps taken, and ``m`` and ``v`` are (P,) arrays like ``model.flat`` after the first."""
 
     name = "adam"
 
@@ -58,6 +66,7 @@ class Adam:
         self.t = 0
 
     def step(self, model):
+        """One update of ``model.flat`` from ``model.grad_flat``, in place."""
         if self.m is None:
             self.m, self.v = np.zeros_like(model.flat), np.zeros_like(model.flat)
         self.t += 1
@@ -65,6 +74,7 @@ class Adam:
                      self.beta1, self.beta2, self.eps, self.t)
 
     def state_dict(self):
+        """The step count and the moments, as arrays (what a checkpoint saves)."""
         empty = np.zeros(0)
         return {"t": np.array(self.t), "m": empty if self.m is None else self.m,
                 "v": empty if self.v is None else self.v}

@@ -93,9 +93,6 @@ def image_grid(images, image_shape, ncols=None, title="Images", xlabel="column",
 
 def reconstruct(model, x):
     """The model's reconstruction of x: the decoded mean at z = mu(x) (VAE) or g(f(x)) (autoencoder)."""
-    if getattr(model, "kind", None) == "vae":
-        mu, _ = model.encode(x)
-        return model.decode(mu)
     return model.reconstruct(x)
 
 

@@ -81,6 +81,24 @@ def _beta_max(dtype):
 class VAE(Model):
     """A VAE with an MLP encoder q(z|x), an MLP decoder p(x|z) and a N(0, I) prior.
 
+    Arguments:
+
+    input_dim       D, the width of x
+    hidden_dims     the encoder's hidden widths, e.g. (400,); () for single affine maps
+    latent_dim      Z, the width of z
+    likelihood      "bernoulli" (data in [0, 1]: grey values or bits) or "gaussian"
+    activation      of every hidden layer: relu (default), leaky_relu, tanh, sigmoid,
+                    softplus, identity
+    beta            the weight of the KL term in the loss (1: the ELBO; it may change between
+                    epochs, ``vae.beta = ...``)
+    sigma2          the Gaussian decoder's variance (likelihood="gaussian")
+    learn_sigma2    train log sigma2 as a parameter, starting from ``sigma2``
+    seed, dtype     of the initial weights; float32 (default) or float64 (gradient checks)
+    decoder_hidden_dims, init   see below
+
+    These settings are fixed once the model is built (``vae.latent_dim = 3`` is refused), and
+    ``vae.config`` holds them, as ``save`` writes them.
+
     Parameters (``vae.params``): the encoder ``enc.W{i}``, ``enc.b{i}`` (last layer 2Z wide:
     mu, then logvar), the decoder ``dec.W{i}``, ``dec.b{i}`` (last layer D wide: logits or
     the Gaussian mean o(z)), and ``log_sigma2`` (a scalar) when ``learn_sigma2=True``.
@@ -170,7 +188,8 @@ class VAE(Model):
         return e[:, :self.latent_dim].copy(), e[:, self.latent_dim:].copy()
 
     def decode(self, z):
-        """The mean of p(x|z): Bernoulli probabilities sigmoid(l(z)), or the Gaussian mean o(z)."""
+        """The mean of p(x|z): Bernoulli probabilities sigmoid(l(z)), or the Gaussian mean o(z).
+        Inputs: z (N, Z). Returns: (N, D) in the model's dtype."""
         z = self._input(z, "z", dim=self.latent_dim)
         o = self.decoder(z)                                    # (N, D) logits or means
         if self.likelihood == "bernoulli":
@@ -178,6 +197,12 @@ class VAE(Model):
         if self.likelihood == "gaussian":
             return o
         raise _unwired(self.likelihood)
+
+    def reconstruct(self, x):
+        """The reconstruction of x: the mean of p(x|z) at the posterior mean z = mu(x), (N, D)
+        (as the autoencoder's ``reconstruct`` is g(f(x)); a draw of z would add noise)."""
+        mu, _ = self.encode(x)
+        return self.decode(mu)
 
     def reparameterize(self, mu, logvar, eps):
         """z = mu + exp(logvar/2) * eps, eq. (3); all (N, Z)."""
@@ -257,8 +282,10 @@ class VAE(Model):
     def training_loss_and_grads(self, x, rng):
         """One training step's loss and gradients, eps drawn from ``rng`` (used by ``fit``).
 
-        ``x`` must already be a checked (N, D) array of the model's dtype. Returns
+        ``x`` must already be a checked (N, D) array of the model's dtype (``fit`` checks it; for
+        a loss of your own data use ``loss_and_grads``). Returns
         (loss, grads, {"rec": mean rec, "kl": mean KL})."""
+        rng = as_generator(rng)
         eps = scratch(self.workspace, "eps", (x.shape[0], self.latent_dim), self.dtype)
         rng.standard_normal(dtype=self.dtype, out=eps)
         loss, rec, kl = self._loss_and_grads(x, eps)
@@ -365,7 +392,7 @@ class VAE(Model):
         return (out, elbo) if return_elbo else out
 
     def sample(self, n, seed=0, mean=True):
-        """n new examples: z ~ N(0, I), then the mean of p(x|z) (or a draw from it if not mean).
+        """n new examples, (n, D): z ~ N(0, I), then the mean of p(x|z) (or a draw from it if not mean).
 
         The same ``seed`` (default 0) gives the same examples: pass seed=1, 2, ... for others."""
         n = check_positive_int("n", n)
