@@ -121,3 +121,16 @@ def test_relative_error_of_small_gradients_is_relative():
     assert not report.passed() and report.max_error == pytest.approx(1 / 3, rel=1e-3)
     ok = check_function(lambda a: 1e-6 * np.sum(a**2), {"a": a}, {"a": 2e-6 * a})
     assert ok.passed()
+
+
+def test_passed_without_parentheses_is_the_verdict_not_a_bound_method():
+    """`assert report.passed` (parentheses forgotten) had passed every report, a wrong gradient
+    included: a bound method is always true."""
+    from tinyvae.gradcheck import GradReport, GradRow
+    bad = GradReport([GradRow("W", (2,), 1e-3, (0,), 1.0, 1.001)])
+    good = GradReport([GradRow("W", (2,), 1e-9, (0,), 1.0, 1.0)])
+    assert not bad.passed and not bad.passed() and bad.passed(1e-2)
+    assert good.passed and good.passed() and not good.passed(1e-10)
+    with pytest.raises(AssertionError):
+        assert bad.passed
+    assert "False (max relative error 1.00e-03" in repr(bad.passed)

@@ -63,6 +63,22 @@ class GradRow:
     numeric: float
 
 
+class _Verdict:
+    """``report.passed``: called with a tolerance, or read as a truth value at the default one."""
+
+    def __init__(self, max_error):
+        self.max_error = max_error
+
+    def __call__(self, tol=DEFAULT_TOL):
+        return self.max_error <= tol
+
+    def __bool__(self):
+        return self()
+
+    def __repr__(self):
+        return f"{self()} (max relative error {self.max_error:.2e}; tolerance {DEFAULT_TOL:g})"
+
+
 class GradReport:
     """The per-array results of a gradient check; ``str(report)`` is a table."""
 
@@ -79,8 +95,12 @@ class GradReport:
         """The row with the largest relative error."""
         return max(self.rows, key=lambda r: r.error)
 
-    def passed(self, tol=DEFAULT_TOL):
-        return self.max_error <= tol
+    @property
+    def passed(self):
+        """Whether every relative error is at most ``tol``: ``report.passed(1e-5)``, or
+        ``report.passed()`` and plain ``report.passed`` for the default 1e-7. (A plain method
+        would make ``assert report.passed``, without the parentheses, pass every report.)"""
+        return _Verdict(self.max_error)
 
     def __getitem__(self, name):
         for r in self.rows:
