@@ -145,19 +145,22 @@ def test_mlp_rejects_bad_sizes_and_activation():
 @pytest.mark.parametrize("backend_name", ["numba", "numpy"])
 @pytest.mark.parametrize("kind", ACTIVATIONS)
 def test_mlp_backends_agree(kind, backend_name, backend):
-    rng = np.random.default_rng(5)
-    x, dout = rng.standard_normal((7, 4)), rng.standard_normal((7, 3))
-    backend("numpy")
-    ref = MLP((4, 6, 3), activation=kind, seed=1)
-    ref_out, cache = ref.forward(x)
-    ref_dx = ref.backward(dout, cache)
-    backend(backend_name)
-    mlp = MLP((4, 6, 3), activation=kind, seed=1)
-    out, cache = mlp.forward(x)
-    dx = mlp.backward(dout, cache)
-    np.testing.assert_allclose(out, ref_out, rtol=1e-12)
-    np.testing.assert_allclose(dx, ref_dx, rtol=1e-12, atol=1e-15)
-    np.testing.assert_allclose(mlp.grad_flat, ref.grad_flat, rtol=1e-12, atol=1e-15)
+    # widths below, at and past the kernels' SIMD blocks: (4, 6, 3) and (13, 17, 9, 33), batch
+    # of 11 (a loop that skipped a partial block of 8 columns had passed the narrow one)
+    for sizes, n in (((4, 6, 3), 7), ((13, 17, 9, 33), 11)):
+        rng = np.random.default_rng(5)
+        x, dout = rng.standard_normal((n, sizes[0])), rng.standard_normal((n, sizes[-1]))
+        backend("numpy")
+        ref = MLP(sizes, activation=kind, seed=1)
+        ref_out, cache = ref.forward(x)
+        ref_dx = ref.backward(dout, cache)
+        backend(backend_name)
+        mlp = MLP(sizes, activation=kind, seed=1)
+        out, cache = mlp.forward(x)
+        dx = mlp.backward(dout, cache)
+        np.testing.assert_allclose(out, ref_out, rtol=1e-12, atol=1e-300)
+        np.testing.assert_allclose(dx, ref_dx, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(mlp.grad_flat, ref.grad_flat, rtol=1e-12, atol=1e-15)
 
 
 def test_uniform_init_is_pytorchs_linear_default():
