@@ -458,6 +458,20 @@ def test_a_run_resumed_with_other_arithmetic_says_its_bits_change(tmp_path, monk
     assert checkpoint.read(run).run["backend"] == recorded["backend"]   # the run keeps where it began
 
 
+def test_the_recorded_blas_is_numpy_s_even_when_scipy_s_is_listed_first(monkeypatch):
+    """Once SciPy is loaded, threadpoolctl lists its own OpenBLAS (another version) too, and at
+    times first: a run and its resume on one machine had recorded different BLAS and printed a
+    false note that the bits would change."""
+    import threadpoolctl
+    scipy_blas = {"user_api": "blas", "internal_api": "openblas", "version": "0.3.30", "architecture": "Haswell",
+                  "filepath": os.path.join("site-packages", "scipy.libs", "libscipy_openblas.so")}
+    numpy_blas = {"user_api": "blas", "internal_api": "openblas", "version": "0.3.31", "architecture": "SkylakeX",
+                  "filepath": os.path.join("site-packages", "numpy.libs", "libscipy_openblas64_.so")}
+    for listed in ([scipy_blas, numpy_blas], [numpy_blas, scipy_blas]):
+        monkeypatch.setattr(threadpoolctl, "threadpool_info", lambda: listed)
+        assert commands.arithmetic()["blas"] == "openblas 0.3.31 SkylakeX"
+
+
 def test_a_run_whose_data_file_has_gone_says_what_to_do(tmp_path, capsys):
     data = tmp_path / "images.npy"
     np.save(data, np.random.default_rng(0).uniform(size=(60, 16)))

@@ -27,6 +27,7 @@ import stat
 import subprocess
 import sys
 import time
+from pathlib import PurePath
 
 import numpy as np
 
@@ -219,7 +220,10 @@ def arithmetic():
     blas = "unknown BLAS"
     try:
         from threadpoolctl import threadpool_info
-        info = next((i for i in threadpool_info() if i.get("user_api") == "blas"), None)
+        # NumPy's own BLAS: SciPy, once loaded, brings another OpenBLAS that may be listed first
+        found = [i for i in threadpool_info() if i.get("user_api") == "blas"]
+        numpys = [i for i in found if any(p.startswith("numpy") for p in PurePath(str(i.get("filepath", ""))).parts)]
+        info = (numpys or found or [None])[0]
         if info is not None:
             blas = " ".join(str(info.get(k)) for k in ("internal_api", "version", "architecture") if info.get(k))
     except Exception:                 # pragma: no cover - threadpoolctl comes with scikit-learn
