@@ -1024,8 +1024,9 @@ def test_sighup_during_fit_saves_the_checkpoint_and_raises(tmp_path):
 @pytest.mark.skipif(not shutil.which("bash"), reason="needs bash")
 def test_one_ctrl_c_stops_a_shell_loop_of_runs(tmp_path):
     """bash goes on with a loop after a program that caught Ctrl-C and exited 130; it stops
-    only when the program dies of SIGINT, which the command does once its state is saved."""
-    loop = (f"for s in 1 2; do {shlex.quote(sys.executable)} -m tinyvae train --epochs 50 --hidden 16 "
+    only when the program dies of SIGINT, which the command does once its state is saved.
+    (3000 epochs: the signal must land while it trains, however slow a loaded machine is.)"""
+    loop = (f"for s in 1 2; do {shlex.quote(sys.executable)} -m tinyvae train --epochs 3000 --hidden 16 "
             "--no-figures --no-progress --out r$s; done; echo after-loop")
     p = subprocess.Popen(["bash", "-c", loop], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                          text=True, start_new_session=True)
@@ -1143,7 +1144,7 @@ def test_ctrl_c_while_the_command_starts_is_reported_without_a_traceback(tmp_pat
     import time
     script = ("import sys, tinyvae.cli as cli\n"
               "print('ready', file=sys.stderr, flush=True)\n"
-              f"sys.exit(cli.main(['train', '--epochs', '2', '--no-figures', '--out', {str(tmp_path / 'r')!r},"
+              f"sys.exit(cli.main(['train', '--epochs', '2000', '--no-figures', '--out', {str(tmp_path / 'r')!r},"
               " '--hidden', '32', '--no-progress']))\n")
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))

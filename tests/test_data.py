@@ -703,3 +703,22 @@ def test_idx_files_directly_in_the_data_folder_are_named_when_the_data_come_from
     with pytest.warns(UserWarning, match=r"itself holds IDX files, which are not used: mnist is loaded from .*cache"):
         ds = tv.load_dataset("mnist", download=False, progress=False)
     assert ds.x_train.shape[0] == 9
+
+
+def test_digits_read_from_scikit_learn_s_file_equal_its_load_digits(monkeypatch):
+    """The digits come from the file scikit-learn ships, read without importing sklearn.datasets
+    (a second per command); they must be load_digits' arrays, and load_digits the fallback."""
+    from sklearn.datasets import load_digits
+
+    from tinyvae import data
+    digits = load_digits()
+    table = data._digits_file()
+    assert table is not None
+    np.testing.assert_array_equal(table[:, :64], digits.data)
+    np.testing.assert_array_equal(table[:, 64], digits.target)
+    fast = data.load_dataset("digits")
+    monkeypatch.setattr(data, "_digits_file", lambda: None)
+    slow = data.load_dataset("digits")
+    for name in ("x_train", "y_train", "x_test", "y_test"):
+        np.testing.assert_array_equal(getattr(fast, name), getattr(slow, name))
+        assert getattr(fast, name).dtype == getattr(slow, name).dtype

@@ -208,15 +208,39 @@ def binarize_batch(x, rng, out=None, check=True):
 
 # --- digits ------------------------------------------------------------------------------
 
+def _digits_file():
+    """The 8x8 digits as scikit-learn ships them, (1797, 65): 64 gray levels 0..16 and the
+    label; None if that file is not where scikit-learn keeps it."""
+    import importlib.util
+    spec = importlib.util.find_spec("sklearn")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = os.path.join(folder, "datasets", "data", "digits.csv.gz")
+        try:
+            with gzip.open(path, "rt") as f:
+                table = np.loadtxt(f, delimiter=",")
+        except (OSError, ValueError, EOFError):
+            continue
+        if table.shape == (1797, 65):
+            return table
+    return None
+
+
 def _load_digits():
-    from .interrupts import defer_sigint
-    with defer_sigint() as stop:        # a Ctrl-C inside SciPy's C-extension imports can crash Python
-        from sklearn.datasets import load_digits
-    if stop.requested:
-        raise stop.interrupt()
-    digits = load_digits()
-    x = (digits.data / 16.0).astype(np.float32)          # (1797, 64), gray levels 0..16 -> [0, 1]
-    y = digits.target.astype(np.int64)
+    # read scikit-learn's file directly: importing sklearn.datasets (and SciPy) costs a second
+    # in every command; load_digits reads the same file, and is the fallback
+    table = _digits_file()
+    if table is not None:
+        data, target = table[:, :64], table[:, 64]
+    else:
+        from .interrupts import defer_sigint
+        with defer_sigint() as stop:        # a Ctrl-C inside SciPy's C-extension imports can crash Python
+            from sklearn.datasets import load_digits
+        if stop.requested:
+            raise stop.interrupt()
+        digits = load_digits()
+        data, target = digits.data, digits.target
+    x = (data / 16.0).astype(np.float32)                  # (1797, 64), gray levels 0..16 -> [0, 1]
+    y = target.astype(np.int64)
     perm = np.random.default_rng(DIGITS_SPLIT_SEED).permutation(x.shape[0])
     tr, te = perm[:DIGITS_N_TRAIN], perm[DIGITS_N_TRAIN:]
     return Dataset(x[tr], y[tr], x[te], y[te], (8, 8), "digits")
