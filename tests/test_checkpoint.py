@@ -320,11 +320,14 @@ def test_hand_edited_run_options_and_configs(good, tmp_path):
             checkpoint.check_run(dict(run, **{key: wrong}), "x.npz")
 
 
-def test_entries_tinyvae_does_not_write_or_that_claim_too_much_are_refused_unread(good, tmp_path):
+def test_entries_tinyvae_does_not_write_or_that_claim_too_much_are_refused_unread(good, tmp_path, monkeypatch):
     """A 1.6 MB checkpoint with an extra entry of 1.5 GB of zeros had been unpacked whole and
     accepted; an entry whose header claims terabytes had been a MemoryError traceback."""
     import io
     _, arrays = good
+    from tinyvae import model
+    # the size limit follows MAX_PARAMS: a smaller one makes the oversized entry 16 MB, not 1 GiB
+    monkeypatch.setattr(model, "MAX_PARAMS", 4 * max(v.size for v in arrays.values()))
     with pytest.raises(TinyVAEError, match="holds an entry 'junk' that tinyvae does not write"):
         tv.load(rewrite(tmp_path, dict(arrays, junk=np.zeros(3)), "junk.npz"))
     buffer = io.BytesIO()
@@ -338,7 +341,6 @@ def test_entries_tinyvae_does_not_write_or_that_claim_too_much_are_refused_unrea
         z.writestr("optim.extra.npy", buffer.getvalue() + bytes(16))      # claims 8 TiB, holds 16 bytes
     with pytest.raises(TinyVAEError, match="claims more memory than there is"):
         tv.load(huge)
-    from tinyvae import model
     limit = 8 * model.MAX_PARAMS + 4096
     big = tmp_path / "big.npz"
     with zipfile.ZipFile(big, "w", compression=zipfile.ZIP_DEFLATED) as z:
