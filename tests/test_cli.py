@@ -430,7 +430,7 @@ def test_a_run_resumed_on_fewer_cores_continues_with_the_core_count(tmp_path, mo
     assert main(["train", "--resume", str(run), "--epochs", "2", "--no-progress"]) == 0
     err = capsys.readouterr().err
     assert "started with --threads 2; this machine has 1 core, so this session uses --threads 1" in err
-    assert "differ in the last bits from an uninterrupted run's" in err
+    assert "differ from an uninterrupted run's, in the last bits at first" in err
     from tinyvae import checkpoint
     ck = checkpoint.read(run)
     assert ck.trainer.epoch == 2 and ck.run["threads"] == 2        # kept for the next session
@@ -454,7 +454,7 @@ def test_a_run_resumed_with_other_arithmetic_says_its_bits_change(tmp_path, monk
     assert main(["train", "--resume", str(run), "--epochs", "3", "--no-progress"]) == 0
     err = capsys.readouterr().err
     assert f"started with backend {recorded['backend']!r}, this session {other!r} and blas" in err
-    assert "'openblas 9.9 Elsewhere'" in err and "differ in the last bits" in err
+    assert "'openblas 9.9 Elsewhere'" in err and "in the last bits at first and by more" in err
     assert checkpoint.read(run).run["backend"] == recorded["backend"]   # the run keeps where it began
 
 
@@ -463,13 +463,18 @@ def test_the_recorded_blas_is_numpy_s_even_when_scipy_s_is_listed_first(monkeypa
     times first: a run and its resume on one machine had recorded different BLAS and printed a
     false note that the bits would change."""
     import threadpoolctl
+    site = os.path.dirname(os.path.dirname(np.__file__))          # e.g. .../numpy-course/.venv/.../site-packages
     scipy_blas = {"user_api": "blas", "internal_api": "openblas", "version": "0.3.30", "architecture": "Haswell",
-                  "filepath": os.path.join("site-packages", "scipy.libs", "libscipy_openblas.so")}
+                  "filepath": os.path.join(site, "scipy.libs", "libscipy_openblas.so")}
     numpy_blas = {"user_api": "blas", "internal_api": "openblas", "version": "0.3.31", "architecture": "SkylakeX",
-                  "filepath": os.path.join("site-packages", "numpy.libs", "libscipy_openblas64_.so")}
+                  "filepath": os.path.join(site, "numpy.libs", "libscipy_openblas64_.so")}
     for listed in ([scipy_blas, numpy_blas], [numpy_blas, scipy_blas]):
         monkeypatch.setattr(threadpoolctl, "threadpool_info", lambda: listed)
         assert commands.arithmetic()["blas"] == "openblas 0.3.31 SkylakeX"
+    # a BLAS outside NumPy's package (a system or conda library) is not told apart from SciPy's
+    system = dict(numpy_blas, filepath=os.path.join(os.sep, "usr", "lib", "libopenblas.so"))
+    monkeypatch.setattr(threadpoolctl, "threadpool_info", lambda: [scipy_blas, system])
+    assert commands.arithmetic()["blas"] == "unknown BLAS"
 
 
 def test_a_run_whose_data_file_has_gone_says_what_to_do(tmp_path, capsys):

@@ -301,13 +301,23 @@ def test_the_estimators_decode_in_chunks_of_bounded_memory():
             tracemalloc.stop()
         assert peak < 40e6, f"{name}: {peak / 1e6:.0f} MB"    # unchunked: 125-300 MB
         assert np.all(np.isfinite(result))
-    # chunks give what one pass over all the samples gives
-    t = est.elbo_terms(vae, x[:3], eps[:5, :3])
-    zz = (vae.encode(x[:3])[0] + np.exp(0.5 * vae.encode(x[:3])[1]) * eps[:5, :3]).reshape(-1, 2)
-    np.testing.assert_allclose(t["log_px_z"].ravel(), est.log_px_given_z(vae, np.tile(x[:3], (5, 1)), zz),
-                               rtol=1e-6)
-    np.testing.assert_allclose(f.value(z[:50]), est.log_px_given_z(vae, np.repeat(x[:1], 50, axis=0), z[:50]),
-                               rtol=1e-6)
+    # many chunks give what the samples give one by one (a chunk decoded twice had passed above)
+    t = est.elbo_terms(vae, x, eps)["log_px_z"]                     # 500 samples, 34 per chunk
+    mu, logvar = (a.astype(np.float64) for a in vae.encode(x))
+    for s in (0, 33, 34, 250, 499):
+        zs = mu + np.exp(0.5 * logvar) * eps[s]                     # (40, 2)
+        np.testing.assert_allclose(t[s], est.log_px_given_z(vae, x, zs), rtol=1e-6)
+    picks = [0, 1336, 1337, 10000, 19999]                           # 1337 rows per chunk of z
+    one = est.DecoderLogLikelihood(vae, x[:1])
+    np.testing.assert_allclose(f.value(z)[picks], [one.value(z[i:i + 1])[0] for i in picks], rtol=1e-6)
+    np.testing.assert_allclose(f.grad(z)[picks], np.vstack([one.grad(z[i:i + 1]) for i in picks]), rtol=1e-5)
+    grid = est.grid_log_likelihood(vae, x[:2], n=150)               # 22 500 points, 1337 per chunk
+    pts = np.linspace(-6, 6, 151)
+    centres = (pts[:-1] + pts[1:]) / 2
+    zg = np.stack(np.meshgrid(centres, centres, indexing="ij"), axis=-1).reshape(-1, 2)
+    direct = [est._log_sum_exp(est.log_px_given_z(vae, np.repeat(x[i:i + 1], len(zg), axis=0), zg)
+                               + est.log_standard_normal(zg)) + np.log((12 / 150) ** 2) for i in range(2)]
+    np.testing.assert_allclose(grid, direct, rtol=1e-9)
 
 
 def test_the_estimators_check_their_data_as_the_model_does():

@@ -226,3 +226,7 @@ def test_grids_too_large_to_see_are_refused_before_anything_is_decoded(linear_va
     monkeypatch.undo()
     assert plots.plot_latent_manifold(linear_vae, (8, 8), n=50) is not None       # the largest allowed
     assert plots.plot_reconstructions(linear_vae, np.zeros((5, 64)), (8, 8), n=700) is not None   # 10 pictures
+    # 1250 images in rows of 1000: two rows of pairs, 4000 pictures with the blank padding
+    monkeypatch.setattr(linear_vae, "decode", never)
+    with pytest.raises(TinyVAEError, match=r"plot_reconstructions with n=1000, rows=2 asks for 4000 pictures"):
+        plots.plot_reconstructions(linear_vae, np.zeros((1250, 64)), (8, 8), n=1000)

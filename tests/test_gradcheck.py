@@ -134,3 +134,6 @@ def test_passed_without_parentheses_is_the_verdict_not_a_bound_method():
     with pytest.raises(AssertionError):
         assert bad.passed
     assert "False (max relative error 1.00e-03" in repr(bad.passed)
+    assert bad.passed == False and good.passed == True and good.passed != False  # noqa: E712 (as students write it)
+    numpy_error = GradReport([GradRow("W", (2,), np.float64(1e-9), (0,), 1.0, 1.0)])
+    assert bool(numpy_error.passed) is True and numpy_error.passed() is True      # a bool, not numpy.bool_

@@ -255,10 +255,17 @@ def test_text_cells_fit_a_narrow_terminal(monkeypatch, capsys):
         assert _fit_text(source, width=200) == source                 # a wide terminal: as written
     item = _fit_text("- a list item that is much too long for the terminal's width here", width=30)
     assert item.splitlines()[1].startswith("  ") and item.startswith("- a list")
-    # in the stepper: the terminal's width; no terminal (a pipe, a file): the text as written
+    # a prose line that begins with a norm, ||J v||, is prose, not a table row (lesson 4)
+    norm = "||J_r v_k|| with J_r the Jacobian of the reconstruction, for each direction v_k in turn"
+    assert all(len(ln) <= 40 for ln in _fit_text(norm, width=40).splitlines())
+    assert _fit_text("| a | b |\n| --- | --- |", width=5) == "| a | b |\n| --- | --- |"
+    # in the stepper: the terminal's width; no terminal (a pipe, a file, even with $COLUMNS
+    # exported): the text as written
+    from tinyvae import lessons
     monkeypatch.setattr(shutil, "get_terminal_size", lambda fallback: os.terminal_size((50, 20)))
+    monkeypatch.setattr(lessons, "_stdout_is_terminal", lambda: True)
     assert _fit_text(cells[0]) == _fit_text(cells[0], width=49)
-    monkeypatch.setattr(shutil, "get_terminal_size", lambda fallback: os.terminal_size(fallback))
+    monkeypatch.setattr(lessons, "_stdout_is_terminal", lambda: False)
     assert _fit_text(cells[0]) == cells[0]
 
 

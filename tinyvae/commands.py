@@ -220,10 +220,13 @@ def arithmetic():
     blas = "unknown BLAS"
     try:
         from threadpoolctl import threadpool_info
-        # NumPy's own BLAS: SciPy, once loaded, brings another OpenBLAS that may be listed first
+        # NumPy's own BLAS, inside its package (numpy.libs beside it in a wheel): SciPy, once
+        # loaded, brings another OpenBLAS that may be listed first
+        package = PurePath(np.__file__).parent
+        homes = (package, package.parent / "numpy.libs")
         found = [i for i in threadpool_info() if i.get("user_api") == "blas"]
-        numpys = [i for i in found if any(p.startswith("numpy") for p in PurePath(str(i.get("filepath", ""))).parts)]
-        info = (numpys or found or [None])[0]
+        numpys = [i for i in found if any(home in PurePath(str(i.get("filepath", ""))).parents for home in homes)]
+        info = numpys[0] if len(numpys) == 1 else None          # else: a system BLAS, not told apart
         if info is not None:
             blas = " ".join(str(info.get(k)) for k in ("internal_api", "version", "architecture") if info.get(k))
     except Exception:                 # pragma: no cover - threadpoolctl comes with scikit-learn
@@ -676,7 +679,8 @@ def _resume(args):
     if args.checkpoint_every is not None:
         opts["checkpoint_every"] = positive_int("--checkpoint-every", args.checkpoint_every)
     cores = usable_cores()
-    differ = "; from here on its results differ in the last bits from an uninterrupted run's"
+    differ = ("; from here on its results differ from an uninterrupted run's, in the last bits at first "
+              "and by more over many epochs")
     if opts.get("threads", 1) > cores:           # saved on a bigger machine: more would only slow it
         print(f"note: the run was started with --threads {opts['threads']}; this machine has {cores} "
               f"core{'' if cores == 1 else 's'}, so this session uses --threads {cores} (the run keeps "

@@ -205,16 +205,22 @@ def _rule(title, width=None):
 _LIST_ITEM = re.compile(r"^([-*] |\d+[.)] )")
 
 
+def _stdout_is_terminal():
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):            # replaced, or closed
+        return False
+
+
 def _fit_text(text, width=None):
     """A text cell as the terminal can show it: each paragraph of prose with a line wider than
     the terminal is wrapped to its width (a list item keeps its hanging indent); indented lines
     (formulas, code), headings and tables are shown as written, and so is every paragraph when
     the output is no terminal, or one wide enough."""
     if width is None:
-        columns = shutil.get_terminal_size((0, 0)).columns     # $COLUMNS, else the terminal's
-        if columns <= 0:
+        if not _stdout_is_terminal():
             return text
-        width = max(20, columns - 1)
+        width = max(20, shutil.get_terminal_size((80, 24)).columns - 1)
     out, paragraph = [], []
 
     def flush():
@@ -229,7 +235,8 @@ def _fit_text(text, width=None):
         paragraph.clear()
 
     for ln in text.splitlines():
-        prose = ln.strip() and not ln[0].isspace() and not ln.startswith(("#", "|", "```"))
+        table = ln.startswith("| ") or (ln.startswith("|") and ln.rstrip().endswith("|") and not ln.startswith("||"))
+        prose = ln.strip() and not ln[0].isspace() and not ln.startswith(("#", "```")) and not table
         if prose and _LIST_ITEM.match(ln):
             flush()                                    # a list item starts a paragraph of its own
         if prose:

@@ -106,7 +106,8 @@ def plot_reconstructions(model, x, image_shape, n=10, rows=2, *, title=None):
     image_shape = _image_shape(image_shape)
     x = np.asarray(x)
     x = (x[None, :] if x.ndim == 1 else x)[:n * rows]    # a single image as one row
-    _check_pictures(2 * x.shape[0], f"plot_reconstructions with n={n}, rows={rows}")
+    columns = max(1, min(n, x.shape[0]))
+    _check_pictures(2 * columns * -(-x.shape[0] // columns), f"plot_reconstructions with n={n}, rows={rows}")
     x_hat = reconstruct(model, x)
     ncols = min(n, x.shape[0])
     pairs = []
