@@ -334,6 +334,12 @@ def test_the_estimators_check_their_data_as_the_model_does():
             call()
     with pytest.raises(TinyVAEError, match="k must be a positive integer, got 10.5"):
         est.naive_log_likelihood(vae, pixels / 255, k=10.5)
+    f = est.DecoderLogLikelihood(vae, pixels[:1] / 255)                  # no samples: one error, not an empty answer
+    for call, match in ((lambda: est.elbo_terms(vae, pixels / 255, np.zeros((0, 3, 2))), "eps holds no samples"),
+                        (lambda: f.value(np.zeros((0, 2))), "z holds no rows"),
+                        (lambda: f.grad(np.zeros((0, 2))), "z holds no rows")):
+        with pytest.raises(TinyVAEError, match=match):
+            call()
     lin = linear_vae()
     x = np.random.default_rng(1).standard_normal((4, 8))
     for f in (lg.log_marginal_likelihood, lg.expected_elbo, lg.kl_to_posterior):

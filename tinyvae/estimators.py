@@ -189,6 +189,8 @@ def elbo_terms(vae, x, eps):
     if eps.ndim != 3 or eps.shape[1:] != (N, Z):
         raise TinyVAEError(f"eps must have shape (S, {N}, {Z}), got {eps.shape}")
     S = eps.shape[0]
+    if S == 0:
+        raise TinyVAEError(f"eps holds no samples (shape {eps.shape}); give at least one, (S, {N}, {Z})")
     mu, logvar = (a.astype(np.float64) for a in vae.encode(x))  # (N, Z) each
     z = mu + np.exp(0.5 * logvar) * eps                         # (S, N, Z)
     log_px_z = np.empty((S, N))
@@ -242,7 +244,7 @@ class DecoderLogLikelihood:
         self.x = _check_x(vae, x)[0].astype(vae.dtype)                     # (D,)
 
     def value(self, z):
-        z = np.atleast_2d(z)                                                # (S, Z)
+        z = self.vae._input(z, "z", dim=self.vae.latent_dim)                # (S, Z), at least one row
         out = np.empty(z.shape[0])
         for s in range(0, z.shape[0], self._chunk()):                       # memory: a chunk of rows at a time
             zs = z[s:s + self._chunk()]
@@ -251,7 +253,7 @@ class DecoderLogLikelihood:
 
     def grad(self, z):
         vae = self.vae
-        z = np.ascontiguousarray(np.atleast_2d(z), dtype=vae.dtype)         # (S, Z)
+        z = np.ascontiguousarray(vae._input(z, "z", dim=vae.latent_dim))   # (S, Z), at least one row
         out = np.empty(z.shape)
         for s in range(0, z.shape[0], self._chunk()):
             o, cache = vae.decoder.forward(z[s:s + self._chunk()])          # (chunk, D)
