@@ -245,18 +245,18 @@ class DecoderLogLikelihood:
 
     def value(self, z):
         z = self.vae._input(z, "z", dim=self.vae.latent_dim)                # (S, Z), at least one row
-        out = np.empty(z.shape[0])
-        for s in range(0, z.shape[0], self._chunk()):                       # memory: a chunk of rows at a time
-            zs = z[s:s + self._chunk()]
+        out, chunk = np.empty(z.shape[0]), self._chunk()                    # memory: a chunk of rows at a time
+        for s in range(0, z.shape[0], chunk):
+            zs = z[s:s + chunk]
             out[s:s + zs.shape[0]] = log_px_given_z(self.vae, np.broadcast_to(self.x, (zs.shape[0], self.x.size)), zs)
         return out
 
     def grad(self, z):
         vae = self.vae
         z = np.ascontiguousarray(vae._input(z, "z", dim=vae.latent_dim))   # (S, Z), at least one row
-        out = np.empty(z.shape)
-        for s in range(0, z.shape[0], self._chunk()):
-            o, cache = vae.decoder.forward(z[s:s + self._chunk()])          # (chunk, D)
+        out, chunk = np.empty(z.shape), self._chunk()
+        for s in range(0, z.shape[0], chunk):
+            o, cache = vae.decoder.forward(z[s:s + chunk])                  # (chunk, D)
             xs = np.ascontiguousarray(np.broadcast_to(self.x, o.shape))
             # d log p / d o (scale -1 of the decoder's d(-log p)/d o): x - sigmoid(l) for the
             # Bernoulli decoder, (x - o) / sigma2 for the Gaussian
