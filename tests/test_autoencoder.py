@@ -1,7 +1,9 @@
 """The autoencoder family of ch. 14: gradients against finite differences, loss values against
 formulas computed here, and what each regularizer is for (PCA subspace, denoising field,
 contraction), on small data so the file runs in seconds."""
+import copy
 import json
+import pickle
 
 import numpy as np
 import pytest
@@ -448,3 +450,26 @@ def test_settings_are_read_from_the_config_and_cannot_drift_from_it():
     assert ae.denoising and ae.noise_std == 0.2 and ae.sparse_l1 == 0.1
     vae.beta = 0.5                                  # the one that may change between epochs
     assert vae.config["beta"] == 0.5
+
+
+def test_the_config_itself_is_read_only_and_reads_as_a_dict():
+    """vae.config["latent_dim"] = 3 (or config.update, or a hidden width appended) got round the
+    refusal above: the saved config then disagreed with the model's arrays."""
+    vae = tv.VAE(6, hidden_dims=(4,), latent_dim=2)
+    before = json.dumps(vae.config)
+    for change in (lambda c: c.__setitem__("latent_dim", 3), lambda c: c.update(latent_dim=3),
+                   lambda c: c.pop("seed"), lambda c: c.setdefault("extra", 1), lambda c: c.clear(),
+                   lambda c: c.__delitem__("seed"), lambda c: c.popitem()):
+        with pytest.raises(TinyVAEError, match="model.config is read-only"):
+            change(vae.config)
+    with pytest.raises(TinyVAEError, match="model.config is read-only"):
+        vae.config = {}
+    with pytest.raises(AttributeError):
+        vae.config["hidden_dims"].append(5)        # the widths are a tuple
+    assert json.dumps(vae.config) == before
+    twin = tv.VAE(**{**vae.config, "latent_dim": 3})       # how to build the model meant
+    assert twin.latent_dim == 3 and vae.latent_dim == 2
+    for copied in (copy.deepcopy(vae.config), pickle.loads(pickle.dumps(vae.config)), dict(vae.config)):
+        assert copied == vae.config
+    vae.beta = 0.25                                 # beta still changes, through its own setter
+    assert json.loads(json.dumps(vae.config))["beta"] == 0.25

@@ -51,7 +51,7 @@ from . import kernels
 from .data import as_generator
 from .errors import TinyVAEError, scale_advice
 from .layers import MLP, mlp_shapes, scratch
-from .model import (Model, Setting, check_dtype, check_hidden_dims, check_nonneg_float,
+from .model import (Config, Model, Setting, check_dtype, check_hidden_dims, check_nonneg_float,
                     check_positive_int, check_seed)
 
 LOSSES = ("mse", "bce")
@@ -116,7 +116,7 @@ class Autoencoder(Model):
         if mask_prob >= 1:
             raise TinyVAEError(f"mask_prob is the probability of zeroing an input and must be "
                                f"below 1, got {mask_prob!r}")
-        self.config = dict(input_dim=D, hidden_dims=list(hidden), code_dim=C, activation=activation,
+        self._config = Config(input_dim=D, hidden_dims=hidden, code_dim=C, activation=activation,
                            loss=loss, sparse_l1=check_nonneg_float("sparse_l1", sparse_l1),
                            contractive=contractive,
                            noise_std=check_nonneg_float("noise_std", noise_std),

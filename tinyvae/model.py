@@ -6,7 +6,7 @@ optimizer updates every parameter in one fused pass over ``flat``. The protocol 
 checker rely on it):
 
     kind                       "vae" | "ae": which class to rebuild from a checkpoint
-    config                     dict of the constructor's keyword arguments (JSON-serialisable)
+    config                     the constructor's keyword arguments, a read-only dict (JSON-serialisable)
     input_dim, dtype           D, and float32 | float64
     params, grads              dicts of live views into ``flat`` and ``grad_flat``
     loss_and_grads(x, ...)     (loss, grads) with every noise passed in explicitly
@@ -126,10 +126,40 @@ class Setting:
                            "with new.flat[...] = old.flat if the shapes agree)")
 
 
+class Config(dict):
+    """A model's settings: the constructor's keyword arguments, read-only (hidden widths as
+    tuples). It reads, compares, copies and serialises as a dict; ``dict(model.config)`` is a
+    plain one to change and build another model from. Writing into it would give a model whose
+    arrays, saved config and printout disagree, as assigning a setting would (see Setting)."""
+
+    def _refuse(self, *args, **kwargs):
+        raise TinyVAEError("model.config is read-only: the settings are fixed when the model is built; build "
+                           "another, e.g. tv.VAE(**{**vae.config, 'latent_dim': 3}) (and copy the weights with "
+                           "new.flat[...] = old.flat if the shapes agree)")
+
+    __setitem__ = __delitem__ = __ior__ = update = pop = popitem = clear = setdefault = _refuse
+
+    def __reduce__(self):                        # copy and pickle rebuild it whole, not key by key
+        return Config, (dict(self),)
+
+    def _set(self, name, value):
+        """For the model's own changeable settings (VAE.beta) only."""
+        dict.__setitem__(self, name, value)
+
+
 class Model:
     """Base class: flat parameter storage, config, input validation."""
 
     kind = "model"
+
+    @property
+    def config(self):
+        """The constructor's keyword arguments, a read-only dict, as ``save`` writes them."""
+        return self._config
+
+    @config.setter
+    def config(self, value):
+        Config._refuse(value)
 
     def _allocate(self, shapes, dtype):
         """Create ``flat``/``params`` and ``grad_flat``/``grads`` for the named shapes."""

@@ -51,7 +51,7 @@ from . import kernels
 from .data import as_generator
 from .errors import TinyVAEError, scale_advice
 from .layers import INITS, MLP, mlp_shapes, scratch
-from .model import (Model, Setting, check_dtype, check_hidden_dims, check_nonneg_float,
+from .model import (Config, Model, Setting, check_dtype, check_hidden_dims, check_nonneg_float,
                     check_positive_int, check_seed)
 
 LIKELIHOODS = ("bernoulli", "gaussian")
@@ -131,11 +131,11 @@ class VAE(Model):
             raise TinyVAEError(f"learn_sigma2 must be True or False, got {learn_sigma2!r}")
         if learn_sigma2 and likelihood != "gaussian":
             raise TinyVAEError("learn_sigma2=True needs likelihood='gaussian'")
-        self.config = dict(input_dim=D, hidden_dims=list(hidden), latent_dim=Z, likelihood=likelihood,
+        self._config = Config(input_dim=D, hidden_dims=hidden, latent_dim=Z, likelihood=likelihood,
                            activation=activation, beta=check_nonneg_float("beta", beta),
                            sigma2=check_nonneg_float("sigma2", sigma2, positive=True),
                            learn_sigma2=bool(learn_sigma2), seed=check_seed(seed),
-                           dtype=check_dtype(dtype).name, decoder_hidden_dims=list(dec_hidden), init=init)
+                           dtype=check_dtype(dtype).name, decoder_hidden_dims=dec_hidden, init=init)
         self.beta = self.config["beta"]                       # checked against the dtype's range
         lo, hi = _sigma2_range(self.config["dtype"])
         if likelihood == "gaussian" and not lo <= self.config["sigma2"] <= hi:
@@ -172,7 +172,7 @@ class VAE(Model):
             raise TinyVAEError(f"beta={beta:g} is too large for a {self.config['dtype']} model (at most {top:.1e}: "
                                "beta times the KL and its gradient must stay finite); choose a smaller beta (or, "
                                "in Python, a model with dtype='float64')")
-        self.config["beta"] = beta
+        self.config._set("beta", beta)
 
     @property
     def sigma2(self):
