@@ -681,6 +681,22 @@ def test_elbo_and_evaluate_take_an_integer_seed_as_the_same_generator():
             vae.elbo(x, rng=bad)
 
 
+def test_sample_and_log_likelihood_take_a_generator_as_their_seed():
+    """sample(seed=rng) had refused a Generator, which elbo's and evaluate's rng take: a loop
+    drawing batches from one stream had to invent a seed per call."""
+    vae = tv.VAE(input_dim=5, hidden_dims=(4,), latent_dim=2, seed=3)
+    x = np.random.default_rng(1).uniform(size=(6, 5))
+    assert np.array_equal(vae.sample(4, seed=np.random.default_rng(9)), vae.sample(4, seed=9))
+    rng = np.random.default_rng(9)
+    first, second = vae.sample(4, seed=rng), vae.sample(4, seed=rng)     # the stream advances
+    assert np.array_equal(first, vae.sample(4, seed=9)) and not np.array_equal(first, second)
+    assert np.array_equal(vae.log_likelihood(x, k=3, seed=np.random.default_rng(2)),
+                          vae.log_likelihood(x, k=3, seed=2))
+    rng = np.random.default_rng(2)
+    vae.log_likelihood(x, k=3, seed=rng)
+    assert not np.array_equal(vae.log_likelihood(x, k=3, seed=rng), vae.log_likelihood(x, k=3, seed=2))
+
+
 def test_evaluate_is_the_exact_kl_plus_a_one_sample_reconstruction_term():
     """evaluate's KL is the closed form (no noise); its rec is -log p(x|z) at one z per example,
     so over many seeds it averages to the Monte Carlo mean of the by-hand Bernoulli NLL."""

@@ -345,11 +345,12 @@ class VAE(Model):
         the importance-weighted estimate from the same draws, for every example and every k (up
         to rounding, about 1e-13, when the k weights are all but equal).
 
+        ``seed``: an integer (or a list of them), or a NumPy Generator, which the draws advance.
         ``progress``: a tqdm bar over the N k draws (on a terminal or in a notebook): k = 5000
         for 1000 images of 784 pixels takes minutes."""
         x = self._data(x)
         k = check_positive_int("k", k)
-        rng = np.random.default_rng(check_seed(seed, allow_sequence=True))
+        rng = _generator(seed)
         if max_rows is not None:
             max_rows = check_positive_int("max_rows", max_rows)
         N, Z = x.shape[0], self.latent_dim
@@ -394,9 +395,10 @@ class VAE(Model):
     def sample(self, n, seed=0, mean=True):
         """n new examples, (n, D): z ~ N(0, I), then the mean of p(x|z) (or a draw from it if not mean).
 
-        The same ``seed`` (default 0) gives the same examples: pass seed=1, 2, ... for others."""
+        The same ``seed`` (default 0) gives the same examples: pass seed=1, 2, ... for others, or
+        one NumPy Generator, ``rng = np.random.default_rng(0)``, to every call (as ``elbo``'s ``rng``)."""
         n = check_positive_int("n", n)
-        rng = np.random.default_rng(check_seed(seed))
+        rng = _generator(seed)
         z = rng.standard_normal((n, self.latent_dim))                 # (n, Z)
         m = self.decode(z)                                             # (n, D)
         if mean:
@@ -453,6 +455,18 @@ class VAE(Model):
 
 # --------------------------------------------------------------------------------------------
 # the gradient-check table of ``tinyvae gradcheck --model vae``
+
+def _generator(seed):
+    """A NumPy Generator given as ``seed`` is used as it is (its draws advance it); an integer,
+    or a list of them, seeds a new one."""
+    if isinstance(seed, np.random.Generator):
+        return seed
+    try:
+        return np.random.default_rng(check_seed(seed, allow_sequence=True))
+    except TinyVAEError:
+        raise TinyVAEError(f"seed must be a non-negative integer (or a list of them) or a NumPy Generator, "
+                           f"got {seed!r}") from None
+
 
 def gradcheck_configs():
     """(name, VAE keyword arguments) for every configuration the gradient checks cover."""
