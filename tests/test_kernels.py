@@ -525,3 +525,40 @@ def test_without_a_writable_cache_the_kernels_compile_each_run_with_a_warning():
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["1", "False", "[[0.0,", "2.0]]"], r.stdout
+
+
+# every public kernel with (N, F) outputs: (inputs by name, the outputs that may be passed in)
+_IN_PLACE = [
+    (lambda a, out=None: K.activation(a, "tanh", out=out), ("a",), ("out",)),
+    (lambda h, out=None: K.activation_deriv(h, "sigmoid", out=out), ("h",), ("out",)),
+    (lambda h, out=None: K.activation_second(h, "tanh", out=out), ("h",), ("out",)),
+    (lambda a, out=None: K.bias_activation(a, np.linspace(-1, 1, a.shape[1]), "softplus", out=out), ("a",), ("out",)),
+    (lambda dh, h, da=None: K.activation_backward(dh, h, "sigmoid", da=da), ("dh", "h"), ("da",)),
+    (lambda logits, x, dlogits=None, work=None: K.bernoulli_nll_grad(logits, x, 0.5, dlogits=dlogits, work=work),
+     ("logits", "x"), ("dlogits", "work")),
+    (lambda mean, x, dmean=None: K.gaussian_nll_grad(mean, x, 0.7, 0.5, dmean=dmean), ("mean", "x"), ("dmean",)),
+    (lambda mu, logvar, eps, z=None: K.reparameterize(mu, logvar, eps, z=z), ("mu", "logvar", "eps"), ("z",)),
+    (lambda dz, mu, logvar, eps, dmu=None, dlogvar=None: K.reparameterize_backward(dz, mu, logvar, eps, 0.7,
+                                                                                   dmu=dmu, dlogvar=dlogvar),
+     ("dz", "mu", "logvar", "eps"), ("dmu", "dlogvar")),
+]
+
+
+@pytest.mark.parametrize("backend_name", K.BACKENDS)
+@pytest.mark.parametrize("case", range(len(_IN_PLACE)))
+def test_an_output_written_over_an_input_gives_the_same_results(backend_name, backend, case):
+    """reparameterize(mu, logvar, eps, z=mu) had given a wrong KL under numba (z written before
+    mu was read for the KL), and reparameterize_backward(..., dmu=dz) a wrong dlogvar; the twins
+    were right. Every (output, input) pair of the same shape is tried, in place."""
+    backend(backend_name)
+    kernel, inputs, outs = _IN_PLACE[case]
+    r = np.random.default_rng(case)
+    given = {name: r.uniform(0.05, 0.95, size=(3, 11)) for name in inputs}   # valid for every input
+    expected = kernel(**{k: v.copy() for k, v in given.items()})
+    expected = expected if isinstance(expected, tuple) else (expected,)
+    for out in outs:
+        for name in inputs:
+            args = {k: v.copy() for k, v in given.items()}
+            got = kernel(**args, **{out: args[name]})
+            for a, b in zip(got if isinstance(got, tuple) else (got,), expected):
+                np.testing.assert_array_equal(a, b, err_msg=f"{out}={name}")

@@ -478,11 +478,11 @@ def bernoulli_nll_terms_nb(logits, x, scale, terms, dlogits):
     zero, one = real(0), real(1)
     for i in range(n):
         for j in range(d):
-            l = logits[i, j]
+            l, xi = logits[i, j], x[i, j]                   # read first: an out may be an input
             e = exp_nonpositive(-abs(l))                     # in (0, 1]: never overflows
-            terms[i, j] = (max(l, zero) - x[i, j] * l) + log1p_unit(e)     # the order of the twin
+            terms[i, j] = (max(l, zero) - xi * l) + log1p_unit(e)          # the order of the twin
             s = (one if l >= zero else e) / (one + e)       # sigmoid(l)
-            dlogits[i, j] = scale * (s - x[i, j])
+            dlogits[i, j] = scale * (s - xi)
 
 
 @njit(**JIT)
@@ -533,9 +533,9 @@ def reparameterize_nb(mu, logvar, eps, z, kl):
     for i in range(n):
         total = 0.0                                     # a row's sum in float64, as in the twin
         for j in range(k):
-            lv = logvar[i, j]
-            z[i, j] = mu[i, j] + math.exp(half * lv) * eps[i, j]
-            total += half * (mu[i, j] * mu[i, j] + math.expm1(lv) - lv)     # expm1: see the twin
+            m, lv = mu[i, j], logvar[i, j]              # read before z is written: z may be mu
+            z[i, j] = m + math.exp(half * lv) * eps[i, j]
+            total += half * (m * m + math.expm1(lv) - lv)                    # expm1: see the twin
         kl[i] = total
 
 
@@ -546,9 +546,9 @@ def reparameterize_backward_nb(dz, mu, logvar, eps, kl_scale, dmu, dlogvar):
     half, c = real(0.5), real(kl_scale)
     for i in range(n):
         for j in range(k):
-            lv = logvar[i, j]
-            dmu[i, j] = dz[i, j] + c * mu[i, j]
-            dlogvar[i, j] = dz[i, j] * eps[i, j] * half * math.exp(half * lv) + c * half * math.expm1(lv)
+            g, m, lv, e = dz[i, j], mu[i, j], logvar[i, j], eps[i, j]   # read first: an out may be an input
+            dmu[i, j] = g + c * m
+            dlogvar[i, j] = g * e * half * math.exp(half * lv) + c * half * math.expm1(lv)
 
 
 @njit(**JIT)
