@@ -1145,10 +1145,16 @@ def test_clearer_messages_about_run_directories(tmp_path, rejected, capsys):
 def test_ctrl_c_while_the_command_starts_is_reported_without_a_traceback(tmp_path, delay):
     """The library (numba, matplotlib) loads in main's first half second; a Ctrl-C then printed a
     traceback, or crashed the interpreter inside a C extension's import. The child says when its
-    main() is about to run, so the signal lands after Python's own start-up, whatever the load."""
+    main() has begun, so the signal lands after Python's own start-up, whatever the load."""
     import time
+    # 'ready' is said from inside main's handling, so a signal landing right after it is main's
+    # to report (said before main, the signal could land between the two lines of the script)
     script = ("import sys, tinyvae.cli as cli\n"
-              "print('ready', file=sys.stderr, flush=True)\n"
+              "command = cli._main\n"
+              "def announced(argv):\n"
+              "    print('ready', file=sys.stderr, flush=True)\n"
+              "    return command(argv)\n"
+              "cli._main = announced\n"
               f"sys.exit(cli.main(['train', '--epochs', '2000', '--no-figures', '--out', {str(tmp_path / 'r')!r},"
               " '--hidden', '32', '--no-progress']))\n")
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,

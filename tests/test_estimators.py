@@ -346,3 +346,22 @@ def test_the_estimators_check_their_data_as_the_model_does():
         np.testing.assert_allclose(f(lin, x[0]), f(lin, x)[:1], rtol=1e-12)      # one image, 1-D
         with pytest.raises(TinyVAEError, match=r"x must have shape \(N, 8\), got \(4, 7\)"):
             f(lin, x[:, :7])
+
+
+def test_closed_forms_and_objectives_keep_no_live_view_of_what_they_were_given():
+    """linear_gaussian.marginal returned a float64 model's dec.b0 itself (a saved mean became the
+    trained one, and b -= 3 moved the model); Quadratic kept the caller's a by reference."""
+    vae = tv.VAE(3, hidden_dims=(), latent_dim=2, likelihood="gaussian", dtype="float64")
+    vae.params["dec.b0"][...] = [0.5, -0.25, 2.0]
+    b, C = lg.marginal(vae)
+    before = vae.flat.copy()
+    b -= 3.0
+    C[...] = 0.0
+    assert np.array_equal(vae.flat, before)
+    vae.params["dec.b0"][...] += 1.0                 # training moves the model, not the result
+    assert np.array_equal(b, [-2.5, -3.25, -1.0])
+    a = np.array([2.0, -1.0])
+    f = est.Quadratic(a, [1.0, 4.0])
+    value = f.value(np.zeros((1, 2)))
+    a[...] = 0.0
+    assert np.array_equal(f.value(np.zeros((1, 2))), value)

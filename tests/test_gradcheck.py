@@ -137,3 +137,20 @@ def test_passed_without_parentheses_is_the_verdict_not_a_bound_method():
     assert bad.passed == False and good.passed == True and good.passed != False  # noqa: E712 (as students write it)
     numpy_error = GradReport([GradRow("W", (2,), np.float64(1e-9), (0,), 1.0, 1.0)])
     assert bool(numpy_error.passed) is True and numpy_error.passed() is True      # a bool, not numpy.bool_
+
+
+def test_an_interrupted_numerical_gradient_leaves_the_array_as_it_was():
+    """A Ctrl-C (or an error) inside loss() had left one weight moved by h for good."""
+    w = np.array([0.5, -1.0, 2.0])
+    before = w.copy()
+    calls = []
+
+    def loss():
+        calls.append(w.copy())
+        if len(calls) == 4:                          # the second entry's minus side
+            raise KeyboardInterrupt
+        return float(np.sum(w ** 2))
+    with pytest.raises(KeyboardInterrupt):
+        numerical_gradient(loss, w)
+    assert not np.array_equal(calls[-1], before)     # it was interrupted with an entry moved
+    assert np.array_equal(w, before)

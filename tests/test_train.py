@@ -1,6 +1,9 @@
 """fit and the Trainer: same seed same bits, continuation, history, Ctrl-C mid-epoch, NaN stops."""
+import copy
 import signal
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -895,3 +898,65 @@ def test_arguments_in_the_wrong_order_or_of_the_wrong_kind_say_what_to_pass(digi
             call()
     tv.fit(vae, x[:256], epochs=1, progress=False)
     assert repr(vae.trainer).startswith("<Trainer: epoch 1 done, 2 steps, adam lr=0.001, batch_size=128")
+
+
+def test_a_state_dict_is_a_snapshot_that_training_does_not_change():
+    """Trainer.state_dict() had returned the optimizer's live moments and the live running sums:
+    a snapshot kept in a callback drifted with the run, and resuming from it did not resume."""
+    x = np.random.default_rng(0).uniform(size=(96, 12)).astype(np.float32)
+    for optimizer in ("adam", "sgd"):
+        vae = tv.VAE(12, hidden_dims=(8,), latent_dim=2)
+        kept = {}
+
+        def remember(t):
+            if t.n_steps == 2:
+                kept["snapshot"] = t.state_dict()
+                kept["arrays"] = {k: np.array(v, copy=True) for k, v in t.optimizer.__dict__.items()
+                                  if isinstance(v, np.ndarray)}
+                kept["sums"] = dict(t.sums)
+        tv.fit(vae, x, epochs=1, batch_size=16, optimizer=optimizer, progress=False, callback=remember)
+        meta, arrays = kept["snapshot"]
+        assert kept["arrays"] and meta["sums"] == kept["sums"] and meta["step"] == 2
+        for name, then in kept["arrays"].items():
+            assert np.array_equal(arrays[name], then), (optimizer, name)      # as it was at step 2
+            assert not np.array_equal(arrays[name], getattr(vae.trainer.optimizer, name)), (optimizer, name)
+
+
+class _HeldArray:
+    """An input that holds the thread converting it until ``release`` is set, so that another
+    thread can be made to call in while the first is inside the model."""
+
+    def __init__(self, x):
+        self.x, self.inside, self.release = x, threading.Event(), threading.Event()
+
+    def __array__(self, dtype=None, copy=None):
+        self.inside.set()
+        assert self.release.wait(10)
+        return self.x if dtype is None else self.x.astype(dtype)
+
+
+@pytest.mark.parametrize("kind", ["vae", "ae"])
+def test_two_threads_computing_one_models_gradients_are_refused_not_mixed(kind):
+    """Threads sharing one model's loss_and_grads had got wrong losses (17 of 80 in a trial),
+    without an error: the model has one set of work buffers and gradients. The second thread is
+    now refused; other threads' results are the serial ones, and other models are independent."""
+    r = np.random.default_rng(0)
+    x = r.uniform(size=(32, 10)).astype(np.float32)
+    model = (tv.VAE(10, hidden_dims=(8,), latent_dim=2) if kind == "vae"
+             else tv.Autoencoder(10, hidden_dims=(8,), code_dim=2))
+    extra = (r.standard_normal((32, 2)).astype(np.float32),) if kind == "vae" else ()
+    serial, serial_grads = model.loss_and_grads(x, *extra)[0], model.grad_flat.copy()
+    held = _HeldArray(x)
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(lambda: model.loss_and_grads(held, *extra)[0])
+        assert held.inside.wait(10)                       # the first thread is inside the model
+        for call in (lambda: model.loss_and_grads(x, *extra),
+                     lambda: model.training_loss_and_grads(x, np.random.default_rng(1))):
+            with pytest.raises(TinyVAEError, match="computing gradients in another thread.*its own model"):
+                call()
+        twin = copy.deepcopy(model)                       # another model is free meanwhile
+        assert twin.loss_and_grads(x, *extra)[0] == serial
+        held.release.set()
+        assert first.result(10) == serial
+    assert np.array_equal(model.grad_flat, serial_grads)
+    assert model.loss_and_grads(x, *extra)[0] == serial   # and the model is free again

@@ -52,7 +52,7 @@ from .data import as_generator
 from .errors import TinyVAEError, scale_advice
 from .layers import MLP, mlp_shapes, scratch
 from .model import (Config, Model, Setting, check_dtype, check_hidden_dims, check_nonneg_float,
-                    check_positive_int, check_seed)
+                    check_positive_int, check_seed, one_thread_at_a_time)
 
 LOSSES = ("mse", "bce")
 
@@ -211,6 +211,7 @@ class Autoencoder(Model):
     # ----------------------------------------------------------------------------------------
     # the loss and its gradient
 
+    @one_thread_at_a_time
     def loss_and_grads(self, x, x_input=None):
         """loss = mean_n [L(x_n, g(f(x_input_n))) + Omega_n] and its exact gradient.
 
@@ -272,6 +273,7 @@ class Autoencoder(Model):
         rec = 0.5 * np.einsum("nd,nd->n", r_minus_x, r_minus_x)                # 1/2 ||r - x||^2
         return rec, np.multiply(r_minus_x, scale, out=r_minus_x)               # scale * dL/dr, dL/dr = r - x
 
+    @one_thread_at_a_time
     def training_loss_and_grads(self, x, rng):
         """One training step's loss and gradients (used by ``fit``).
 

@@ -219,7 +219,7 @@ class Quadratic:
         dE/dmu = -c (mu - a),    dE/dlogvar = -c sigma^2 / 2."""
 
     def __init__(self, a, c=1.0):
-        self.a = np.atleast_1d(np.asarray(a, dtype=np.float64))
+        self.a = np.atleast_1d(np.array(a, dtype=np.float64))             # copies of a and c
         self.c = np.broadcast_to(np.asarray(c, dtype=np.float64), self.a.shape).copy()
 
     def value(self, z):

@@ -42,11 +42,13 @@ def numerical_gradient(loss, array, h=DEFAULT_H):
     grad = np.zeros(array.shape, dtype=np.float64)
     for idx in np.ndindex(array.shape):
         old = array[idx]
-        array[idx] = old + h
-        plus = loss()
-        array[idx] = old - h
-        minus = loss()
-        array[idx] = old
+        try:
+            array[idx] = old + h
+            plus = loss()
+            array[idx] = old - h
+            minus = loss()
+        finally:                       # a Ctrl-C (or an error) in loss() leaves no weight moved
+            array[idx] = old
         grad[idx] = (plus - minus) / (2 * h)
     return grad
 

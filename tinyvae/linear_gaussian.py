@@ -40,7 +40,7 @@ def _parts(vae):
     if vae.encoder.n_layers != 1 or vae.decoder.n_layers != 1 or vae.likelihood != "gaussian":
         raise TinyVAEError("closed-form results need the linear-Gaussian VAE: "
                            "VAE(..., hidden_dims=(), likelihood='gaussian')")
-    p = {k: np.asarray(v, dtype=np.float64) for k, v in vae.params.items()}
+    p = {k: np.array(v, dtype=np.float64) for k, v in vae.params.items()}   # copies, never the live views
     return p["enc.W0"], p["enc.b0"], p["dec.W0"], p["dec.b0"], float(vae.sigma2)
 
 

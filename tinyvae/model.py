@@ -14,7 +14,14 @@ checker rely on it):
                                (loss, grads, terms): one training step on a checked batch, noise
                                drawn from ``rng``; terms is a dict of floats (VAE: rec, kl)
     evaluate(x, rng=None)      {"loss": ..., **terms}: batch means over x, no gradients
+
+Threads may share a model to encode, evaluate or sample; its gradient methods, which write its
+one set of work buffers and gradients, take one thread at a time (a second is refused): train
+in parallel with one model per thread.
 """
+import functools
+import threading
+
 import numpy as np
 
 from .errors import TinyVAEError
@@ -126,6 +133,24 @@ class Setting:
                            "with new.flat[...] = old.flat if the shapes agree)")
 
 
+def one_thread_at_a_time(method):
+    """For the gradient methods: they write the model's one set of work buffers and gradients,
+    so two threads inside them at once would mix each other's numbers without a sign. The
+    second is refused instead. (The other methods allocate their own arrays: any number of
+    threads may encode, evaluate or sample with one model.)"""
+    @functools.wraps(method)
+    def guarded(model, *args, **kwargs):
+        if not model._computing.acquire(blocking=False):
+            raise TinyVAEError(f"this {type(model).__name__} is computing gradients in another thread, and both would "
+                               "write its one set of work buffers and gradients; give each thread its own model "
+                               "(copy.deepcopy(model))")
+        try:
+            return method(model, *args, **kwargs)
+        finally:
+            model._computing.release()
+    return guarded
+
+
 class Config(dict):
     """A model's settings: the constructor's keyword arguments, read-only (hidden widths as
     tuples). It reads, compares, copies and serialises as a dict; ``dict(model.config)`` is a
@@ -173,6 +198,7 @@ class Model:
         self._flat, self._params = flat_views(shapes, self.dtype)
         self._grad_flat, self._grads = flat_views(shapes, self.dtype)
         self.workspace = Workspace()
+        self._computing = threading.Lock()                  # see one_thread_at_a_time
 
     # The parameters and gradients live in one flat vector each, which the layers, the optimizer
     # and a checkpoint all share: a model's arrays are written into, never replaced.

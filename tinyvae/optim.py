@@ -32,8 +32,9 @@ class SGD:
         kernels.sgd(model.flat, model.grad_flat, self.velocity, self.lr, self.momentum)
 
     def state_dict(self):
-        """The step count and the velocity, as arrays (what a checkpoint saves)."""
-        v = np.zeros(0) if self.velocity is None else self.velocity
+        """The step count and the velocity, as arrays (what a checkpoint saves): copies, which
+        training goes on without changing."""
+        v = np.zeros(0) if self.velocity is None else self.velocity.copy()   # a snapshot, not the live array
         return {"t": np.array(self.t), "velocity": v}
 
     def load_state_dict(self, state):
@@ -74,10 +75,11 @@ class Adam:
                      self.beta1, self.beta2, self.eps, self.t)
 
     def state_dict(self):
-        """The step count and the moments, as arrays (what a checkpoint saves)."""
+        """The step count and the moments, as arrays (what a checkpoint saves): copies, which
+        training goes on without changing."""
         empty = np.zeros(0)
-        return {"t": np.array(self.t), "m": empty if self.m is None else self.m,
-                "v": empty if self.v is None else self.v}
+        return {"t": np.array(self.t), "m": empty if self.m is None else self.m.copy(),   # snapshots,
+                "v": empty if self.v is None else self.v.copy()}                         # not live arrays
 
     def load_state_dict(self, state):
         self.t = int(state["t"])

@@ -307,12 +307,13 @@ class Trainer:
     # state for checkpoints: a JSON-able dict and a dict of arrays
 
     def state_dict(self):
-        """(meta, arrays): everything needed to continue, for :mod:`tinyvae.checkpoint`."""
+        """(meta, arrays): everything needed to continue, for :mod:`tinyvae.checkpoint`. A
+        snapshot: the arrays and dicts are copies, which training goes on without changing."""
         opt = self.optimizer
         hyper = {k: float(getattr(opt, k)) for k in ("lr", "beta1", "beta2", "eps", "momentum") if hasattr(opt, k)}
         opt_arrays = opt.state_dict()
         meta = dict(batch_size=self.batch_size, seed=self.seed, binarize=self.binarize,
-                    epoch=self.epoch, step=self.step, n_steps=self.n_steps, sums=self.sums,
+                    epoch=self.epoch, step=self.step, n_steps=self.n_steps, sums=dict(self.sums),
                     history={k: [None if v != v else v for v in vs] for k, vs in self.history.items()},
                     data_id=self.data_id,                                    # (NaN as JSON null)
                     noise_rng=self.noise_rng.bit_generator.state,

@@ -52,7 +52,7 @@ from .data import as_generator
 from .errors import TinyVAEError, scale_advice
 from .layers import INITS, MLP, mlp_shapes, scratch
 from .model import (Config, Model, Setting, check_dtype, check_hidden_dims, check_nonneg_float,
-                    check_positive_int, check_seed)
+                    check_positive_int, check_seed, one_thread_at_a_time)
 
 LIKELIHOODS = ("bernoulli", "gaussian")
 LOG_2PI = np.log(2 * np.pi)
@@ -233,6 +233,7 @@ class VAE(Model):
     # ----------------------------------------------------------------------------------------
     # the loss and its gradient
 
+    @one_thread_at_a_time
     def loss_and_grads(self, x, eps):
         """loss = mean_n [rec_n + beta KL_n] and its exact gradient for every parameter.
 
@@ -279,6 +280,7 @@ class VAE(Model):
             self.grads["log_sigma2"][...] = -half_sse_over_s2 + 0.5 * D
         return loss, rec_mean, kl_mean
 
+    @one_thread_at_a_time
     def training_loss_and_grads(self, x, rng):
         """One training step's loss and gradients, eps drawn from ``rng`` (used by ``fit``).
 
