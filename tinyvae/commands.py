@@ -201,10 +201,10 @@ def register(subparsers):
 
 @contextlib.contextmanager
 def blas_threads(n):
-    """Limit BLAS to ``n`` threads within the block (threadpoolctl comes with scikit-learn)."""
+    """Limit BLAS to ``n`` threads within the block (threadpoolctl, a declared dependency)."""
     try:
         from threadpoolctl import threadpool_limits
-    except ImportError:              # pragma: no cover - scikit-learn depends on it
+    except ImportError:              # pragma: no cover - a declared dependency
         yield
         return
     with threadpool_limits(limits=n, user_api="blas"):
@@ -229,7 +229,7 @@ def arithmetic():
         info = numpys[0] if len(numpys) == 1 else None          # else: a system BLAS, not told apart
         if info is not None:
             blas = " ".join(str(info.get(k)) for k in ("internal_api", "version", "architecture") if info.get(k))
-    except Exception:                 # pragma: no cover - threadpoolctl comes with scikit-learn
+    except Exception:                 # pragma: no cover - threadpoolctl is a declared dependency
         pass
     return {"backend": get_backend(), "blas": blas}
 

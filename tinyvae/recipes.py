@@ -31,7 +31,7 @@ def one_blas_thread():
     The matrices of these small models (64 to 400 wide, batches of 64) are too small for BLAS
     threads to pay off: on two busy cores, the spinning threads made training 4-7x slower."""
     try:
-        from threadpoolctl import threadpool_limits      # installed with scikit-learn
+        from threadpoolctl import threadpool_limits      # a declared dependency
     except ImportError:                                  # pragma: no cover
         yield
         return

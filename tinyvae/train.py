@@ -335,9 +335,20 @@ class Trainer:
         trainer.sums = {k: (int(v) if k == "n" else float(v)) for k, v in meta["sums"].items()}
         trainer.history = {k: [math.nan if v is None else v for v in vs] for k, vs in meta["history"].items()}
         trainer.data_id = meta["data_id"]
+        for name in ("noise_rng", "binarize_rng"):
+            _check_generator_state(name, meta[name])
         trainer.noise_rng.bit_generator.state = meta["noise_rng"]
         trainer.binarize_rng.bit_generator.state = meta["binarize_rng"]
         return trainer
+
+
+def _check_generator_state(name, state):
+    """A PCG64 state as NumPy saves it: its 128-bit integers in range (NumPy 2 refuses one that is
+    not; NumPy 1 only warned and wrapped it, resuming from a state no run had). ValueError if not."""
+    inner = state["state"]
+    if not all(isinstance(inner[k], int) and not isinstance(inner[k], bool) and 0 <= inner[k] < 2**128
+               for k in ("state", "inc")):
+        raise ValueError(f"the {name} generator state is out of range")
 
 
 def _is_count(v):
