@@ -839,6 +839,20 @@ def test_default_run_directories_are_taken_atomically(tmp_path, monkeypatch):
     assert all(os.path.isdir(n) for n in names)
 
 
+def test_a_run_name_taken_between_the_check_and_the_mkdir_is_not_shared(tmp_path, monkeypatch):
+    """Atomically: another run that creates runs/vae-digits just before this one does must leave
+    this one the next name, not the same folder (a check-then-create had passed the test above)."""
+    monkeypatch.chdir(tmp_path)
+    real, first = os.makedirs, os.path.join("runs", "vae-digits")
+
+    def racing(path, *args, **kwargs):
+        if os.fspath(path) == first and not os.path.isdir(path):
+            real(path)                                   # another run takes the name first
+        return real(path, *args, **kwargs)
+    monkeypatch.setattr(commands.os, "makedirs", racing)
+    assert commands._fresh_run_dir("vae", "digits") == os.path.join("runs", "vae-digits-2")
+
+
 def test_a_history_that_cannot_be_written_is_one_error_and_resume_writes_it(tmp_path, capsys):
     """A failed history.csv write had ended in a traceback and left a stale history that --resume
     (of a run then finished) never rewrote."""

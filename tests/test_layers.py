@@ -80,15 +80,21 @@ def test_mlp_gradients(kind, case):
     # seeded cases, fixed once and for all: a relu kink crossed by the +-h perturbation makes
     # the difference quotient meaningless (probability ~1e-5 per unit), so the cases must not
     # change with the project's source, as Hypothesis's examples do (it mixes in its numbers)
-    r = np.random.default_rng([2026, case])
-    sizes = [int(s) for s in r.integers(1, 7, size=r.integers(2, 5))]
-    n, seed = int(r.integers(1, 5)), int(r.integers(0, 10**6))
-    rng = np.random.default_rng(seed)
-    mlp = MLP(sizes, activation=kind, final_activation=kind, seed=seed)
-    for i in range(len(sizes) - 1):       # zero biases put dead units' successors on the kink
-        mlp.params[f"b{i}"][...] = away_from_kinks(rng, sizes[i + 1])
-    x = rng.standard_normal((n, sizes[0]))
-    dout = rng.standard_normal((n, sizes[-1]))
+    # A relu network whose units are all dead for the few examples has zero gradients, which any
+    # backward pass matches: such a draw is replaced by the next (cases 3 and 12 had been)
+    for attempt in range(50):
+        r = np.random.default_rng([2026, case] + [attempt] * (attempt > 0))
+        sizes = [int(s) for s in r.integers(1, 7, size=r.integers(2, 5))]
+        n, seed = int(r.integers(1, 5)), int(r.integers(0, 10**6))
+        rng = np.random.default_rng(seed)
+        mlp = MLP(sizes, activation=kind, final_activation=kind, seed=seed)
+        for i in range(len(sizes) - 1):       # zero biases put dead units' successors on the kink
+            mlp.params[f"b{i}"][...] = away_from_kinks(rng, sizes[i + 1])
+        x = rng.standard_normal((n, sizes[0]))
+        dout = rng.standard_normal((n, sizes[-1]))
+        if all(np.any(g) for g in mlp.loss_and_grads(x, dout)[1].values()):
+            break
+    assert all(np.any(g) for g in mlp.grads.values()), "every draw had a parameter with no gradient"
     report = check_model(mlp, x, dout)
     assert report.max_error <= TOL, f"sizes {sizes}, n {n}, seed {seed}\n{report}"
 
@@ -142,11 +148,11 @@ def test_mlp_rejects_bad_sizes_and_activation():
         MLP((3, 2), activation="gelu")
 
 
-@pytest.mark.parametrize("backend_name", ["numba", "numpy"])
 @pytest.mark.parametrize("kind", ACTIVATIONS)
-def test_mlp_backends_agree(kind, backend_name, backend):
+def test_mlp_backends_agree(kind, backend):
     # widths below, at and past the kernels' SIMD blocks: (4, 6, 3) and (13, 17, 9, 33), batch
-    # of 11 (a loop that skipped a partial block of 8 columns had passed the narrow one)
+    # of 11 (a loop that skipped a partial block of 8 columns had passed the narrow one). The
+    # numba kernels against the NumPy twins (a numpy-against-numpy case had checked nothing)
     for sizes, n in (((4, 6, 3), 7), ((13, 17, 9, 33), 11)):
         rng = np.random.default_rng(5)
         x, dout = rng.standard_normal((n, sizes[0])), rng.standard_normal((n, sizes[-1]))
@@ -154,7 +160,7 @@ def test_mlp_backends_agree(kind, backend_name, backend):
         ref = MLP(sizes, activation=kind, seed=1)
         ref_out, cache = ref.forward(x)
         ref_dx = ref.backward(dout, cache)
-        backend(backend_name)
+        backend("numba")
         mlp = MLP(sizes, activation=kind, seed=1)
         out, cache = mlp.forward(x)
         dx = mlp.backward(dout, cache)
