@@ -472,3 +472,31 @@ def test_the_config_itself_is_read_only_and_reads_as_a_dict():
         assert copied == vae.config
     vae.beta = 0.25                                 # beta still changes, through its own setter
     assert json.loads(json.dumps(vae.config))["beta"] == 0.25
+
+
+def test_tied_weights_decode_with_the_encoders_transpose_and_save_as_such(tmp_path):
+    """tied=True: r = f(x W + b) W^T + c, one weight matrix (Rifai et al. 2011), its gradient the
+    sum of both uses (gradient-checked in gradcheck_configs); a loss computed here by hand."""
+    x = np.random.default_rng(0).uniform(size=(6, 5))
+    ae = tv.Autoencoder(5, hidden_dims=(), code_dim=3, activation="sigmoid", tied=True, contractive=0.2,
+                        dtype="float64", seed=1)
+    assert list(ae.params) == ["enc.W0", "enc.b0", "dec.b0"] and ae.tied
+    W, b = ae.params["enc.W0"], ae.params["enc.b0"]
+    ae.params["dec.b0"][...] = [0.1, -0.2, 0.3, 0.0, 0.5]
+    c = ae.params["dec.b0"]
+    h = 1 / (1 + np.exp(-(x @ W + b)))                                  # (6, 3)
+    r = h @ W.T + c                                                     # (6, 5)
+    penalty = 0.2 * np.sum((h * (1 - h)) ** 2 @ (W**2).sum(axis=0)[:, None], axis=1)
+    loss, grads = ae.loss_and_grads(x)
+    assert loss == pytest.approx(np.mean(0.5 * np.sum((r - x) ** 2, axis=1) + penalty), rel=1e-12)
+    np.testing.assert_allclose(ae.reconstruct(x), r, rtol=1e-12)
+    assert check_model(ae, x).max_error < 1e-8
+    W[...] *= 2                                                          # one matrix: the decoder follows
+    np.testing.assert_allclose(ae.decode(h), h @ W.T + c, rtol=1e-12)
+    back = tv.load(ae.save(tmp_path / "tied.npz"))
+    assert back.tied and list(back.params) == list(ae.params)
+    np.testing.assert_array_equal(back.reconstruct(x), ae.reconstruct(x))
+    for bad, match in ((dict(hidden_dims=(4,)), "tied weights .* need one layer on each side"),
+                       (dict(hidden_dims=(), tied="yes"), "tied must be True or False")):
+        with pytest.raises(TinyVAEError, match=match):
+            tv.Autoencoder(5, code_dim=3, **{"tied": True, **bad})

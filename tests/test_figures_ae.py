@@ -143,6 +143,34 @@ def test_contractive_sweep_jacobians_match_finite_differences(digits):
     _draws(fa.plot_contractive_jacobian(r))
 
 
+def test_local_contraction_measures_the_local_singular_vectors_and_the_tied_penalty_aligns_them():
+    """The SVD of dh/dx at points of the curve, against a finite-difference Jacobian of
+    ae.encode and the curve's tangent by differences; with the penalty the code follows the
+    tangent (v_1 along it) and contracts across it (s_2 / s_1 and the normal gain drop)."""
+    r = fa.local_contraction((0.0, 0.3), code_dim=16, n_train=600, epochs=60, n_points=5)
+    t = np.linspace(-1.3, 1.3, 5)
+    step = 1e-6
+    tangent = (fa.curve(t + step) - fa.curve(t - step)) / (2 * step)
+    tangent /= np.linalg.norm(tangent, axis=1, keepdims=True)
+    np.testing.assert_allclose(r["tangent"], tangent, atol=1e-8)
+    for i, ae in enumerate(r["models"]):
+        assert ae.tied and ae.contractive == r["lambdas"][i]
+        for n, x in enumerate(r["points"]):
+            cols = [(ae.encode(x + 1e-3 * e).astype(np.float64) - ae.encode(x - 1e-3 * e)) / 2e-3 for e in np.eye(2)]
+            J = np.stack(cols, axis=-1)[0]                                   # (C, 2)
+            _, s, Vt = np.linalg.svd(J)
+            np.testing.assert_allclose(r["s"][i][n], s, rtol=2e-2, atol=1e-4)
+            assert abs(np.dot(Vt[0], tangent[n])) == pytest.approx(r["cosine"][i][n], abs=2e-2)
+            J_r = np.stack([(ae.reconstruct(x + 1e-3 * e) - ae.reconstruct(x - 1e-3 * e))[0] / 2e-3
+                            for e in np.eye(2)], axis=-1)                    # (2, 2)
+            assert np.linalg.norm(J_r @ tangent[n]) == pytest.approx(r["gain_tangent"][i][n], rel=2e-2)
+    ratio = [np.median(s[:, 1] / s[:, 0]) for s in r["s"]]
+    assert ratio[1] < 0.6 * ratio[0]                                   # contracted across the curve
+    assert np.mean(r["cosine"][1]) > np.mean(r["cosine"][0]) + 0.2      # v_1 turned to the tangent
+    assert np.mean(r["gain_normal"][1]) < 0.7 * np.mean(r["gain_tangent"][1])
+    _draws(fa.plot_local_contraction(r))
+
+
 def test_denoising_experiment_and_plot():
     r = fa.denoising_experiment(noise_stds=(0.2, 0.0), n_train=500, n_test=100, epochs=20)
     assert len(r["mean_cosine"]) == 2 and r["field"][0].shape == (100, 2)
@@ -164,5 +192,5 @@ def test_pca_comparison_and_plots(digits):
 
 def test_registered_figures():
     names = {name for name, _, _ in FIGURES}
-    assert {"linear_ae_vs_pca", "denoising_field", "sparse_codes", "contractive_jacobian",
+    assert {"linear_ae_vs_pca", "denoising_field", "sparse_codes", "contractive_jacobian", "local_contraction",
             "pca_vs_autoencoder_digits"} <= names

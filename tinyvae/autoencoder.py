@@ -73,6 +73,9 @@ class Autoencoder(Model):
                     off; only with ``hidden_dims=()``, where it is exact
     noise_std       denoising: the std of the Gaussian noise added to x in training (eq. 14.9)
     mask_prob       denoising: the probability of zeroing each input in training, below 1
+    tied            tied weights, W_d = W_e^T: the decoder has only its bias (with
+                    ``hidden_dims=()``); a contractive penalty cannot then be met by shrinking
+                    the encoder and growing the decoder (Rifai et al. 2011; sec. 14.7)
     seed, dtype     of the initial weights; float32 (default) or float64 (gradient checks)
 
     These settings are fixed once the model is built, and ``ae.config`` holds them.
@@ -80,7 +83,8 @@ class Autoencoder(Model):
     Parameters (``ae.params``): the encoder ``enc.W{i}``, ``enc.b{i}`` (last layer C wide; the
     code h passes through ``activation``: use ``identity`` for a linear model) and the decoder
     ``dec.W{i}``, ``dec.b{i}`` (hidden widths mirrored, last layer D wide and linear: the
-    reconstruction r for ``mse``, the logits l for ``bce``).
+    reconstruction r for ``mse``, the logits l for ``bce``); with ``tied=True`` only ``dec.b0``,
+    the decoder's weights being ``enc.W0.T``, and ``grads["enc.W0"]`` the sum of both uses.
 
     ``hidden_dims=()`` with ``activation="identity"`` and ``loss="mse"`` is the linear
     autoencoder: at the minimum of the loss its decoder weights span the principal subspace
@@ -92,11 +96,11 @@ class Autoencoder(Model):
     kind = "ae"
     # settings read from config, fixed when the model is built
     input_dim, code_dim, activation, loss = (Setting() for _ in range(4))
-    sparse_l1, contractive, noise_std, mask_prob = (Setting() for _ in range(4))
+    sparse_l1, contractive, noise_std, mask_prob, tied = (Setting() for _ in range(5))
 
     def __init__(self, input_dim, hidden_dims=(128,), code_dim=8, activation="relu", loss="mse",
                  sparse_l1=0.0, contractive=0.0, noise_std=0.0, mask_prob=0.0, seed=0,
-                 dtype="float32"):
+                 dtype="float32", tied=False):
         D = check_positive_int("input_dim", input_dim)
         C = check_positive_int("code_dim", code_dim)
         hidden = check_hidden_dims(hidden_dims)
@@ -116,21 +120,37 @@ class Autoencoder(Model):
         if mask_prob >= 1:
             raise TinyVAEError(f"mask_prob is the probability of zeroing an input and must be "
                                f"below 1, got {mask_prob!r}")
+        if not isinstance(tied, (bool, np.bool_)):
+            raise TinyVAEError(f"tied must be True or False, got {tied!r}")
+        if tied and hidden:
+            raise TinyVAEError(f"tied weights (W_d = W_e^T) need one layer on each side: use hidden_dims=() "
+                               f"with tied=True, or tied=False to keep hidden_dims={hidden}")
         self._config = Config(input_dim=D, hidden_dims=hidden, code_dim=C, activation=activation,
-                           loss=loss, sparse_l1=check_nonneg_float("sparse_l1", sparse_l1),
-                           contractive=contractive,
-                           noise_std=check_nonneg_float("noise_std", noise_std),
-                           mask_prob=mask_prob, seed=check_seed(seed), dtype=check_dtype(dtype).name)
+                              loss=loss, sparse_l1=check_nonneg_float("sparse_l1", sparse_l1),
+                              contractive=contractive,
+                              noise_std=check_nonneg_float("noise_std", noise_std),
+                              mask_prob=mask_prob, seed=check_seed(seed), dtype=check_dtype(dtype).name,
+                              tied=bool(tied))
 
         enc_sizes, dec_sizes = (D, *hidden, C), (C, *reversed(hidden), D)
-        self._allocate({**mlp_shapes(enc_sizes, "enc."), **mlp_shapes(dec_sizes, "dec.")},
-                       self.config["dtype"])
+        dec_shapes = mlp_shapes(dec_sizes, "dec.")
+        if tied:
+            del dec_shapes["dec.W0"]                          # the decoder reads enc.W0.T instead
+        self._allocate({**mlp_shapes(enc_sizes, "enc."), **dec_shapes}, self.config["dtype"])
         self.encoder = MLP(enc_sizes, activation, final_activation=activation, prefix="enc.",
                            params=self.params, grads=self.grads)
-        self.decoder = MLP(dec_sizes, activation, prefix="dec.", params=self.params, grads=self.grads)
         init_rng = np.random.default_rng([self.config["seed"], 0])   # the initialisation stream
         self.encoder.init(self.params, init_rng)
-        self.decoder.init(self.params, init_rng)
+        if tied:
+            # W_d = W_e^T, a view: the decoder's weight gradient dL/dW_d (C, D) goes to its own
+            # buffer and is added, transposed, to dL/dW_e after the backward pass
+            self._tied_dW = np.zeros((C, D), dtype=self.dtype)
+            self.decoder = MLP(dec_sizes, activation, prefix="dec.",
+                               params={"dec.W0": self.params["enc.W0"].T, "dec.b0": self.params["dec.b0"]},
+                               grads={"dec.W0": self._tied_dW, "dec.b0": self.grads["dec.b0"]})
+        else:
+            self.decoder = MLP(dec_sizes, activation, prefix="dec.", params=self.params, grads=self.grads)
+            self.decoder.init(self.params, init_rng)
 
     # ----------------------------------------------------------------------------------------
     # the pieces of the model
@@ -248,6 +268,8 @@ class Autoencoder(Model):
             sign_h = np.sign(h, out=scratch(ws, "ae.sign_h", h.shape, dt))    # d|h|/dh  (N, C)
             dh += (lam_1 / N) * sign_h
         self.encoder.backward(dh, enc_cache, need_dx=False, workspace=ws)
+        if self.tied:                                                         # W_d = W_e^T
+            self.grads["enc.W0"] += self._tied_dW.T                           # dL/dW_e += (dL/dW_d)^T
 
         if self.contractive > 0:                                              # eq. 14.18
             lam_c, W = self.contractive, self.params["enc.W0"]                # W (D, C)
@@ -376,6 +398,11 @@ def gradcheck_configs():
                                                      activation="softplus", loss="bce", mask_prob=0.3)),
         ("sparse + contractive, leaky_relu", dict(single, sparse_l1=0.3, contractive=0.5,
                                                   activation="leaky_relu")),
+        ("tied weights, mse, sigmoid", dict(single, tied=True, activation="sigmoid")),
+        ("tied + contractive, tanh, denoising", dict(single, tied=True, contractive=0.5, activation="tanh",
+                                                     noise_std=0.3)),
+        ("tied + contractive + sparse, softplus, bce", dict(single, tied=True, contractive=0.5, sparse_l1=0.3,
+                                                            activation="softplus", loss="bce")),
     ]
     return configs
 

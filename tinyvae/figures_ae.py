@@ -20,6 +20,8 @@ Lesson 4, regularized autoencoders L(x, g(f(x))) + Omega(h, x) (secs. 14.2, 14.5
     curve, nearest_on_curve, denoising_experiment,
     denoising_field / plot_denoising_field        x_tilde ~ C(x_tilde | x) (sec. 14.5, fig. 14.4)
     contractive_sweep / plot_contractive_jacobian Omega = lambda ||dh/dx||_F^2 (eq. 14.18)
+    curve_tangent, local_contraction /
+    plot_local_contraction                        the local singular vectors of dh/dx (sec. 14.7)
 
 Every plot function returns a ``matplotlib.figure.Figure`` built without pyplot, with a title
 and labelled axes.
@@ -325,6 +327,13 @@ def curve(t):
     return np.stack([t, 0.6 * np.sin(2 * t)], axis=1)
 
 
+def curve_tangent(t):
+    """The unit tangent of :func:`curve` at t: d/dt (t, 0.6 sin 2t) = (1, 1.2 cos 2t), normalised. (n, 2)"""
+    t = np.asarray(t, dtype=np.float64)
+    d = np.stack([np.ones_like(t), 1.2 * np.cos(2 * t)], axis=1)
+    return d / np.linalg.norm(d, axis=1, keepdims=True)
+
+
 def nearest_on_curve(x, t_range=(-1.6, 1.6), n_grid=6401):
     """The point of :func:`curve` nearest to each row of x (n, 2), by a dense grid in t.
 
@@ -462,6 +471,80 @@ def contractive_sweep(x_train, x_test, lambdas, code_dim=16, epochs=60, batch_si
     return result
 
 
+def local_contraction(lambdas=(0.0, 0.1), code_dim=32, n_train=2000, epochs=300, n_points=200, seed=0):
+    """Sec. 14.7 where it can be seen: tied-weight contractive autoencoders (Rifai et al. 2011)
+    2 -> ``code_dim`` sigmoid units -> 2, on points near :func:`curve`, one per lambda.
+
+    The code is overcomplete (32 units for 2 inputs), and with tied weights W_d = W_e^T the
+    penalty cannot be met by shrinking the encoder while the decoder grows. At ``n_points``
+    points x on the curve, the SVD of the encoder's Jacobian J(x) = dh/dx (C, 2) gives its
+    singular values s_1 >= s_2 and right singular vectors v_1, v_2: the input directions the
+    code is most and least sensitive to. Sec. 14.7: the penalty should keep s_1 along the
+    manifold's tangent and push s_2, across it, toward 0. The reconstruction's Jacobian
+    J_r = dr/dx = W_e J(x) (2, 2) says the same for g(f(x)): its gain ||J_r u|| along the
+    tangent u and along the normal.
+
+    Returns a dict: x_train (n_train, 2), points, tangent (n_points, 2), lambdas, models, and
+    per lambda (lists): s (n_points, 2), v1 (n_points, 2), cosine |cos(v_1, tangent)|
+    (n_points,), gain_tangent, gain_normal (n_points,), rec (mean ||x - g(f(x))||^2 / 2 on
+    the training points)."""
+    rng = np.random.default_rng(seed)
+    x_train = curve(rng.uniform(-1.5, 1.5, n_train)) + 0.02 * rng.standard_normal((n_train, 2))
+    t = np.linspace(-1.3, 1.3, n_points)
+    points, tangent = curve(t), curve_tangent(t)                           # (n, 2) each
+    normal = np.stack([-tangent[:, 1], tangent[:, 0]], axis=1)             # (n, 2)
+    out = dict(x_train=x_train, points=points, tangent=tangent, lambdas=list(lambdas), models=[], s=[],
+               v1=[], cosine=[], gain_tangent=[], gain_normal=[], rec=[])
+    for lam in lambdas:
+        ae = Autoencoder(2, hidden_dims=(), code_dim=code_dim, activation="sigmoid", loss="mse", tied=True,
+                         contractive=lam, seed=seed)
+        with one_blas_thread():
+            fit(ae, x_train, epochs=epochs, batch_size=64, lr=3e-3, seed=seed, progress=False)
+        J = ae.jacobian(points).astype(np.float64)                           # (n, C, 2)
+        _, s, Vt = np.linalg.svd(J)                                          # s (n, 2), Vt (n, 2, 2)
+        J_r = np.einsum("dc,ncj->ndj", ae.params["enc.W0"].astype(np.float64), J)   # dr/dx (n, 2, 2)
+        out["models"].append(ae)
+        out["s"].append(s)
+        out["v1"].append(Vt[:, 0, :])
+        out["cosine"].append(np.abs(np.sum(Vt[:, 0, :] * tangent, axis=1)))
+        out["gain_tangent"].append(np.linalg.norm(np.einsum("ndj,nj->nd", J_r, tangent), axis=1))
+        out["gain_normal"].append(np.linalg.norm(np.einsum("ndj,nj->nd", J_r, normal), axis=1))
+        out["rec"].append(reconstruction_error(ae, x_train))
+    return out
+
+
+def plot_local_contraction(result, n_ellipses=14):
+    """One panel per lambda: the curve, the training points, and at points along the curve the
+    ellipse with axes s_1 v_1 and s_2 v_2 of the encoder's Jacobian dh/dx (the input directions
+    the code follows, drawn to scale), with the medians of s_2 / s_1 and |cos(v_1, tangent)|."""
+    from matplotlib.patches import Ellipse
+    panels = len(result["lambdas"])
+    fig = _figure(6.2 * panels, 4.4)
+    axes = np.atleast_1d(fig.subplots(1, panels, sharex=True, sharey=True))
+    line = curve(np.linspace(-1.6, 1.6, 400))
+    pick = np.linspace(0, len(result["points"]) - 1, n_ellipses).round().astype(int)
+    scale = 0.15 / max(float(np.max(s[:, 0])) for s in result["s"])     # the largest s_1: 0.15 long
+    for ax, lam, s, v1, cos in zip(axes, result["lambdas"], result["s"], result["v1"], result["cosine"]):
+        ax.scatter(*result["x_train"].T, s=2, color="0.8", label="training data x")
+        ax.plot(*line.T, color="black", lw=1, label="manifold (t, 0.6 sin 2t)")
+        for i in pick:
+            angle = np.degrees(np.arctan2(v1[i, 1], v1[i, 0]))
+            ax.add_patch(Ellipse(result["points"][i], 2 * scale * s[i, 0], 2 * scale * s[i, 1], angle=angle,
+                                 fc="C0", ec="C0", alpha=0.45))
+        ratio = float(np.median(s[:, 1] / s[:, 0]))
+        kind = f"tied CAE, lambda = {lam:g}" if lam else "tied AE, no penalty"
+        ax.set_title(f"{kind}\nmedian s_2 / s_1 = {ratio:.2f}, mean |cos(v_1, tangent)| = "
+                     f"{float(np.mean(cos)):.2f}", fontsize=10)
+        ax.set_xlabel("x_1")
+        ax.set_aspect("equal")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("x_2")
+    axes[0].legend(fontsize=8, loc="upper left")
+    fig.suptitle("How the code h = f(x) responds to a step of x: ellipses with axes s_1 v_1, s_2 v_2 of "
+                 "dh/dx (Goodfellow et al. sec. 14.7)", fontsize=11)
+    return fig
+
+
 def plot_contractive_jacobian(result):
     """Left: the mean singular values of the encoder's Jacobian dh/dx per lambda. Middle: the
     squared Frobenius norms of dh/dx and of d g(f(x))/dx against the reconstruction error.
@@ -578,3 +661,12 @@ def fig_contractive_jacobian(ctx):
     result = ctx.get("figures_ae.contractive", lambda: contractive_sweep(
         ds.x_train, ds.x_test, lambdas, epochs=25 if ctx.quick else 60, seed=ctx.seed))
     return plot_contractive_jacobian(result)
+
+
+@figure("local_contraction", "Contractive autoencoder with tied weights on a curve in the plane: "
+        "the penalty leaves the code sensitive along the manifold's tangent and contracts it across "
+        "(the local singular vectors of dh/dx, sec. 14.7; lesson 4).")
+def fig_local_contraction(ctx):
+    result = ctx.get("figures_ae.local", lambda: local_contraction(
+        (0.0, 0.1), code_dim=16 if ctx.quick else 32, epochs=100 if ctx.quick else 300, seed=ctx.seed))
+    return plot_local_contraction(result)

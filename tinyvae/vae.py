@@ -132,10 +132,10 @@ class VAE(Model):
         if learn_sigma2 and likelihood != "gaussian":
             raise TinyVAEError("learn_sigma2=True needs likelihood='gaussian'")
         self._config = Config(input_dim=D, hidden_dims=hidden, latent_dim=Z, likelihood=likelihood,
-                           activation=activation, beta=check_nonneg_float("beta", beta),
-                           sigma2=check_nonneg_float("sigma2", sigma2, positive=True),
-                           learn_sigma2=bool(learn_sigma2), seed=check_seed(seed),
-                           dtype=check_dtype(dtype).name, decoder_hidden_dims=dec_hidden, init=init)
+                              activation=activation, beta=check_nonneg_float("beta", beta),
+                              sigma2=check_nonneg_float("sigma2", sigma2, positive=True),
+                              learn_sigma2=bool(learn_sigma2), seed=check_seed(seed),
+                              dtype=check_dtype(dtype).name, decoder_hidden_dims=dec_hidden, init=init)
         self.beta = self.config["beta"]                       # checked against the dtype's range
         lo, hi = _sigma2_range(self.config["dtype"])
         if likelihood == "gaussian" and not lo <= self.config["sigma2"] <= hi:
