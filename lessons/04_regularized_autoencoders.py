@@ -6,8 +6,9 @@
 # `pip install -e ".[notebooks]" && jupytext --to notebook lessons/04_regularized_autoencoders.py`.
 #
 # Lesson 3 stopped the autoencoder from copying its input by making the code small. A
-# *regularized* autoencoder keeps the code as large as the input, or larger (overcomplete),
-# and adds a penalty Omega to the loss instead (Goodfellow et al. sec. 14.2):
+# *regularized* autoencoder adds a penalty Omega to the loss instead (Goodfellow et al.
+# sec. 14.2), and that *allows* a code as large as the input, or larger (overcomplete),
+# without the network learning to copy:
 #
 #     L(x, g(f(x))) + Omega(h, x),        h = f(x)                  (eq. 14.10, sec. 14.2.3)
 #
@@ -17,6 +18,11 @@
 #     sparse        Omega(h)    = lambda sum_j |h_j|             sparse_l1=lambda   sec. 14.2.1
 #     denoising     L(x, g(f(x~))), x~ ~ C(x~ | x)               noise_std=sigma    secs. 14.2.2, 14.5
 #     contractive   Omega(h, x) = lambda ||df(x)/dx||_F^2         contractive=lambda eq. 14.18
+#
+# Allowed is not required. The sparse autoencoder below is overcomplete (128 code units for 64
+# pixels), and so is the denoising one on a 2-D curve (16 units for 2 inputs). But the DAE on
+# the digits (64 -> 32 -> 16) and the contractive autoencoder (64 -> 16) are undercomplete as
+# well: what we measure on the CAE mixes the bottleneck of lesson 3 with the penalty.
 
 # %%
 import numpy as np
@@ -34,8 +40,10 @@ print(ds)
 # ## Sparse autoencoders (sec. 14.2.1)
 #
 # Give a single-layer autoencoder 128 code units for 64 pixels, h = relu(x W_e + b_e), and a
-# linear decoder. Nothing stops it from copying. The L1 penalty lambda sum_j |h_j| charges for
-# every active unit; read as a model it is -log of a Laplace prior
+# linear decoder. Nothing stops it from copying. The L1 penalty lambda sum_j |h_j| charges
+# each unit in proportion to its value |h_j| (counting the active units would be an L0
+# penalty), so it pushes small values to 0 and shrinks the large ones too; read as a model it
+# is -log of a Laplace prior
 # p(h_j) = lambda/2 exp(-lambda |h_j|) on the code, up to a constant (sec. 14.2.1), so training
 # is approximate maximum likelihood of a model whose latent causes are mostly off. First the
 # penalty by hand against the library's:
@@ -129,8 +137,11 @@ assert 0.7 < len_dae < 1.4 and len_ae < 0.3             # and reaches it; the pl
 
 # %% [markdown]
 # The plain autoencoder, with 16 code units for a 2-D input, has nearly learned the identity:
-# its arrows are short and point anywhere. The DAE's arrows point at the curve and are about
-# as long as the distance to it: g(f(x~)) is (close to) a projection onto the manifold.
+# its arrows are short, about a tenth of the distance to the curve (the median ratio above),
+# and only weakly aimed at it (mean cosine about 0.47, where random directions would give 0):
+# the identity it learned is imperfect off the data. The DAE's arrows point at the curve and
+# are about as long as the distance to it: g(f(x~)) is (close to) a projection onto the
+# manifold.
 #
 # ## Contractive autoencoders (sec. 14.7)
 #
@@ -139,8 +150,10 @@ assert 0.7 < len_dae < 1.4 and len_ae < 0.3             # and reaches it; the pl
 #
 #     Omega(h, x) = lambda ||df(x)/dx||_F^2 = lambda sum_jd (dh_j/dx_d)^2               (14.18)
 #
-# so the code changes little when x moves -- except along the directions that reconstruction
-# needs, the tangent directions of the data manifold. For the single-layer encoder
+# so the code changes little when x moves. Sec. 14.7's argument is that reconstruction pushes
+# back only along the directions it needs, the tangent directions of the data manifold, so
+# the encoder should stay sensitive along those and contract in the others. For the
+# single-layer encoder
 # h = tanh(a), a = x W_e + b_e, the Jacobian is J_jd = tanh'(a_j) W_dj with tanh'(a) = 1 - h^2;
 # `ae.jacobian(x)` computes it, (N, C, D):
 
@@ -157,7 +170,8 @@ print("||J||_F^2 per example:", np.round(np.sum(J**2, axis=(1, 2)), 3))
 
 # %% [markdown]
 # Train one 64 -> 16 tanh autoencoder per lambda (`figures_ae.contractive_sweep`) and measure,
-# on the test digits, the mean ||J||_F^2 and the reconstruction error.
+# on the test digits, the mean ||J||_F^2 and the reconstruction error, and the mean singular
+# values of J (the left panel of the figure).
 
 # %%
 c_lambdas = (0.0, 0.01, 0.1) if quick else (0.0, 0.003, 0.01, 0.03, 0.1)
@@ -166,23 +180,30 @@ print("lambda   ||dh/dx||_F^2   test error   ||d g(f(x))/dx||_F^2   ||W_e||_F   
 for i, lam in enumerate(c_lambdas):
     print(f"{lam:6g}      {con['jac_fro2'][i]:6.2f}       {con['rec'][i]:.3f}          "
           f"{con['rec_jac_fro2'][i]:6.2f}           {con['enc_norm'][i]:.2f}       {con['dec_norm'][i]:.2f}")
+print("mean singular values of dh/dx, largest to smallest:")
+for i, lam in enumerate(c_lambdas):
+    print(f"lambda = {lam:<6g}", np.array2string(con["singular_values"][i], precision=2, max_line_width=200))
 fig = figures_ae.plot_contractive_jacobian(con)
 tv.lessons.save_figure(fig, "contractive_jacobian", "04_regularized_autoencoders")
 
 i = c_lambdas.index(0.01)
 assert con["jac_fro2"][i] < 0.6 * con["jac_fro2"][0]     # a much less sensitive code ...
+shrink = con["singular_values"][i] / con["singular_values"][0]
+assert np.all(shrink < 1) and shrink[0] < shrink[-1]     # every singular value shrinks, the largest most
 assert con["rec"][i] < 1.05 * con["rec"][0]              # ... at (almost) the same reconstruction
 assert con["rec_jac_fro2"][i] < 0.8 * con["rec_jac_fro2"][0]
 assert con["dec_norm"][i] > con["dec_norm"][0]           # the decoder grew to compensate
 
 # %% [markdown]
 # At lambda = 0.01 the encoder's Jacobian has less than half the squared norm of the plain
-# autoencoder's, for the same reconstruction error. Read the last two columns before
-# celebrating, though. Sec. 14.7 warns that the penalty can be met cheaply: shrink the encoder
-# by a constant and let the decoder multiply it back. Here W_e shrinks and W_d grows -- part
-# of the "contraction" is that rescaling (Rifai et al. tie W_d = W_e^T to forbid it). Not all
-# of it: the Jacobian of the whole map x -> g(f(x)), which no rescaling of the code can
-# change, drops too.
+# autoencoder's, for the same reconstruction error. How? Not by keeping a few large singular
+# values and zeroing the rest: every singular value shrinks, the largest ones the most (by
+# 40 to 50%, against about a quarter for the smallest), so the spectrum gets *flatter*.
+# Read the last two columns of the first table, too. Sec. 14.7 warns that the penalty can be
+# met cheaply: shrink the encoder by a constant and let the decoder multiply it back. Here
+# W_e shrinks and W_d grows -- part of the "contraction" is that rescaling (Rifai et al. tie
+# W_d = W_e^T to forbid it). Not all of it: the Jacobian of the whole map x -> g(f(x)),
+# which no rescaling of the code can change, drops too.
 #
 # Where does the reconstruction follow the input, and where not? Move x by a unit step along
 # each principal direction v_k of the training digits and measure how far g(f(x)) moves,
@@ -205,28 +226,87 @@ assert con["gain"][i, middle].mean() < 0.85 * con["gain"][0, middle].mean()
 assert con["gain"][i, empty].mean() < 0.1 * con["gain"][0, empty].mean()     # ... not the rest
 
 # %% [markdown]
-# Along the main directions of the data -- roughly the tangent directions of the manifold --
-# both models follow the input (gain near 1). Beyond the 16th direction a 16-unit code cannot
-# follow much anyway (J_r has rank at most 16), and the CAE follows somewhat less. The striking
-# difference is in the last dozen directions, in which the training digits hardly vary at all
-# (pixels at the border that are almost always 0). The plain autoencoder never learned to
-# ignore them -- as in lesson 3, weights that see only zeros get almost no gradient and keep
-# their random start -- so a speck of ink in an empty corner changes the code and with it
-# the whole reconstruction. The CAE flattens these directions: it contracts where the data
-# do not go and keeps the directions they vary along, which is the point of sec. 14.7.
+# Along the main directions of the data both models follow the input (gain near 1): the CAE's
+# code is less sensitive overall, but its larger decoder makes up for it there. Beyond the
+# 16th direction a 16-unit code cannot follow much anyway (J_r has rank at most 16): that cut
+# is the bottleneck, there at every lambda, not the penalty; the CAE follows these directions
+# somewhat less. The big difference is in the last dozen directions, in which the training
+# digits hardly vary at all (pixels at the border that are almost always 0). The plain
+# autoencoder never learned to ignore them -- as in lesson 3, weights that see only zeros get
+# almost no gradient and keep their random start -- so a speck of ink in an empty corner
+# changes the code and with it the whole reconstruction. In the CAE the reconstruction error
+# gives those weights (almost) no gradient either; the force on the encoder weight W_dj of a
+# pixel d that is always 0 is the penalty's alone, 2 lambda f'(a_j)^2 W_dj: weight decay. Any
+# weight decay would flatten these directions as well.
+#
+# So this is not yet the picture of sec. 14.7, in which the Jacobian J(x) at each x keeps a
+# few large singular values, along the local tangent directions of the manifold, and the rest
+# fall to near 0. What the small undercomplete CAE shows is the penalty's general pull: a less
+# sensitive code, partly by rescaling, and weights switched off on inputs the data never use.
+# Seeing sec. 14.7's picture needs three changes: an overcomplete code (no bottleneck), tied
+# weights W_d = W_e^T (no rescaling: `tv.Autoencoder(..., tied=True)`, whose gradient dL/dW_e
+# is the sum of the encoder's and the transposed decoder's, gradient-checked like the rest),
+# and the singular vectors of J(x) at each x, compared with the manifold's tangent there
+# rather than with global principal directions.
+#
+# ## The local picture: a tied CAE on a curve (secs. 14.6, 14.7)
+#
+# Back to the curve x = (t, 0.6 sin 2t) of the denoising section, whose tangent at each point
+# we know: (1, 1.2 cos 2t), normalised. Train two tied autoencoders 2 -> 32 sigmoid units -> 2
+# (16 in the quick run), one without the penalty and one with lambda = 0.1
+# (`figures_ae.local_contraction`). At points x on the curve, the SVD of J(x) = dh/dx (C x 2)
+# gives singular values s_1 >= s_2 and right singular vectors v_1, v_2: the input directions
+# the code follows most and least. For the whole map, J_r = d g(f(x))/dx = W_e J(x) (2 x 2)
+# gives the gain of the reconstruction along the tangent and along the normal.
+
+# %%
+local = figures_ae.local_contraction((0.0, 0.1), code_dim=16 if quick else 32, epochs=100 if quick else 300,
+                                     seed=0)
+print("lambda   median s_2/s_1   mean |cos(v_1, tangent)|   gain along / across   train error")
+for i, lam in enumerate(local["lambdas"]):
+    s = local["s"][i]                                             # (n_points, 2)
+    print(f"{lam:6g}        {np.median(s[:, 1] / s[:, 0]):.2f}                {local['cosine'][i].mean():.2f}"
+          f"                {local['gain_tangent'][i].mean():.2f} / {local['gain_normal'][i].mean():.2f}"
+          f"          {local['rec'][i]:.4f}")
+fig = figures_ae.plot_local_contraction(local)
+tv.lessons.save_figure(fig, "local_contraction", "04_regularized_autoencoders")
+
+ratio = [np.median(s[:, 1] / s[:, 0]) for s in local["s"]]
+cos_plain, cos_cae = (c.mean() for c in local["cosine"])
+assert ratio[0] > 0.85 and ratio[1] < 0.75 * ratio[0]          # contracted across the curve ...
+assert cos_cae > 0.85 and cos_cae > cos_plain + 0.3             # ... and v_1 turned to the tangent
+assert local["gain_normal"][1].mean() < 0.7 * local["gain_tangent"][1].mean()
+
+# %% [markdown]
+# Without the penalty the code follows a step of x about equally in every direction (s_2/s_1
+# near 1: round ellipses in the figure), and its most sensitive direction has nothing to do
+# with the curve (a mean |cos| near 0.5 is what directions at random would give). With it,
+# v_1 lies along the tangent almost everywhere (|cos| 0.9 and more) and the code responds to a
+# step across the curve at about 0.6 of its response along it (s_2/s_1, flat ellipses along
+# the curve); the reconstruction follows a step along the curve and damps a step across it.
+# This is the manifold picture of secs. 14.6 and 14.7: the encoder is sensitive along the
+# manifold's tangent plane and insensitive orthogonal to it, learned from data alone. (Over 2
+# dimensions with a 1-D manifold, "a few large singular values" is one; the paid price is a
+# reconstruction error that is small but no longer zero, the last column.)
 
 # %% [markdown]
 # ## Recap
 #
-# In this lesson we regularized autoencoders with a penalty Omega(h, x) instead of a small
-# code (Goodfellow et al. eq. 14.10). The sparse penalty lambda sum|h_j| (a Laplace prior on the
-# code) turned an overcomplete, copying autoencoder into one that describes each digit with a
-# handful of 128 units, trading reconstruction for sparsity as lambda grows. The denoising
-# autoencoder, trained to map x~ = x + noise back to x, learned a field g(f(x~)) - x~ that
-# points at the data manifold (mean cosine 0.95 with the true direction, against a
-# field of near-zero arrows without noise), as in figs. 14.4 and 14.5. The contractive penalty
-# lambda ||dh/dx||_F^2 (eq. 14.18) made the code far less sensitive to the input at the same
-# reconstruction error -- partly by rescaling encoder and decoder, the loophole sec. 14.7
-# warns about, and partly by a real contraction of x -> g(f(x)) in the directions the data do
-# not vary along, while it still follows the main ones. Lesson 5 turns the decoder
-# into a probabilistic model p(x|z) of the data.
+# In this lesson we regularized autoencoders with a penalty Omega(h, x), which allows a code
+# as large as the input or larger (Goodfellow et al. eq. 14.10). The sparse penalty
+# lambda sum|h_j| (a Laplace prior on the code) turned an overcomplete, copying autoencoder
+# into one that describes each digit with a handful of 128 units, trading reconstruction for
+# sparsity as lambda grows. The denoising autoencoder, trained to map x~ = x + noise back to
+# x, learned a field g(f(x~)) - x~ that points at the data manifold (mean cosine 0.95 with
+# the true direction, against a field of short, weakly aimed arrows without noise), as in
+# figs. 14.4 and 14.5. The contractive penalty lambda ||dh/dx||_F^2 (eq. 14.18), on an
+# undercomplete 64 -> 16 autoencoder, made the code far less sensitive to the input at the
+# same reconstruction error: every singular value of dh/dx shrank, the largest the most,
+# partly by rescaling encoder and decoder (the loophole sec. 14.7 warns about). The whole map
+# x -> g(f(x)) still follows the main directions of the data and stopped following the
+# border pixels the digits never use, where the penalty acts as plain weight decay; the cut
+# after the 16th direction is the bottleneck. Sec. 14.7's picture -- at each x the largest
+# singular values of dh/dx along the manifold's tangents, the rest small -- appeared with an
+# overcomplete CAE with tied weights on a curve: its top singular vector turned to the
+# tangent and the response across the curve fell to about 0.6 of that along it. Lesson 5
+# turns the decoder into a probabilistic model p(x|z) of the data.

@@ -9,7 +9,8 @@ Lesson 5, the marginal likelihood p(x) = int p(x|z) p(z) dz, three ways:
 (2) is ``VAE.log_likelihood`` (Burda et al. 2015); (1) and (3) are here. Both (1) and (2) are
 unbiased for p(x) (their logs are not: by Jensen, E[log of the estimate] <= log p(x)), but (1)
 wastes almost every sample where p(x|z) is negligible: its *effective sample size*
-(sum w)^2 / sum w^2, w_i = p(x|z_i), stays near 1.
+(sum w)^2 / sum w^2, w_i = p(x|z_i), is a few percent of k in two latent dimensions (lesson
+5's linear-Gaussian model), and stays near 1 whatever k in more than a few (10 or 20 there).
 
 Lesson 6, the ELBO in its correct form (the slides drop the logs):
 

@@ -8,8 +8,9 @@
 Lesson 8 calls the same functions (and the plotting functions of :mod:`tinyvae.plots` and
 :mod:`tinyvae.vae_plots`), so its numbers and these figures agree.
 
-The models of a full run: the classic 784-400-20-400-784 Bernoulli VAE of Kingma & Welling
-(2013) on Fashion-MNIST for reconstructions, samples, loss curves and the IWAE bound; a
+The models of a full run: a 784-400-20-400-784 Bernoulli VAE (ReLU, Adam), the recipe of
+PyTorch's VAE example, on Fashion-MNIST for reconstructions, samples, loss curves and the IWAE
+bound (Kingma & Welling 2013 used 500 tanh hidden units for MNIST, and Adagrad); a
 784-512-2-512-784 VAE for the 2-D manifold and the latent space; 64-128-8 VAEs on the digits
 for the beta sweep. A quick run uses small VAEs on the digits throughout. Every model is
 trained once per run (``ctx.get``) and shared by the figures that show it.
