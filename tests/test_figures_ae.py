@@ -194,3 +194,18 @@ def test_registered_figures():
     names = {name for name, _, _ in FIGURES}
     assert {"linear_ae_vs_pca", "denoising_field", "sparse_codes", "contractive_jacobian", "local_contraction",
             "pca_vs_autoencoder_digits"} <= names
+
+
+def test_the_smoothed_score_field_is_sigma2_times_the_gradient_of_the_blurred_log_density():
+    """Against central differences of log p_sigma(x~) = log 1/N sum_i N(x~; x_i, sigma^2 I),
+    computed here with scipy's logsumexp."""
+    from scipy.special import logsumexp
+    r = np.random.default_rng(3)
+    x_train, x_tilde, sigma = r.standard_normal((40, 2)), r.standard_normal((6, 2)), 0.3
+
+    def log_p(x):                                                      # (2,) -> float
+        return logsumexp(-np.sum((x - x_train) ** 2, axis=1) / (2 * sigma**2)) - np.log(40) \
+            - np.log(2 * np.pi * sigma**2)
+    h = 1e-6
+    grad = np.array([[(log_p(x + h * e) - log_p(x - h * e)) / (2 * h) for e in np.eye(2)] for x in x_tilde])
+    np.testing.assert_allclose(fa.smoothed_score_field(x_tilde, x_train, sigma), sigma**2 * grad, rtol=1e-6, atol=1e-9)

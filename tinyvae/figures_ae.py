@@ -19,6 +19,7 @@ Lesson 4, regularized autoencoders L(x, g(f(x))) + Omega(h, x) (secs. 14.2, 14.5
     sparse_sweep / plot_sparse_codes              Omega = lambda sum |h_j|  (sec. 14.2.1)
     curve, nearest_on_curve, denoising_experiment,
     denoising_field / plot_denoising_field        x_tilde ~ C(x_tilde | x) (sec. 14.5, fig. 14.4)
+    smoothed_score_field                          sigma^2 d log p_sigma(x~) / dx~, the field's target
     contractive_sweep / plot_contractive_jacobian Omega = lambda ||dh/dx||_F^2 (eq. 14.18)
     curve_tangent, local_contraction /
     plot_local_contraction                        the local singular vectors of dh/dx (sec. 14.7)
@@ -343,6 +344,28 @@ def nearest_on_curve(x, t_range=(-1.6, 1.6), n_grid=6401):
     d2 = (x[:, None, 0] - grid[None, :, 0]) ** 2 + (x[:, None, 1] - grid[None, :, 1]) ** 2
     nearest = grid[np.argmin(d2, axis=1)]
     return nearest, nearest - x
+
+
+def smoothed_score_field(x_tilde, x_train, noise_std):
+    """sigma^2 times the score of the noisy data, sigma^2 d log p_sigma(x~) / dx~, at points
+    x~ (n, D), where p_sigma(x~) = 1/N sum_i N(x~; x_i, sigma^2 I) is the training set x_train
+    (N, D) blurred by the corruption x~ = x + sigma eps. (n, D), in float64.
+
+    Differentiating the log of the mixture,
+
+        sigma^2 d log p_sigma(x~) / dx~ = sum_i w_i (x_i - x~) = E[x | x~] - x~,
+        w_i = N(x~; x_i, sigma^2 I) / sum_k N(x~; x_k, sigma^2 I)
+
+    (Tweedie's formula): the step from x~ to the posterior mean of the clean point. That
+    posterior mean is also the reconstruction that minimises the denoising loss
+    E ||g(f(x~)) - x||^2 over all functions, so a DAE with enough capacity learns
+    g(f(x~)) - x~ = sigma^2 d log p_sigma / dx~ (sec. 14.5; Vincent 2011, Alain & Bengio 2014)."""
+    x_tilde, x_train = np.asarray(x_tilde, dtype=np.float64), np.asarray(x_train, dtype=np.float64)
+    d2 = np.sum((x_tilde[:, None, :] - x_train[None, :, :]) ** 2, axis=2)          # (n, N)
+    log_w = -d2 / (2 * noise_std**2)
+    w = np.exp(log_w - log_w.max(axis=1, keepdims=True))
+    w /= w.sum(axis=1, keepdims=True)                                            # (n, N) weights w_i
+    return w @ x_train - x_tilde                                                 # E[x | x~] - x~
 
 
 def denoising_field(ae, x_tilde, toward):
