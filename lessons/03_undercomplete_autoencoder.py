@@ -214,6 +214,43 @@ fig = figures_ae.plot_reconstruction_comparison(x_test[:16], models, ds.image_sh
 tv.lessons.save_figure(fig, "pca_vs_autoencoder_digits", "03_undercomplete_autoencoder")
 
 # %% [markdown]
+# ## A small code is not enough: too much capacity copies anyway (secs. 14.1, 14.3)
+#
+# Sec. 14.1 warns that a small code alone does not make an autoencoder learn anything useful:
+# an encoder and decoder with enough capacity could map each training example x_i to a
+# number i and back, with a code of size one. Let us try it on a small training set: 40
+# digits, a code of one number, and two tanh layers of 128 units on each side, trained long.
+# Beside it, PCA with one component, the best *linear* one-number code.
+
+# %%
+few = x_train[:40]                                                    # (40, 64)
+pca1 = PCA(1).fit(few)
+
+
+def mean_error(reconstruct, x):
+    return float(np.mean(0.5 * np.sum((reconstruct(x) - x) ** 2, axis=1)))
+
+
+deep = tv.Autoencoder(64, hidden_dims=(128, 128), code_dim=1, activation="tanh", seed=0)
+tv.fit(deep, few, epochs=3000, batch_size=40, lr=1e-3, progress=False)
+errors = {"PCA, 1 component": lambda x: pca1.inverse_transform(pca1.transform(x)),
+          "deep AE, 1-number code": deep.reconstruct}
+print("                        train (the 40)   test (297 unseen)")
+for name, reconstruct in errors.items():
+    print(f"{name:22s}       {mean_error(reconstruct, few):.3f}            {mean_error(reconstruct, x_test):.3f}")
+deep_train, deep_test = mean_error(deep.reconstruct, few), mean_error(deep.reconstruct, x_test)
+assert deep_train < 0.6 * mean_error(errors["PCA, 1 component"], few)       # it fits the 40 ...
+assert deep_test > mean_error(errors["PCA, 1 component"], x_test)          # ... and no better beyond
+
+# %% [markdown]
+# On the 40 training digits the deep autoencoder's one number reconstructs far better than
+# PCA's; on unseen digits it is worse than PCA. It has used its capacity to remember the 40
+# (a curve through them in its one-dimensional code) rather than to describe digits. What
+# keeps an autoencoder honest is the balance of code size, capacity and data -- deeper
+# encoders can represent more (sec. 14.3), which is exactly what lets them copy -- or a
+# regularizer that asks the code for something besides reconstruction: lesson 4.
+
+# %% [markdown]
 # ## Recap
 #
 # In this lesson we built the undercomplete autoencoder, an encoder h = f(x) and a decoder
@@ -225,5 +262,6 @@ tv.lessons.save_figure(fig, "pca_vs_autoencoder_digits", "03_undercomplete_autoe
 # principal components, and the encoder agrees too except on pixels the data never uses. A
 # nonlinear autoencoder with the same code size reconstructs unseen digits better than PCA,
 # by the largest fraction at moderate code sizes (k = 4 - 8 in the full run) and hardly at all
-# once the code has 32 numbers. An undercomplete code is one way to stop the network from
-# copying; lesson 4 adds a regularizer Omega(h, x) instead, which allows a large code.
+# once the code has 32 numbers. A small code alone does not stop copying: a deep autoencoder
+# with a one-number code fitted 40 training digits far better than PCA and unseen ones worse.
+# Lesson 4 adds a regularizer Omega(h, x) instead, which also allows a large code.
