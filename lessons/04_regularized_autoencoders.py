@@ -116,7 +116,7 @@ assert abs(loss - by_hand) < 1e-4 * by_hand
 # What does it learn? Sec. 14.5: to undo the corruption the DAE must learn where the data
 # are, so its reconstruction field g(f(x~)) - x~ points from x~ back towards the data
 # manifold (fig. 14.4); for small Gaussian noise it estimates sigma^2 times the score
-# d log p(x) / dx (Alain & Bengio 2013). In two dimensions we can see it. The data lie near a
+# d log p(x) / dx (Alain & Bengio 2014). In two dimensions we can see it. The data lie near a
 # curve, x = (t, 0.6 sin 2t) plus a little noise; we train one autoencoder 2 -> 64 -> 16 -> 64
 # -> 2 with noise_std = 0.2 and one without, and at noisy test points x~ compare the field
 # with the direction to the nearest point of the curve.
@@ -165,8 +165,8 @@ for noise_std, v in zip(den["noise_stds"], den["field"]):
 assert dae_cos > 0.85 and 0.8 < dae_length < 1.25 and dae_miss < 0.35
 
 # %% [markdown]
-# The DAE's field is that score field to within about a fifth of its length at most points;
-# the plain autoencoder's is not. Nothing in training told the DAE about densities: it only
+# At a typical point (the median miss) the DAE's field is that score field to within about a
+# fifth of its length; the plain autoencoder's is not. Nothing in training told the DAE about densities: it only
 # undid noise. This is why denoising is a way to learn a density's score, the idea behind
 # score matching (sec. 18.4) and the DAE as a generative model (sec. 20.11).
 #
@@ -225,7 +225,7 @@ assert con["dec_norm"][i] > con["dec_norm"][0]           # the decoder grew to c
 # At lambda = 0.01 the encoder's Jacobian has less than half the squared norm of the plain
 # autoencoder's, for the same reconstruction error. How? Not by keeping a few large singular
 # values and zeroing the rest: every singular value shrinks, the largest ones the most (by
-# 40 to 50%, against about a quarter for the smallest), so the spectrum gets *flatter*.
+# about 35 to 50%, against about a quarter for the smallest), so the spectrum gets *flatter*.
 # Read the last two columns of the first table, too. Sec. 14.7 warns that the penalty can be
 # met cheaply: shrink the encoder by a constant and let the decoder multiply it back. Here
 # W_e shrinks and W_d grows -- part of the "contraction" is that rescaling (Rifai et al. tie
@@ -306,11 +306,12 @@ assert local["gain_normal"][1].mean() < 0.7 * local["gain_tangent"][1].mean()
 
 # %% [markdown]
 # Without the penalty the code follows a step of x about equally in every direction (s_2/s_1
-# near 1: round ellipses in the figure), and its most sensitive direction has nothing to do
-# with the curve (a mean |cos| near 0.5 is what directions at random would give). With it,
-# v_1 lies along the tangent almost everywhere (|cos| 0.9 and more) and the code responds to a
-# step across the curve at about 0.6 of its response along it (s_2/s_1, flat ellipses along
-# the curve); the reconstruction follows a step along the curve and damps a step across it.
+# near 1: round ellipses in the figure), and its most sensitive direction does not follow the
+# curve (a mean |cos| about 0.5, below the 2/pi = 0.64 of directions drawn at random: if
+# anything it leans across the curve). With it, v_1 lies along the tangent almost everywhere
+# (|cos| 0.9 and more) and the code responds to a step across the curve at about 0.6 of its
+# response along it (s_2/s_1, flat ellipses along the curve); the reconstruction follows a
+# step along the curve and damps a step across it.
 # This is the manifold picture of secs. 14.6 and 14.7: the encoder is sensitive along the
 # manifold's tangent plane and insensitive orthogonal to it, learned from data alone. (Over 2
 # dimensions with a 1-D manifold, "a few large singular values" is one; the paid price is a

@@ -963,7 +963,7 @@ def test_two_threads_computing_one_models_gradients_are_refused_not_mixed(kind):
         assert held.inside.wait(10)                       # the first thread is inside the model
         for call in (lambda: model.loss_and_grads(x, *extra),
                      lambda: model.training_loss_and_grads(x, np.random.default_rng(1))):
-            with pytest.raises(TinyVAEError, match="computing gradients in another thread.*its own model"):
+            with pytest.raises(TinyVAEError, match="training or computing gradients in another thread.*its own model"):
                 call()
         twin = copy.deepcopy(model)                       # another model is free meanwhile
         assert twin.loss_and_grads(x, *extra)[0] == serial
@@ -971,3 +971,44 @@ def test_two_threads_computing_one_models_gradients_are_refused_not_mixed(kind):
         assert first.result(10) == serial
     assert np.array_equal(model.grad_flat, serial_grads)
     assert model.loss_and_grads(x, *extra)[0] == serial   # and the model is free again
+
+
+def test_a_second_training_run_of_one_model_is_refused_while_the_first_runs():
+    """The guard had covered only the gradients: a second thread's fit, or its gradients
+    between the first's gradients and its Adam step, went through (1 step of 1952 took the
+    other thread's gradient in a trial). The whole run now holds the model; the same thread,
+    as a callback, may still compute gradients."""
+    x = np.random.default_rng(0).uniform(size=(64, 10)).astype(np.float32)
+    vae = tv.VAE(10, hidden_dims=(8,), latent_dim=2)
+    alone = copy.deepcopy(vae)
+    tv.fit(alone, x, epochs=2, batch_size=16, progress=False)
+    held, inside = _HeldArray(x), []
+    eps = np.zeros((4, 2), np.float32)
+    with ThreadPoolExecutor(1) as pool:
+        run = pool.submit(lambda: tv.fit(vae, held, epochs=2, batch_size=16, progress=False,
+                                         callback=lambda t: inside.append(vae.loss_and_grads(x[:4], eps)[0])))
+        assert held.inside.wait(10)                       # the first run holds the model
+        for call in (lambda: tv.fit(vae, x, epochs=1, progress=False),
+                     lambda: Trainer(vae).run(x, 1, progress=False),
+                     lambda: vae.loss_and_grads(x[:4], eps)):
+            with pytest.raises(TinyVAEError, match="training or computing gradients in another thread"):
+                call()
+        held.release.set()
+        run.result(10)
+    assert len(inside) == 8                               # the callback's own gradients: allowed
+    assert vae.trainer.epoch == 2 and np.array_equal(vae.flat, alone.flat)   # the run as if alone
+
+
+def test_a_hold_left_by_a_badly_timed_ctrl_c_never_locks_out_the_thread_it_stopped():
+    """A Ctrl-C landing right after the model was taken, before the try that gives it back, had
+    left a plain lock held: every later gradient call failed, in the one thread there was. The
+    hold is now the thread's own (re-entrant): that thread goes on; only others are refused."""
+    x = np.random.default_rng(0).uniform(size=(8, 10)).astype(np.float32)
+    vae = tv.VAE(10, hidden_dims=(8,), latent_dim=2)
+    eps = np.zeros((8, 2), np.float32)
+    vae._computing.acquire()                              # as an interrupted entry leaves it
+    assert np.isfinite(vae.loss_and_grads(x, eps)[0])
+    tv.fit(vae, x, epochs=1, progress=False)
+    with ThreadPoolExecutor(1) as pool:
+        with pytest.raises(TinyVAEError, match="in another thread"):
+            pool.submit(lambda: vae.loss_and_grads(x, eps)).result(10)

@@ -15,10 +15,11 @@ checker rely on it):
                                drawn from ``rng``; terms is a dict of floats (VAE: rec, kl)
     evaluate(x, rng=None)      {"loss": ..., **terms}: batch means over x, no gradients
 
-Threads may share a model to encode, evaluate or sample; its gradient methods, which write its
-one set of work buffers and gradients, take one thread at a time (a second is refused): train
-in parallel with one model per thread.
+Threads may share a model to encode, evaluate or sample; its gradient methods and a training
+run, which write its one set of work buffers, gradients and optimizer state, take one thread at
+a time (a second is refused, see ``one_thread``): train in parallel with one model per thread.
 """
+import contextlib
 import functools
 import threading
 
@@ -133,21 +134,31 @@ class Setting:
                            "with new.flat[...] = old.flat if the shapes agree)")
 
 
+@contextlib.contextmanager
+def one_thread(model):
+    """Hold ``model`` for the calling thread: its gradient methods and a training run write its
+    one set of work buffers, gradients and optimizer state, so a second thread inside them at
+    once would mix the two threads' numbers without a sign. The second thread is refused
+    instead. The same thread may enter again (a callback of ``fit`` computing gradients), and a
+    Ctrl-C that lands between taking the model and the ``try`` can leave it held only for other
+    threads, never for the one that was stopped. (The other methods allocate their own arrays:
+    any number of threads may encode, evaluate or sample with one model.)"""
+    if not model._computing.acquire(blocking=False):
+        raise TinyVAEError(f"this {type(model).__name__} is training or computing gradients in another thread, and "
+                           "both would write its one set of work buffers and gradients; give each thread its own "
+                           "model (copy.deepcopy(model))")
+    try:
+        yield model
+    finally:
+        model._computing.release()
+
+
 def one_thread_at_a_time(method):
-    """For the gradient methods: they write the model's one set of work buffers and gradients,
-    so two threads inside them at once would mix each other's numbers without a sign. The
-    second is refused instead. (The other methods allocate their own arrays: any number of
-    threads may encode, evaluate or sample with one model.)"""
+    """A gradient method run under :func:`one_thread`."""
     @functools.wraps(method)
     def guarded(model, *args, **kwargs):
-        if not model._computing.acquire(blocking=False):
-            raise TinyVAEError(f"this {type(model).__name__} is computing gradients in another thread, and both would "
-                               "write its one set of work buffers and gradients; give each thread its own model "
-                               "(copy.deepcopy(model))")
-        try:
+        with one_thread(model):
             return method(model, *args, **kwargs)
-        finally:
-            model._computing.release()
     return guarded
 
 
@@ -198,7 +209,7 @@ class Model:
         self._flat, self._params = flat_views(shapes, self.dtype)
         self._grad_flat, self._grads = flat_views(shapes, self.dtype)
         self.workspace = Workspace()
-        self._computing = threading.Lock()                  # see one_thread_at_a_time
+        self._computing = threading.RLock()                 # see one_thread
 
     # The parameters and gradients live in one flat vector each, which the layers, the optimizer
     # and a checkpoint all share: a model's arrays are written into, never replaced.

@@ -30,7 +30,7 @@ from .checkpoint import _is_int, _is_number
 from .data import binarize_batch
 from .errors import TinyVAEError, scale_advice
 from .interrupts import defer_sigint
-from .model import Model, as_array, check_nonneg_float, check_positive_int, nonfinite_error
+from .model import Model, as_array, check_nonneg_float, check_positive_int, nonfinite_error, one_thread
 from .optim import OPTIMIZERS, make_optimizer
 
 BINARIZE = (None, "dynamic")
@@ -203,7 +203,12 @@ class Trainer:
         every epoch; both inside the Ctrl-C deferral, so a checkpoint they write is never cut
         short. Ctrl-C raises KeyboardInterrupt after the current minibatch (or callback), with
         the trainer consistent: save it and load it to continue. A non-finite loss raises
-        TinyVAEError before the bad step is applied."""
+        TinyVAEError before the bad step is applied. The model is held for this thread meanwhile
+        (:func:`tinyvae.model.one_thread`)."""
+        with one_thread(self.model):
+            return self._run(x_train, until_epoch, x_val, progress, callback, epoch_callback, checked)
+
+    def _run(self, x_train, until_epoch, x_val, progress, callback, epoch_callback, checked):
         from tqdm import tqdm
 
         model = self.model
@@ -346,8 +351,8 @@ def _check_generator_state(name, state):
     """A PCG64 state as NumPy saves it: its 128-bit integers in range (NumPy 2 refuses one that is
     not; NumPy 1 only warned and wrapped it, resuming from a state no run had). ValueError if not."""
     inner = state["state"]
-    if not all(isinstance(inner[k], int) and not isinstance(inner[k], bool) and 0 <= inner[k] < 2**128
-               for k in ("state", "inc")):
+    ranges = ((inner, "state", 2**128), (inner, "inc", 2**128), (state, "has_uint32", 2), (state, "uinteger", 2**32))
+    if not all(isinstance(d[k], int) and not isinstance(d[k], bool) and 0 <= d[k] < top for d, k, top in ranges):
         raise ValueError(f"the {name} generator state is out of range")
 
 
@@ -455,6 +460,13 @@ def fit(model, x_train, epochs=10, batch_size=None, lr=None, optimizer=None, see
     count; ``tinyvae train --threads`` does it for a run), and the two backends agree to rounding.
     """
     _trainable(model)
+    with one_thread(model):           # two fits of one model at once would share its trainer and buffers
+        return _fit(model, x_train, epochs, batch_size, lr, optimizer, seed, x_val, progress, binarize, callback,
+                    epoch_callback, checkpoint, checkpoint_every)
+
+
+def _fit(model, x_train, epochs, batch_size, lr, optimizer, seed, x_val, progress, binarize, callback,
+         epoch_callback, checkpoint, checkpoint_every):
     epochs = check_positive_int("epochs", epochs)
     checkpoint_every = check_positive_int("checkpoint_every", checkpoint_every)
     for name, f in (("callback", callback), ("epoch_callback", epoch_callback)):
