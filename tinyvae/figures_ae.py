@@ -427,8 +427,7 @@ def plot_denoising_field(result, n_arrows=160):
     axes = np.atleast_1d(fig.subplots(1, panels, sharex=True, sharey=True))
     for ax, noise_std, v, cos, ratio in zip(axes, result["noise_stds"], result["field"],
                                             result["mean_cosine"], result["median_length_ratio"]):
-        ax.scatter(*result["x_train"].T, s=2, color="0.75", label="training data x")
-        ax.plot(*line.T, color="black", lw=1.2, label="manifold (t, 0.6 sin 2t)")
+        _draw_curve(ax, result["x_train"], line)
         ax.scatter(*x_tilde.T, s=8, color="C3", zorder=3, label="noisy points x~")
         ax.quiver(x_tilde[:, 0], x_tilde[:, 1], v[:n_arrows, 0], v[:n_arrows, 1], angles="xy",
                   scale_units="xy", scale=1, width=0.0035, color="C0", zorder=4,
@@ -436,13 +435,25 @@ def plot_denoising_field(result, n_arrows=160):
         kind = f"denoising AE, noise_std = {noise_std:g}" if noise_std else "plain AE (no noise)"
         ax.set_title(f"{kind}\nmean cos(field, direction to curve) = {cos:.2f}, "
                      f"median |field| / distance = {ratio:.2f}", fontsize=10)
+    return _plane_panels(fig, axes, "The denoising field g(f(x~)) - x~ points back to the data manifold "
+                         "(Goodfellow et al. sec. 14.5, fig. 14.4)", fontsize=12)
+
+
+def _draw_curve(ax, x_train, line):
+    """The training points near the curve and the curve itself, in a panel of the plane."""
+    ax.scatter(*x_train.T, s=2, color="0.75", label="training data x")
+    ax.plot(*line.T, color="black", lw=1.2, label="manifold (t, 0.6 sin 2t)")
+
+
+def _plane_panels(fig, axes, title, fontsize):
+    """The frame shared by the panels of the curve in the plane: equal axes, grid, labels, legend."""
+    for ax in axes:
         ax.set_xlabel("x_1")
         ax.set_aspect("equal")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("x_2")
     axes[0].legend(fontsize=8, loc="upper left")
-    fig.suptitle("The denoising field g(f(x~)) - x~ points back to the data manifold "
-                 "(Goodfellow et al. sec. 14.5, fig. 14.4)", fontsize=12)
+    fig.suptitle(title, fontsize=fontsize)
     return fig
 
 
@@ -548,8 +559,7 @@ def plot_local_contraction(result, n_ellipses=14):
     pick = np.linspace(0, len(result["points"]) - 1, n_ellipses).round().astype(int)
     scale = 0.15 / max(float(np.max(s[:, 0])) for s in result["s"])     # the largest s_1: 0.15 long
     for ax, lam, s, v1, cos in zip(axes, result["lambdas"], result["s"], result["v1"], result["cosine"]):
-        ax.scatter(*result["x_train"].T, s=2, color="0.8", label="training data x")
-        ax.plot(*line.T, color="black", lw=1, label="manifold (t, 0.6 sin 2t)")
+        _draw_curve(ax, result["x_train"], line)
         for i in pick:
             angle = np.degrees(np.arctan2(v1[i, 1], v1[i, 0]))
             ax.add_patch(Ellipse(result["points"][i], 2 * scale * s[i, 0], 2 * scale * s[i, 1], angle=angle,
@@ -558,14 +568,8 @@ def plot_local_contraction(result, n_ellipses=14):
         kind = f"tied CAE, lambda = {lam:g}" if lam else "tied AE, no penalty"
         ax.set_title(f"{kind}\nmedian s_2 / s_1 = {ratio:.2f}, mean |cos(v_1, tangent)| = "
                      f"{float(np.mean(cos)):.2f}", fontsize=10)
-        ax.set_xlabel("x_1")
-        ax.set_aspect("equal")
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("x_2")
-    axes[0].legend(fontsize=8, loc="upper left")
-    fig.suptitle("How the code h = f(x) responds to a step of x: ellipses with axes s_1 v_1, s_2 v_2 of "
-                 "dh/dx (Goodfellow et al. sec. 14.7)", fontsize=11)
-    return fig
+    return _plane_panels(fig, axes, "How the code h = f(x) responds to a step of x: ellipses with axes s_1 v_1, "
+                         "s_2 v_2 of dh/dx (Goodfellow et al. sec. 14.7)", fontsize=11)
 
 
 def plot_contractive_jacobian(result):
