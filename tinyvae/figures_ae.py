@@ -662,7 +662,7 @@ def fig_pca_vs_autoencoder_digits(ctx):
 
 @figure("denoising_field", "Denoising autoencoder on a curve in the plane: the field g(f(x~)) - x~ "
         "points from noisy points back to the manifold; a plain overcomplete autoencoder learns "
-        "nearly the identity and no such field (lesson 4).")
+        "nearly the identity, with short, weakly aimed arrows (lesson 4).")
 def fig_denoising_field(ctx):
     result = ctx.get("figures_ae.denoising",
                      lambda: denoising_experiment(epochs=60, seed=ctx.seed))
