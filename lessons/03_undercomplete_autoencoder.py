@@ -255,13 +255,16 @@ assert deep_test > mean_error(errors["PCA, 1 component"], x_test)          # ...
 #
 # Sec. 14.4 reads the decoder as a distribution p_decoder(x | h) whose parameters g(h)
 # computes, and the loss as -log p_decoder(x | h). Squared error is a Gaussian with mean r and
-# unit variance, up to a constant; cross-entropy (loss="bce", for x in [0, 1]) is a Bernoulli
-# with means r = sigmoid(l) of the decoder's logits l:
+# unit variance, up to a constant; cross-entropy (loss="bce") is a Bernoulli with means
+# r = sigmoid(l) of the decoder's logits l, for binary x (for gray values in [0, 1] the same
+# formula is a cross-entropy between Bernoulli(x) and Bernoulli(r), not a normalised density
+# of x):
 #
 #     -log N(x; r, I)         = 1/2 ||x - r||^2 + D/2 log 2 pi
 #     -log Bernoulli(x; r)    = -sum_d [x_d log r_d + (1 - x_d) log(1 - r_d)]
 #
-# Check both on five test digits, by hand against the library's loss:
+# Check both on five test digits (made binary for the Bernoulli), by hand against the
+# library's loss:
 
 # %%
 x5 = x_test[:5].astype(np.float64)                                    # (5, 64)
@@ -270,13 +273,14 @@ gauss = tv.Autoencoder(64, hidden_dims=(32,), code_dim=4, loss="mse", dtype="flo
 r = gauss.reconstruct(x5)                                             # the Gaussian's mean
 neg_log_gauss = 0.5 * np.sum((x5 - r) ** 2, axis=1) + D / 2 * np.log(2 * np.pi)
 bern = tv.Autoencoder(64, hidden_dims=(32,), code_dim=4, loss="bce", dtype="float64", seed=0)
-p = bern.reconstruct(x5)                                              # the Bernoulli's means
-neg_log_bern = -np.sum(x5 * np.log(p) + (1 - x5) * np.log(1 - p), axis=1)
+x5_bits = (x5 > 0.5).astype(np.float64)                              # (5, 64) binary digits
+p = bern.reconstruct(x5_bits)                                         # the Bernoulli's means
+neg_log_bern = -np.sum(x5_bits * np.log(p) + (1 - x5_bits) * np.log(1 - p), axis=1)
 print("-log N(x; r, I) - mse loss:   ", np.round(neg_log_gauss - gauss.loss_terms(x5)[0], 4),
       f"(D/2 log 2 pi = {D / 2 * np.log(2 * np.pi):.4f})")
-print(f"-log Bernoulli(x; r) - bce loss: at most {np.max(np.abs(neg_log_bern - bern.loss_terms(x5)[0])):.1e}")
+print(f"-log Bernoulli(x; r) - bce loss: at most {np.max(np.abs(neg_log_bern - bern.loss_terms(x5_bits)[0])):.1e}")
 assert np.allclose(neg_log_gauss - gauss.loss_terms(x5)[0], D / 2 * np.log(2 * np.pi), rtol=1e-12)
-assert np.allclose(neg_log_bern, bern.loss_terms(x5)[0], rtol=1e-10)
+assert np.allclose(neg_log_bern, bern.loss_terms(x5_bits)[0], rtol=1e-10)
 
 # %% [markdown]
 # So training an autoencoder is maximum likelihood of a decoder distribution given the code.
@@ -300,5 +304,6 @@ assert np.allclose(neg_log_bern, bern.loss_terms(x5)[0], rtol=1e-10)
 # once the code has 32 numbers. A small code alone does not stop copying: a deep autoencoder
 # with a one-number code fitted 40 training digits far better than PCA and unseen ones worse.
 # The losses are negative log-likelihoods of a decoder distribution p(x|h): squared error a
-# unit-variance Gaussian (up to D/2 log 2 pi), cross-entropy a Bernoulli. Lesson 4 adds a
-# regularizer Omega(h, x) instead of a small code, which also allows a large code.
+# unit-variance Gaussian (up to D/2 log 2 pi), cross-entropy a Bernoulli (for binary x).
+# Lesson 4 adds a regularizer Omega(h, x) instead of a small code, which also allows a large
+# code.

@@ -1012,3 +1012,23 @@ def test_a_hold_left_by_a_badly_timed_ctrl_c_never_locks_out_the_thread_it_stopp
     with ThreadPoolExecutor(1) as pool:
         with pytest.raises(TinyVAEError, match="in another thread"):
             pool.submit(lambda: vae.loss_and_grads(x, eps)).result(10)
+
+
+def test_fit_from_a_callback_of_the_same_models_run_is_refused():
+    """The thread hold lets a callback compute gradients; it had let a callback's fit through too,
+    which trained a second epoch inside the first on a stale order of examples. Refused, and the
+    outer run goes on as if alone."""
+    x = np.random.default_rng(0).uniform(size=(64, 10)).astype(np.float32)
+    vae, alone = tv.VAE(10, hidden_dims=(8,), latent_dim=2), tv.VAE(10, hidden_dims=(8,), latent_dim=2)
+    tv.fit(alone, x, epochs=1, batch_size=16, progress=False)
+    refused = []
+
+    def nested(t):
+        for call in (lambda: tv.fit(vae, x, epochs=1, progress=False), lambda: t.run(x, 2, progress=False)):
+            with pytest.raises(TinyVAEError, match="being trained by the run that called this one"):
+                call()
+        refused.append(t.step)
+    tv.fit(vae, x, epochs=1, batch_size=16, progress=False, callback=nested)
+    assert refused == [1, 2, 3, 4] and vae.trainer.epoch == 1 and np.array_equal(vae.flat, alone.flat)
+    tv.fit(vae, x, epochs=1, batch_size=16, progress=False)             # free again afterwards
+    assert vae.trainer.epoch == 2

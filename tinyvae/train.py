@@ -20,6 +20,7 @@ minibatch, so an interrupted trainer is always in such a consistent state; under
 line, so are SIGTERM and SIGHUP (``kill``, a closed terminal), raised as
 :class:`tinyvae.interrupts.Interrupted`, a KeyboardInterrupt.
 """
+import contextlib
 import hashlib
 import math
 import sys
@@ -205,7 +206,7 @@ class Trainer:
         the trainer consistent: save it and load it to continue. A non-finite loss raises
         TinyVAEError before the bad step is applied. The model is held for this thread meanwhile
         (:func:`tinyvae.model.one_thread`)."""
-        with one_thread(self.model):
+        with one_thread(self.model), _one_run(self.model):
             return self._run(x_train, until_epoch, x_val, progress, callback, epoch_callback, checked)
 
     def _run(self, x_train, until_epoch, x_val, progress, callback, epoch_callback, checked):
@@ -347,9 +348,26 @@ class Trainer:
         return trainer
 
 
+@contextlib.contextmanager
+def _one_run(model):
+    """One training run of ``model`` at a time, in its own thread too: ``fit`` called from a
+    callback of the model's run (which the thread hold lets through, as it lets the callback
+    compute gradients) would change the trainer under that run, whose epoch then went on with
+    a stale order of examples. Refused."""
+    if getattr(model, "_running", False):
+        raise TinyVAEError("this model is being trained by the run that called this one (from a callback?): "
+                           "train it after that run returns, or train a copy (copy.deepcopy(model))")
+    model._running = True
+    try:
+        yield
+    finally:
+        model._running = False
+
+
 def _check_generator_state(name, state):
-    """A PCG64 state as NumPy saves it: its 128-bit integers in range (NumPy 2 refuses one that is
-    not; NumPy 1 only warned and wrapped it, resuming from a state no run had). ValueError if not."""
+    """A PCG64 state as NumPy saves it: its two 128-bit integers, the has_uint32 flag (0 or 1) and
+    the buffered 32-bit uinteger in range (NumPy 2 refuses an out-of-range 128-bit integer; NumPy 1
+    only warned and wrapped it, resuming from a state no run had). ValueError if not."""
     inner = state["state"]
     ranges = ((inner, "state", 2**128), (inner, "inc", 2**128), (state, "has_uint32", 2), (state, "uinteger", 2**32))
     if not all(isinstance(d[k], int) and not isinstance(d[k], bool) and 0 <= d[k] < top for d, k, top in ranges):
@@ -460,7 +478,7 @@ def fit(model, x_train, epochs=10, batch_size=None, lr=None, optimizer=None, see
     count; ``tinyvae train --threads`` does it for a run), and the two backends agree to rounding.
     """
     _trainable(model)
-    with one_thread(model):           # two fits of one model at once would share its trainer and buffers
+    with one_thread(model), _one_run(model):   # two fits of one model at once would share its trainer
         return _fit(model, x_train, epochs, batch_size, lr, optimizer, seed, x_val, progress, binarize, callback,
                     epoch_callback, checkpoint, checkpoint_every)
 
@@ -547,8 +565,8 @@ def _fit(model, x_train, epochs, batch_size, lr, optimizer, seed, x_val, progres
             model.save(checkpoint)
 
     try:
-        trainer.run(x_train, trainer.epoch + epochs, x_val=x_val, progress=progress,
-                    callback=callback, epoch_callback=on_epoch, checked=True)
+        trainer._run(x_train, trainer.epoch + epochs, x_val, progress, callback, on_epoch,  # fit holds the run
+                     checked=True)
     except KeyboardInterrupt:
         if checkpoint is not None:
             model.save(checkpoint)
