@@ -1032,3 +1032,20 @@ def test_fit_from_a_callback_of_the_same_models_run_is_refused():
     assert refused == [1, 2, 3, 4] and vae.trainer.epoch == 1 and np.array_equal(vae.flat, alone.flat)
     tv.fit(vae, x, epochs=1, batch_size=16, progress=False)             # free again afterwards
     assert vae.trainer.epoch == 2
+
+
+@pytest.mark.parametrize("cls", [tv.VAE, tv.Autoencoder])
+def test_every_public_method_that_writes_the_shared_buffers_holds_the_model(cls):
+    """The rule CONTRIBUTING states: a public method that runs the gradient pass or writes the
+    workspace or the gradients runs under one_thread_at_a_time (else a second thread mixes its
+    numbers in without a sign). Read from the source, so a new method is checked too."""
+    import inspect
+    writers = []
+    for name, fn in vars(cls).items():
+        if name.startswith("_") or not inspect.isfunction(fn):
+            continue
+        source = inspect.getsource(inspect.unwrap(fn))
+        if any(k in source for k in ("self.workspace", "_loss_and_grads(", "self.grads[")):
+            writers.append(name)
+            assert getattr(fn, "__wrapped__", None) is not None, f"{cls.__name__}.{name} is not held"
+    assert {"loss_and_grads", "training_loss_and_grads"} <= set(writers)
