@@ -237,10 +237,11 @@ errors = {"PCA, 1 component": lambda x: pca1.inverse_transform(pca1.transform(x)
           "deep AE, 1-number code": deep.reconstruct}
 print("                        train (the 40)   test (297 unseen)")
 for name, reconstruct in errors.items():
-    print(f"{name:22s}       {mean_error(reconstruct, few):.3f}            {mean_error(reconstruct, x_test):.3f}")
-deep_train, deep_test = mean_error(deep.reconstruct, few), mean_error(deep.reconstruct, x_test)
-assert deep_train < 0.6 * mean_error(errors["PCA, 1 component"], few)       # it fits the 40 ...
-assert deep_test > mean_error(errors["PCA, 1 component"], x_test)          # ... and no better beyond
+    train, test = mean_error(reconstruct, few), mean_error(reconstruct, x_test)
+    print(f"{name:22s}       {train:.3f}            {test:.3f}")
+pca_train, pca_test = (mean_error(errors["PCA, 1 component"], x) for x in (few, x_test))
+assert mean_error(deep.reconstruct, few) < 0.6 * pca_train           # it fits the 40 ...
+assert mean_error(deep.reconstruct, x_test) > pca_test               # ... and no better beyond
 
 # %% [markdown]
 # On the 40 training digits the deep autoencoder's one number reconstructs far better than
@@ -278,7 +279,8 @@ p = bern.reconstruct(x5_bits)                                         # the Bern
 neg_log_bern = -np.sum(x5_bits * np.log(p) + (1 - x5_bits) * np.log(1 - p), axis=1)
 print("-log N(x; r, I) - mse loss:   ", np.round(neg_log_gauss - gauss.loss_terms(x5)[0], 4),
       f"(D/2 log 2 pi = {D / 2 * np.log(2 * np.pi):.4f})")
-print(f"-log Bernoulli(x; r) - bce loss: at most {np.max(np.abs(neg_log_bern - bern.loss_terms(x5_bits)[0])):.1e}")
+bce_miss = np.max(np.abs(neg_log_bern - bern.loss_terms(x5_bits)[0]))
+print(f"-log Bernoulli(x; r) - bce loss: at most {bce_miss:.1e}")
 assert np.allclose(neg_log_gauss - gauss.loss_terms(x5)[0], D / 2 * np.log(2 * np.pi), rtol=1e-12)
 assert np.allclose(neg_log_bern, bern.loss_terms(x5_bits)[0], rtol=1e-10)
 

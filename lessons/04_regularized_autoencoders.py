@@ -287,14 +287,14 @@ assert con["gain"][i, empty].mean() < 0.1 * con["gain"][0, empty].mean()     # .
 # gives the gain of the reconstruction along the tangent and along the normal.
 
 # %%
-local = figures_ae.local_contraction((0.0, 0.1), code_dim=16 if quick else 32, epochs=100 if quick else 300,
-                                     seed=0)
+local = figures_ae.local_contraction((0.0, 0.1), code_dim=16 if quick else 32,
+                                     epochs=100 if quick else 300, seed=0)
 print("lambda   median s_2/s_1   mean |cos(v_1, tangent)|   gain along / across   train error")
 for i, lam in enumerate(local["lambdas"]):
     s = local["s"][i]                                             # (n_points, 2)
+    along, across = local["gain_tangent"][i].mean(), local["gain_normal"][i].mean()
     print(f"{lam:6g}        {np.median(s[:, 1] / s[:, 0]):.2f}                {local['cosine'][i].mean():.2f}"
-          f"                {local['gain_tangent'][i].mean():.2f} / {local['gain_normal'][i].mean():.2f}"
-          f"          {local['rec'][i]:.4f}")
+          f"                {along:.2f} / {across:.2f}          {local['rec'][i]:.4f}")
 fig = figures_ae.plot_local_contraction(local)
 tv.lessons.save_figure(fig, "local_contraction", "04_regularized_autoencoders")
 
