@@ -357,8 +357,8 @@ def _one_run(model):
     if getattr(model, "_running", False):
         raise TinyVAEError("this model is being trained by the run that called this one (from a callback?): "
                            "train it after that run returns, or train a copy (copy.deepcopy(model))")
-    model._running = True
-    try:
+    try:                               # set inside the try: a Ctrl-C can never leave it set
+        model._running = True
         yield
     finally:
         model._running = False
